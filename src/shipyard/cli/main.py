@@ -1,0 +1,189 @@
+"""The `shipyard` command. Thin: parse, call the packages, print."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+
+from shipyard.cli.output import Format, age, console, dump, errors, phase, table
+from shipyard.cli.reporter import ConsoleReporter
+from shipyard.local import RunNotFound, RunStatus, Store, cancel, launch, read_logs
+from shipyard.render import render_experiment
+from shipyard.spec import Experiment, SpecError, load_experiment
+
+app = typer.Typer(
+    name="shipyard",
+    help=(
+        "Describe deep-learning experiments in Python or YAML and run them: on this "
+        "machine (the embedded local backend), or on Kubernetes.\n\n"
+        "Start with:  shipyard launch examples/allreduce/experiment.py"
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+if importlib.util.find_spec("shipyard.cli.dev") is not None:
+    from shipyard.cli import dev
+
+    app.add_typer(dev.app, name="dev")
+
+SpecFile = Annotated[
+    Path, typer.Argument(help="Experiment file: a .py module defining an Experiment, or YAML.")
+]
+Output = Annotated[Format, typer.Option("--output", "-o", help="table, json or yaml.")]
+RunRef = Annotated[str, typer.Argument(help="Run id (e.g. allreduce-3) or experiment name (its latest run).")]
+
+
+def _load(path: Path) -> Experiment:
+    try:
+        return load_experiment(path)
+    except (SpecError, FileNotFoundError) as exc:
+        errors.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _resolve(store: Store, ref: str) -> RunStatus:
+    try:
+        return store.resolve(ref)
+    except RunNotFound:
+        errors.print(f"[red]error:[/red] no run or experiment named {ref!r}; see `shipyard list`")
+        raise typer.Exit(1) from None
+
+
+@app.command("launch")
+def launch_cmd(
+    file: SpecFile,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Queue it and return; follow with `shipyard logs -f`.")] = False,
+) -> None:
+    """Launch an experiment on this machine: every replica of every role as a process.
+
+    The whole gang starts together or waits in the local queue until this machine has
+    the CPUs, memory and GPUs for all of it. Output of every rank is shown with its
+    name in front and kept on disk. Ctrl-C stops every process of the experiment.
+
+    Example:  shipyard launch examples/allreduce/experiment.py
+    """
+    exp = _load(file)
+    if detach:
+        status = launch(exp, file, detach=True)
+        console.print(f"{status.id} queued; follow it with: shipyard logs -f {status.id}")
+        return
+    status = launch(exp, file, reporter=ConsoleReporter(console))
+    code = {"Succeeded": 0, "Cancelled": 130}.get(status.phase, 1)
+    raise typer.Exit(code)
+
+
+@app.command()
+def render(
+    file: SpecFile,
+    output: Annotated[Format, typer.Option("--output", "-o", help="yaml or json.")] = Format.yaml,
+) -> None:
+    """Print the Kubernetes objects the experiment becomes (a dry run; needs no cluster).
+
+    A headless Service for rendezvous and one Pod per replica, with resource requests,
+    node selectors, tolerations and the torchrun/MPI environment.
+
+    Example:  shipyard render examples/ddp/experiment.py -o json
+    """
+    objects = render_experiment(_load(file))
+    if output is Format.json:
+        print(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}, indent=2))
+    else:
+        print(yaml.safe_dump_all(objects, sort_keys=False), end="")
+
+
+def _summary(s: RunStatus) -> dict[str, object]:
+    return {
+        "id": s.id, "name": s.name, "queue": s.queue, "priority": s.priority,
+        "phase": s.phase, "position": s.position, "restarts": s.restarts,
+        "message": s.message, "source": s.source,
+        "submitted_at": s.submitted_at, "started_at": s.started_at, "finished_at": s.finished_at,
+    }
+
+
+@app.command("list")
+def list_cmd(
+    output: Output = Format.table,
+    all_runs: Annotated[bool, typer.Option("--all", "-a", help="Include finished runs.")] = True,
+) -> None:
+    """List experiments run on this machine, oldest first.
+
+    Example:  shipyard list -o json
+    """
+    runs = [s for s in Store().all() if all_runs or s.active]
+    if output is not Format.table:
+        return dump([_summary(s) for s in runs], output)
+    rows = [
+        (s.id, s.queue, phase(s.phase), len(s.ranks) or "", s.restarts, age(s.submitted_at), s.message)
+        for s in runs
+    ]
+    table(("ID", "QUEUE", "PHASE", "RANKS", "RESTARTS", "AGE", "MESSAGE"), rows)
+
+
+@app.command()
+def status(ref: RunRef, output: Output = Format.table) -> None:
+    """Show one experiment: phase, why it waits, every rank's process and exit code.
+
+    Example:  shipyard status allreduce
+    """
+    s = _resolve(Store(), ref)
+    if output is not Format.table:
+        data = _summary(s) | {"ranks": {k: vars(v) for k, v in s.ranks.items()}}
+        return dump(data, output)
+    console.print(f"[bold]{s.id}[/bold]  {phase(s.phase)}  queue {s.queue}  priority {s.priority}"
+                  f"  restarts {s.restarts}")
+    if s.position:
+        console.print(f"position {s.position} in the local queue")
+    console.print(s.message, highlight=False)
+    rows = [(name, r.state, r.pid, r.exit_code) for name, r in s.ranks.items()]
+    if rows:
+        table(("RANK", "STATE", "PID", "EXIT"), rows)
+
+
+@app.command()
+def logs(
+    ref: RunRef,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the run ends.")] = False,
+    rank: Annotated[str | None, typer.Option("--rank", "-r", help="Only this rank, e.g. worker-0.")] = None,
+) -> None:
+    """Print the logs of every rank, each line prefixed with its rank.
+
+    Example:  shipyard logs -f allreduce --rank worker-1
+    """
+    store = Store()
+    s = _resolve(store, ref)
+    try:
+        for name, line in read_logs(s.id, follow=follow, rank=rank, store=store):
+            print(f"[{name}] {line}")
+    except KeyError:
+        errors.print(f"[red]error:[/red] {s.id} has no rank {rank!r}")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+@app.command("cancel")
+def cancel_cmd(ref: RunRef) -> None:
+    """Cancel an experiment: stop every process of it, or take it out of the queue.
+
+    Example:  shipyard cancel allreduce-2
+    """
+    store = Store()
+    s = _resolve(store, ref)
+    if not s.active:
+        console.print(f"{s.id} already finished: {s.phase}")
+        return
+    s = cancel(s.id, store=store)
+    console.print(f"{s.id}: {phase(s.phase)}")
+
+
+def main() -> None:
+    app()

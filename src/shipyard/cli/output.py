@@ -1,0 +1,59 @@
+"""Printing results as a table, JSON or YAML: one place for every verb."""
+
+from __future__ import annotations
+
+import enum
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+errors = Console(stderr=True)
+
+
+class Format(enum.StrEnum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+
+
+def dump(data: Any, fmt: Format) -> None:
+    if fmt is Format.json:
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        print(yaml.safe_dump(data, sort_keys=False, default_flow_style=False), end="")
+
+
+def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
+    t = Table(title=title, box=None, header_style="bold", pad_edge=False)
+    for column in columns:
+        t.add_column(column, overflow="fold")
+    for row in rows:
+        t.add_row(*(str(c) if c is not None else "" for c in row))
+    console.print(t)
+
+
+def age(since: float | None, now: float | None = None) -> str:
+    if since is None:
+        return ""
+    seconds = int((now or time.time()) - since)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+PHASE_STYLE = {
+    "Queued": "yellow", "Starting": "cyan", "Running": "cyan", "Restarting": "magenta",
+    "Succeeded": "green", "Failed": "red", "Cancelled": "dim",
+}
+
+
+def phase(text: str) -> str:
+    style = PHASE_STYLE.get(text)
+    return f"[{style}]{text}[/{style}]" if style else text

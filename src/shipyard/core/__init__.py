@@ -1,0 +1,1 @@
+"""Pure policy over snapshots: no Kubernetes client, clock, socket or subprocess here."""

@@ -1,0 +1,288 @@
+"""Build etcd, the Kubernetes control plane and kwok from the Go module proxy, cached.
+
+Binaries land in `<cache>/bin/<key>/` where the key names every pinned version and
+the platform; a complete directory carries a `manifest.json` written last, so a
+second run finds it and builds nothing. Nothing is fetched from anywhere but the
+Go module proxy (`go mod download`).
+
+Run as `python -m shipyard.dev.build` or `shipyard dev build`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from shipyard.dev import gomod
+
+KUBERNETES_VERSION = "v1.36.3"
+ETCD_VERSION = "v3.6.16"
+KWOK_VERSION = "v0.8.0"
+
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+
+
+class BuildError(RuntimeError):
+    """A build step failed; the message names the step and carries go's output."""
+
+
+@dataclass(frozen=True)
+class Versions:
+    kubernetes: str = KUBERNETES_VERSION
+    etcd: str = ETCD_VERSION
+    kwok: str = KWOK_VERSION
+
+    @classmethod
+    def from_env(cls) -> Versions:
+        # Overrides exist so a neighbouring release can be tried without editing code.
+        return cls(
+            kubernetes=os.environ.get("SHIPYARD_KUBERNETES_VERSION", KUBERNETES_VERSION),
+            etcd=os.environ.get("SHIPYARD_ETCD_VERSION", ETCD_VERSION),
+            kwok=os.environ.get("SHIPYARD_KWOK_VERSION", KWOK_VERSION),
+        )
+
+    def key(self) -> str:
+        arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+        return (
+            f"k8s-{self.kubernetes}_etcd-{self.etcd}_kwok-{self.kwok}_"
+            f"{sys.platform}-{arch}"
+        )
+
+
+def cache_root() -> Path:
+    env = os.environ.get("SHIPYARD_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "shipyard"
+
+
+def bin_dir(versions: Versions | None = None) -> Path:
+    return cache_root() / "bin" / (versions or Versions.from_env()).key()
+
+
+def cached_binaries(versions: Versions | None = None) -> dict[str, Path] | None:
+    """The binaries of a complete cached build, or None if it must be built."""
+    d = bin_dir(versions)
+    if not (d / "manifest.json").is_file():
+        return None
+    paths = {b: d / b for b in BINARIES}
+    if not all(p.is_file() and os.access(p, os.X_OK) for p in paths.values()):
+        return None
+    return paths
+
+
+def require_binaries(versions: Versions | None = None) -> dict[str, Path]:
+    paths = cached_binaries(versions)
+    if paths is None:
+        raise BuildError(
+            f"control-plane binaries are not built (looked in {bin_dir(versions)}); "
+            "run `shipyard dev build` (or `python -m shipyard.dev.build`) first"
+        )
+    return paths
+
+
+def find_controlplane_dir() -> Path:
+    """`dev/controlplane` of the source checkout, or a work dir in the cache."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "pyproject.toml").is_file() and (parent / "dev").is_dir():
+            return parent / "dev" / "controlplane"
+    return cache_root() / "controlplane"
+
+
+@dataclass
+class Target:
+    """One wrapper module and the commands built from it."""
+
+    name: str
+    upstream: str
+    version: str
+    local_version: str
+    packages: dict[str, str]  # binary name -> Go package path
+    ldflags: list[str] = field(default_factory=list)
+
+
+def targets(v: Versions) -> list[Target]:
+    _, minor, _patch = v.kubernetes.lstrip("v").split(".")
+    kv = [
+        f"-X {pkg}.{var}={val}"
+        for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
+        for var, val in (
+            ("gitVersion", v.kubernetes),
+            ("gitMajor", "1"),
+            ("gitMinor", minor),
+            ("gitTreeState", "clean"),
+            ("buildDate", "1970-01-01T00:00:00Z"),
+        )
+    ]
+    return [
+        Target(
+            name="etcd",
+            upstream="go.etcd.io/etcd/server/v3",
+            version=v.etcd,
+            local_version=v.etcd,
+            packages={"etcd": "go.etcd.io/etcd/server/v3"},
+        ),
+        Target(
+            name="kubernetes",
+            upstream="k8s.io/kubernetes",
+            version=v.kubernetes,
+            local_version=gomod.kubernetes_staging_version(v.kubernetes),
+            packages={
+                b: f"k8s.io/kubernetes/cmd/{b}"
+                for b in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+            },
+            ldflags=kv,
+        ),
+        Target(
+            name="kwok",
+            upstream="sigs.k8s.io/kwok",
+            version=v.kwok,
+            local_version=v.kwok,
+            packages={"kwok": "sigs.k8s.io/kwok/cmd/kwok"},
+            ldflags=[f"-X sigs.k8s.io/kwok/pkg/consts.Version={v.kwok}"],
+        ),
+    ]
+
+
+Log = Callable[[str], None]
+
+
+def _go(args: list[str], cwd: Path, step: str, log: Log) -> str:
+    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-buildvcs=false -mod=mod"}
+    # A go.mod asking for a newer toolchain must not silently download one unless
+    # the caller allowed it through GOTOOLCHAIN.
+    env.setdefault("GOTOOLCHAIN", "local")
+    log(f"{step}: go {' '.join(args)}")
+    proc = subprocess.run(
+        ["go", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise BuildError(f"{step} failed (go {' '.join(args)}):\n{proc.stderr[-6000:]}")
+    return proc.stdout
+
+
+def upstream_gomod(t: Target, log: Log) -> str:
+    # Outside any module, so a broken wrapper go.mod cannot get in the way.
+    with tempfile.TemporaryDirectory(prefix="shipyard-gomod-") as work:
+        out = _go(
+            ["mod", "download", "-json", f"{t.upstream}@{t.version}"],
+            Path(work),
+            f"fetch {t.name}",
+            log,
+        )
+    info = json.loads(out)
+    if info.get("Error"):
+        raise BuildError(f"fetch {t.upstream}@{t.version}: {info['Error']}")
+    return Path(info["GoMod"]).read_text()
+
+
+def write_wrapper(t: Target, cp_dir: Path, log: Log) -> Path:
+    """(Re)generate dev/controlplane/<name>/ when the pinned version changed."""
+    d = cp_dir / t.name
+    d.mkdir(parents=True, exist_ok=True)
+    text = gomod.wrapper_gomod(
+        module=f"shipyard.dev/controlplane/{t.name}",
+        upstream_module=t.upstream,
+        upstream_version=t.version,
+        upstream_gomod=upstream_gomod(t, log),
+        local_version=t.local_version,
+    )
+    mod = d / "go.mod"
+    if not mod.is_file() or mod.read_text() != text:
+        mod.write_text(text)
+        (d / "go.sum").unlink(missing_ok=True)  # stale for other versions
+    tools = gomod.tools_go(sorted(t.packages.values()))
+    if not (d / "tools.go").is_file() or (d / "tools.go").read_text() != tools:
+        (d / "tools.go").write_text(tools)
+    return d
+
+
+def build(versions: Versions | None = None, *, force: bool = False, log: Log = print) -> Path:
+    """Build every binary into the cache; return its directory. No-op when cached."""
+    v = versions or Versions.from_env()
+    out = bin_dir(v)
+    if not force and cached_binaries(v) is not None:
+        log(f"cached: {out}")
+        return out
+    if shutil.which("go") is None:
+        raise BuildError("`go` is not on PATH; install Go >= 1.26 to build the control plane")
+    cp_dir = find_controlplane_dir()
+    tmp = out.with_name(out.name + ".partial")
+    tmp.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    timings: dict[str, float] = {}
+    for t in targets(v):
+        t0 = time.monotonic()
+        d = write_wrapper(t, cp_dir, log)
+        # Download the whole module graph first so a module missing from the
+        # proxy fails here, in seconds, and not minutes into compilation.
+        _go(["mod", "download"], d, f"download {t.name}", log)
+        ldflags = " ".join(["-s", "-w", *t.ldflags])
+        pkgs = list(t.packages.values())
+        _go(
+            ["build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp) + "/", *pkgs],
+            d,
+            f"compile {t.name}",
+            log,
+        )
+        # `go build -o dir/` names a binary after its package's last element.
+        for binary, pkg in t.packages.items():
+            parts = pkg.rstrip("/").split("/")
+            if re.fullmatch(r"v\d+", parts[-1]):
+                parts.pop()  # go names `.../server/v3` after `server`
+            built = tmp / parts[-1]
+            if built.name != binary:
+                built.rename(tmp / binary)
+        timings[t.name] = round(time.monotonic() - t0, 1)
+        log(f"built {t.name} in {timings[t.name]}s")
+    manifest = {
+        "versions": asdict(v),
+        "go": _go(["env", "GOVERSION"], cp_dir, "go version", log).strip(),
+        "seconds": timings,
+        "total_seconds": round(time.monotonic() - started, 1),
+    }
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    log(f"built all in {manifest['total_seconds']}s: {out}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m shipyard.dev.build",
+        description="Build (or reuse) etcd, kube-apiserver, kube-controller-manager, "
+        "kube-scheduler and kwok. Example: python -m shipyard.dev.build",
+    )
+    p.add_argument("--force", action="store_true", help="rebuild even if cached")
+    p.add_argument("--print-dir", action="store_true", help="print the binary dir and exit")
+    a = p.parse_args(argv)
+    if a.print_dir:
+        print(bin_dir())
+        return 0
+    t0 = time.monotonic()
+    try:
+        build(force=a.force, log=lambda m: print(f"[dev build +{time.monotonic() - t0:6.1f}s] {m}",
+                                                 flush=True))
+    except BuildError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""The processes of one gang: start every rank, pump its output, stop them all.
+
+Each rank runs in its own session (process group) so that stopping it also stops
+whatever it spawned (torchrun workers, data loaders), and so that a Ctrl-C in the
+terminal reaches only the supervisor, which then stops every rank in order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+LineSink = Callable[[str, str], None]  # (rank name, line without newline)
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    # If the supervisor is killed outright, the kernel kills the rank too.
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@dataclass
+class Rank:
+    name: str  # <role>-<index>
+    role: str
+    process: subprocess.Popen[bytes]
+    pump: threading.Thread
+    exit_code: int | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+@dataclass
+class Gang:
+    ranks: list[Rank] = field(default_factory=list)
+
+    def poll(self) -> list[Rank]:
+        """Ranks that exited since the last poll."""
+        exited = []
+        for rank in self.ranks:
+            if rank.exit_code is None and (code := rank.process.poll()) is not None:
+                rank.exit_code = code
+                exited.append(rank)
+        return exited
+
+    def alive(self) -> list[Rank]:
+        return [r for r in self.ranks if r.exit_code is None and r.process.poll() is None]
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        """SIGTERM every rank's process group, then SIGKILL what is left after `grace_s`."""
+        for rank in self.ranks:
+            _signal_group(rank.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and self.alive():
+            time.sleep(0.05)
+        for rank in self.ranks:
+            _signal_group(rank.pid, signal.SIGKILL)
+        for rank in self.ranks:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                rank.process.wait(timeout=5)
+            if rank.exit_code is None:
+                rank.exit_code = rank.process.returncode
+            rank.pump.join(timeout=2)
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def _pump(name: str, stream: BinaryIO, log: BinaryIO, sink: LineSink | None) -> None:
+    with stream, log:
+        for raw in iter(stream.readline, b""):
+            log.write(raw)
+            log.flush()
+            if sink is not None:
+                sink(name, raw.decode(errors="replace").rstrip("\n"))
+
+
+def start_rank(
+    name: str,
+    role: str,
+    command: Sequence[str],
+    env: Mapping[str, str],
+    cwd: Path,
+    log_path: Path,
+    sink: LineSink | None,
+) -> Rank:
+    log = open(log_path, "ab")
+    try:
+        process = subprocess.Popen(
+            list(command),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+    except OSError as exc:
+        message = f"shipyard: cannot start {command[0]!r}: {exc}\n"
+        log.write(message.encode())
+        log.close()
+        if sink is not None:
+            sink(name, message.rstrip())
+        raise
+    stdout = process.stdout
+    if stdout is None:  # cannot happen with stdout=PIPE; keeps the type checker honest
+        raise RuntimeError(f"rank {name}: no output pipe")
+    pump = threading.Thread(
+        target=_pump, args=(name, stdout, log, sink), name=f"log-{name}", daemon=True
+    )
+    pump.start()
+    return Rank(name, role, process, pump)

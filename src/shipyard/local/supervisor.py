@@ -1,0 +1,288 @@
+"""Runs one experiment on this machine: queue, start the whole gang, watch, retry, finish.
+
+The same loop serves `shipyard launch` in the foreground (Ctrl-C stops everything)
+and `--detach` (this module run as `python -m shipyard.local.supervisor RUN_ID`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import psutil
+
+from shipyard.core.from_spec import gang_for
+from shipyard.core.model import Resources, Snapshot
+from shipyard.core.queueing import schedule
+from shipyard.local import ranks
+from shipyard.local.machine import LocalMachine, detect_machine
+from shipyard.local.store import RankState, RunStatus, Store
+from shipyard.render.env import pod_name, replica_env
+from shipyard.spec import Experiment, Role
+
+HOLDING = ("Starting", "Running")  # phases whose resources are taken
+
+
+class Reporter(Protocol):
+    def waiting(self, status: RunStatus) -> None: ...
+    def line(self, rank: str, text: str) -> None: ...
+    def event(self, status: RunStatus, text: str) -> None: ...
+
+
+class SilentReporter:
+    def waiting(self, status: RunStatus) -> None: ...
+    def line(self, rank: str, text: str) -> None: ...
+    def event(self, status: RunStatus, text: str) -> None: ...
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def local_command(command: list[str]) -> list[str]:
+    # `python` in a spec means "the Python shipyard runs on" on this machine.
+    if command and command[0] in ("python", "python3"):
+        return [sys.executable, *command[1:]]
+    return command
+
+
+class Supervisor:
+    def __init__(
+        self,
+        store: Store,
+        run_id: str,
+        reporter: Reporter | None = None,
+        machine: LocalMachine | None = None,
+        poll_s: float = 0.1,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.status = store.load(run_id)
+        self.exp = store.experiment(run_id)
+        self.reporter = reporter or SilentReporter()
+        self.machine = machine or detect_machine()
+        self.poll_s = poll_s
+        self.clock = clock
+        self.cancelled = False
+        self._experiments: dict[str, Experiment] = {run_id: self.exp}
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def run(self) -> RunStatus:
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self._save(supervisor_pid=os.getpid())
+            self._loop()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return self.status
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.cancelled = True
+
+    def _loop(self) -> None:
+        while True:
+            if not self._wait_for_admission():
+                return self._finish("Cancelled", "cancelled while queued")
+            gang = self._start_gang()
+            outcome, message = self._watch(gang)
+            gang.stop()
+            self._record_ranks(gang)
+            if outcome == "succeeded":
+                return self._finish("Succeeded", message)
+            if outcome == "cancelled":
+                return self._finish("Cancelled", "cancelled; every rank stopped")
+            retry = self.exp.retry
+            if self.status.restarts >= retry.max_restarts:
+                tried = f" after {self.status.restarts} restart(s)" if self.status.restarts else ""
+                return self._finish("Failed", f"{message}{tried}")
+            restart = self.status.restarts + 1
+            delay = retry.backoff(restart)
+            self._save(
+                phase="Restarting", restarts=restart,
+                message=f"{message}; restart {restart}/{retry.max_restarts} in {delay:g}s",
+            )
+            self.reporter.event(self.status, self.status.message)
+            if not self._sleep(delay):
+                return self._finish("Cancelled", "cancelled while waiting to restart")
+            self._save(phase="Queued", message="requeued after failure")
+
+    def _finish(self, phase: str, message: str) -> None:
+        self._save(phase=phase, message=message, finished_at=self.clock(), position=None)
+        self.reporter.event(self.status, message)
+
+    def _save(self, **changes: object) -> None:
+        for key, value in changes.items():
+            setattr(self.status, key, value)
+        self.store.save(self.status)
+
+    def _sleep(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.cancelled:
+                return False
+            time.sleep(min(self.poll_s, max(deadline - time.monotonic(), 0)))
+        return not self.cancelled
+
+    # -- admission: the local machine is a one-node snapshot for core/ ---------
+
+    def _wait_for_admission(self) -> bool:
+        while not self.cancelled:
+            if self._try_admit():
+                return True
+            self.reporter.waiting(self.status)
+            time.sleep(max(self.poll_s, 0.2))
+        return False
+
+    def _experiment(self, run_id: str) -> Experiment:
+        if run_id not in self._experiments:
+            self._experiments[run_id] = self.store.experiment(run_id)
+        return self._experiments[run_id]
+
+    def _try_admit(self) -> bool:
+        with self.store.queue_lock():
+            runs = [self._reap(s) for s in self.store.all() if s.id != self.status.id]
+            holding = [s for s in runs if s.phase in HOLDING]
+            used = Resources()
+            for s in holding:
+                used = used + gang_for(self._experiment(s.id), s.id, 0, select_machine_type=False).total
+            queued = [s for s in runs if s.phase == "Queued"] + [self.status]
+            gangs = tuple(
+                gang_for(self._experiment(s.id), s.id, s.submitted_at, select_machine_type=False)
+                for s in queued
+            )
+            result = schedule(Snapshot((self.machine.node(used),), gangs, self.clock()))
+            if any(a.gang == self.status.id for a in result.admitted):
+                taken = {g for s in holding for ids in s.gpus.values() for g in ids}
+                self._save(phase="Starting", position=None, message="starting",
+                           gpus=self._assign_gpus(taken))
+                return True
+            mine = next(w for w in result.waiting if w.gang == self.status.id)
+            if (mine.position, mine.reason) != (self.status.position, self.status.message):
+                self._save(position=mine.position, message=mine.reason)
+            return False
+
+    def _reap(self, status: RunStatus) -> RunStatus:
+        """A run whose supervisor died holds nothing; record that once, for everyone."""
+        if status.active and not pid_alive(status.supervisor_pid) and status.supervisor_pid:
+            status.phase, status.message = "Failed", "its supervisor process exited unexpectedly"
+            status.finished_at = self.clock()
+            self.store.save(status)
+        return status
+
+    def _assign_gpus(self, taken: set[int]) -> dict[str, list[int]]:
+        free = [g for g in self.machine.gpus if g not in taken]
+        out: dict[str, list[int]] = {}
+        for role in self.exp.roles:
+            want = self.exp.request(role).gpus
+            for i in range(role.replicas):
+                out[f"{role.name}-{i}"], free = free[:want], free[want:]
+        return out
+
+    # -- running ---------------------------------------------------------------
+
+    def _start_gang(self) -> ranks.Gang:
+        ports = {(r.name, i): free_port() for r in self.exp.roles for i in range(r.replicas)}
+
+        def address(role: Role, index: int) -> tuple[str, int]:
+            return "127.0.0.1", ports[(role.name, index)]
+
+        gang = ranks.Gang()
+        workdir = Path(self.status.workdir)
+        attempt = self.status.restarts + 1
+        try:
+            for role in self.exp.roles:
+                for i in range(role.replicas):
+                    name = f"{role.name}-{i}"
+                    env = {**os.environ, **replica_env(self.exp, role, i, address)}
+                    env |= {
+                        "SHIPYARD_RUN_ID": self.status.id,
+                        "SHIPYARD_POD_NAME": pod_name(self.exp, role, i),
+                        "SHIPYARD_ATTEMPT": str(attempt),
+                        "CUDA_VISIBLE_DEVICES": ",".join(map(str, self.status.gpus.get(name, []))),
+                        "PYTHONUNBUFFERED": "1",
+                    }
+                    cwd = workdir / role.working_dir if role.working_dir else workdir
+                    log = self.store.log_dir(self.status.id) / f"{name}.log"
+                    if attempt > 1:
+                        with log.open("a") as handle:
+                            handle.write(f"---- shipyard: attempt {attempt} ----\n")
+                    gang.ranks.append(ranks.start_rank(
+                        name, role.name, local_command(role.command), env, cwd, log,
+                        self.reporter.line,
+                    ))
+        except OSError:
+            gang.stop(grace_s=1)
+            raise
+        self._save(
+            phase="Running", started_at=self.status.started_at or self.clock(),
+            message=f"{len(gang.ranks)} rank(s) running",
+            ranks={r.name: RankState(pid=r.pid, state="running") for r in gang.ranks},
+        )
+        self.reporter.event(self.status, self.status.message)
+        return gang
+
+    def _watch(self, gang: ranks.Gang) -> tuple[str, str]:
+        success_roles = set(self.exp.success_roles or [r.name for r in self.exp.roles])
+        needed = {r.name for r in gang.ranks if r.role in success_roles}
+        limit = self.exp.time_limit
+        started = time.monotonic()
+        while True:
+            for rank in gang.poll():
+                self.status.ranks[rank.name] = RankState(
+                    rank.pid, "succeeded" if rank.exit_code == 0 else "failed", rank.exit_code
+                )
+                if rank.exit_code != 0:
+                    self.store.save(self.status)
+                    return "failed", f"rank {rank.name} {describe_exit(rank.exit_code)}"
+                needed.discard(rank.name)
+            if not needed:
+                return "succeeded", "every rank of " + ", ".join(sorted(success_roles)) + " exited 0"
+            if self.cancelled:
+                return "cancelled", ""
+            if limit is not None and time.monotonic() - started > limit:
+                return "failed", f"time limit of {limit:g}s exceeded"
+            time.sleep(self.poll_s)
+
+    def _record_ranks(self, gang: ranks.Gang) -> None:
+        for rank in gang.ranks:
+            state = self.status.ranks.get(rank.name)
+            if state is not None and state.state == "running":
+                state.state, state.exit_code = "stopped", rank.exit_code
+        self.store.save(self.status)
+
+
+def describe_exit(code: int | None) -> str:
+    if code is not None and code < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with code {code}"
+
+
+def main(argv: list[str]) -> int:
+    """Entry for a detached run: python -m shipyard.local.supervisor RUN_ID."""
+    status = Supervisor(Store(), argv[0]).run()
+    return 0 if status.phase == "Succeeded" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,96 @@
+"""The distributed-training environment of every replica, the way torchrun and MPI
+users expect it. One function for every backend: only the addresses differ
+(DNS names on a cluster, 127.0.0.1 and free ports on the local machine)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from shipyard.spec import Experiment, Role
+
+# (role, index) -> (host, port) where that replica can be reached.
+Addressing = Callable[[Role, int], tuple[str, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class RankLayout:
+    """Where each distributed replica sits in the world."""
+
+    node_rank: dict[tuple[str, int], int]  # (role, index) -> node rank
+    first_rank: dict[tuple[str, int], int]  # (role, index) -> RANK of its first process
+    nnodes: int
+    world_size: int
+    master: tuple[str, int]  # (role, index) of rank 0
+
+
+def rank_layout(exp: Experiment) -> RankLayout:
+    node_rank: dict[tuple[str, int], int] = {}
+    first_rank: dict[tuple[str, int], int] = {}
+    rank = 0
+    for role in exp.roles:
+        if not role.distributed:
+            continue
+        for i in range(role.replicas):
+            node_rank[(role.name, i)] = len(node_rank)
+            first_rank[(role.name, i)] = rank
+            rank += role.procs_per_replica
+    master = next(iter(node_rank))
+    return RankLayout(node_rank, first_rank, len(node_rank), rank, master)
+
+
+def env_key(role_name: str) -> str:
+    return role_name.upper().replace("-", "_")
+
+
+def pod_name(exp: Experiment, role: Role | str, index: int) -> str:
+    name = role if isinstance(role, str) else role.name
+    return f"{exp.name}-{name}-{index}"
+
+
+def replica_env(exp: Experiment, role: Role, index: int, address: Addressing) -> dict[str, str]:
+    """Environment of replica `index` of `role`, in a stable order (user env last wins)."""
+    layout = rank_layout(exp)
+    master_role = exp.role(layout.master[0])
+    master_host, master_port = address(master_role, layout.master[1])
+    host, port = address(role, index)
+    env: dict[str, str] = {
+        "SHIPYARD_EXPERIMENT": exp.name,
+        "SHIPYARD_ROLE": role.name,
+        "SHIPYARD_REPLICA_INDEX": str(index),
+        "SHIPYARD_REPLICAS": str(role.replicas),
+        "SHIPYARD_ROLES": ",".join(r.name for r in exp.roles),
+        "SHIPYARD_HOST": host,
+        "SHIPYARD_PORT": str(port),
+        "MASTER_ADDR": master_host,
+        "MASTER_PORT": str(master_port),
+        "WORLD_SIZE": str(layout.world_size),
+        "NNODES": str(layout.nnodes),
+    }
+    mpi_hosts: list[str] = []
+    for other in exp.roles:
+        addrs = [address(other, i) for i in range(other.replicas)]
+        env[f"SHIPYARD_HOSTS_{env_key(other.name)}"] = ",".join(h for h, _ in addrs)
+        env[f"SHIPYARD_ADDRS_{env_key(other.name)}"] = ",".join(f"{h}:{p}" for h, p in addrs)
+        if other.distributed:
+            mpi_hosts += [f"{h}:{other.procs_per_replica}" for h, _ in addrs]
+    # `mpirun -H $SHIPYARD_MPI_HOSTS`: every distributed replica with its slots.
+    env["SHIPYARD_MPI_HOSTS"] = ",".join(mpi_hosts)
+    key = (role.name, index)
+    if key in layout.node_rank:
+        env |= {
+            "RANK": str(layout.first_rank[key]),
+            "NODE_RANK": str(layout.node_rank[key]),
+            "GROUP_RANK": str(layout.node_rank[key]),
+            "LOCAL_RANK": "0",
+            "NPROC_PER_NODE": str(role.procs_per_replica),
+            "LOCAL_WORLD_SIZE": str(role.procs_per_replica),
+            # torchrun reads its flags from PET_* variables.
+            "PET_NNODES": str(layout.nnodes),
+            "PET_NPROC_PER_NODE": str(role.procs_per_replica),
+            "PET_NODE_RANK": str(layout.node_rank[key]),
+            "PET_MASTER_ADDR": master_host,
+            "PET_MASTER_PORT": str(master_port),
+        }
+    env |= role.env
+    return env

@@ -1,0 +1,115 @@
+"""Turn validation failures into one clear message per problem: path, bad value, fix."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+
+class SpecError(ValueError):
+    """A spec (or config) that cannot be used; `problems` holds one line each."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s) in the experiment spec:\n{lines}")
+
+
+def format_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model class that owns the field at `loc` (to list its allowed fields)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or current is None:
+            continue
+        field = current.model_fields.get(part) if hasattr(current, "model_fields") else None
+        if field is None:
+            return current
+        current = _unwrap(field.annotation)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    # list[Role] -> Role, Resources | None -> Resources, tuple[Taint, ...] -> Taint
+    for arg in getattr(annotation, "__args__", ()) or ():
+        inner = _unwrap(arg)
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            return inner
+    return annotation
+
+
+def _describe(error: dict[str, Any], root: type[BaseModel]) -> str:
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    loc = tuple(error["loc"])
+    if kind == "missing":
+        return f"{format_path(loc)}: required field is missing; add it"
+    if kind == "extra_forbidden":
+        owner = _model_at(root, loc[:-1])
+        allowed = sorted(owner.model_fields) if owner else []
+        hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        fix = f"did you mean {hint[0]!r}?" if hint else f"allowed fields: {', '.join(allowed)}"
+        return f"{format_path(loc)}: unknown field; {fix}"
+    bounds = {
+        "greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"),
+        "less_than_equal": ("<=", "le"), "less_than": ("<", "lt"),
+    }
+    if kind in bounds:
+        op, key = bounds[kind]
+        return f"{format_path(loc)}: must be {op} {ctx[key]}, got {value!r}"
+    if kind == "string_pattern_mismatch":
+        return (
+            f"{format_path(loc)}: must be lowercase letters, digits and '-', starting and "
+            f"ending with a letter or digit (pattern {ctx['pattern']}), got {value!r}"
+        )
+    if kind in ("string_too_short", "too_short"):
+        return f"{format_path(loc)}: must not be empty, got {value!r}"
+    if kind in ("string_too_long", "too_long"):
+        limit = ctx.get("max_length")
+        return f"{format_path(loc)}: must be at most {limit} long, got {value!r}"
+    if kind == "value_error":
+        message = error["msg"].removeprefix("Value error, ")
+        if not loc:  # cross-field checks already name their paths, one per line
+            return message
+        return f"{format_path(loc)}: {message}"
+    message = error["msg"]
+    return f"{format_path(loc)}: {message[:1].lower()}{message[1:]}, got {value!r}"
+
+
+def spec_error(source: str, exc: ValidationError, root: type[BaseModel]) -> SpecError:
+    """One SpecError for every problem in `exc`. When a nested model failed on its own
+    (a `Role(...)` built in a .py file), paths start at that model's name: `Role.replicas`."""
+    owner, prefix = root, ""
+    if exc.title != root.__name__:
+        owner = _nested_model(root, exc.title) or root
+        prefix = f"{exc.title}."
+    problems: list[str] = []
+    for error in exc.errors(include_url=False):
+        text = _describe(dict(error), owner)
+        problems.extend(prefix + line for line in text.split("\n"))
+    return SpecError(source, problems)
+
+
+def _nested_model(root: type[BaseModel], title: str) -> type[BaseModel] | None:
+    """The model class named `title` anywhere under `root` (Role, Resources, Taint...)."""
+    stack: list[type[BaseModel]] = [root]
+    while stack:
+        model = stack.pop()
+        if model.__name__ == title:
+            return model
+        for field in model.model_fields.values():
+            inner = _unwrap(field.annotation)
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                stack.append(inner)
+    return None

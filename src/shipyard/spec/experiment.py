@@ -1,0 +1,179 @@
+"""The experiment a researcher describes: roles, replicas, machine types, queue, retries."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field, PlainSerializer, model_validator
+
+from shipyard.spec.machines import (
+    DEFAULT_MACHINE_TYPES,
+    CpuMilli,
+    MachineType,
+    MemoryBytes,
+    StrictModel,
+)
+from shipyard.spec.quantity import parse_duration_seconds
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DEFAULT_IMAGE = "python:3.11-slim"
+DEFAULT_PORT = 29500
+# A pod name is also its host name, so <experiment>-<role>-<index> must be a DNS label.
+MAX_HOSTNAME = 63
+
+
+def _split_command(value: object) -> object:
+    # "python train.py --lr 3e-4" is friendlier than a list; keep lists as they are.
+    return shlex.split(value) if isinstance(value, str) else value
+
+
+Command = Annotated[list[str], BeforeValidator(_split_command), Field(min_length=1)]
+Seconds = Annotated[float, BeforeValidator(parse_duration_seconds)]
+OptionalSeconds = Annotated[
+    float | None,
+    BeforeValidator(lambda v: None if v is None else parse_duration_seconds(v)),
+    PlainSerializer(lambda v: v, return_type=float | None),
+]
+
+
+class Resources(StrictModel):
+    """What one replica requests, when it does not take the whole machine."""
+
+    cpu: CpuMilli = Field(gt=0)
+    memory: MemoryBytes = Field(gt=0)
+    gpus: int = Field(default=0, ge=0, le=64)
+
+
+class RetryPolicy(StrictModel):
+    """A failed replica stops the whole gang; this decides whether it starts again."""
+
+    max_restarts: int = Field(default=0, ge=0, le=1000)
+    backoff_seconds: float = Field(default=10.0, ge=0)
+    max_backoff_seconds: float = Field(default=300.0, ge=0)
+
+    def backoff(self, restart: int) -> float:
+        """Seconds to wait before restart number `restart` (1-based): doubling, capped."""
+        return min(self.backoff_seconds * 2 ** max(restart - 1, 0), self.max_backoff_seconds)
+
+
+class Role(StrictModel):
+    """A group of identical replicas, each one machine (pod) of `machine_type`."""
+
+    name: str = Field(pattern=DNS_LABEL, max_length=30)
+    replicas: int = Field(default=1, ge=1, le=10000)
+    machine_type: str = Field(min_length=1)
+    command: Command
+    image: str = Field(default=DEFAULT_IMAGE, min_length=1)
+    env: dict[str, str] = Field(default_factory=dict)
+    working_dir: str | None = None
+    # Processes per replica (torchrun's --nproc-per-node), usually one per GPU.
+    procs_per_replica: int = Field(default=1, ge=1, le=64)
+    # Defaults to the whole machine type; set it to pack several replicas on one node.
+    resources: Resources | None = None
+    # Non-distributed roles (a tensorboard, an evaluator) get no rank.
+    distributed: bool = True
+    port: int = Field(default=DEFAULT_PORT, ge=1024, le=65535)
+
+
+class Experiment(StrictModel):
+    """Everything shipyard needs to run one experiment anywhere: locally or on a cluster."""
+
+    name: str = Field(pattern=DNS_LABEL, max_length=40)
+    roles: list[Role] = Field(min_length=1)
+    namespace: str = Field(default="default", pattern=DNS_LABEL, max_length=63)
+    queue: str = Field(default="default", pattern=DNS_LABEL, max_length=63)
+    priority: int = Field(default=0, ge=-1000, le=1000)
+    time_limit: OptionalSeconds = None
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    # Extra or overriding machine types, on top of DEFAULT_MACHINE_TYPES.
+    machine_types: list[MachineType] = Field(default_factory=list)
+    # The experiment succeeds when every replica of these roles exits 0 (default: all).
+    success_roles: list[str] | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_references(self) -> Experiment:
+        problems = list(_reference_problems(self))
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def catalog(self) -> dict[str, MachineType]:
+        return {**DEFAULT_MACHINE_TYPES, **{m.name: m for m in self.machine_types}}
+
+    def machine(self, role: Role) -> MachineType:
+        return self.catalog()[role.machine_type]
+
+    def request(self, role: Role) -> Resources:
+        """What each replica of `role` asks the scheduler for."""
+        if role.resources is not None:
+            return role.resources
+        m = self.machine(role)
+        # Already validated integers: construct directly (validation would read
+        # an integer CPU as cores, not millicores).
+        return Resources.model_construct(cpu=m.cpu, memory=m.memory, gpus=m.gpus)
+
+    def role(self, name: str) -> Role:
+        for role in self.roles:
+            if role.name == name:
+                return role
+        raise KeyError(name)
+
+    @property
+    def total_replicas(self) -> int:
+        return sum(r.replicas for r in self.roles)
+
+
+def _reference_problems(exp: Experiment):
+    """Checks that span fields; each problem is 'path: what is wrong and the fix'."""
+    catalog = exp.catalog()
+    seen: dict[str, int] = {}
+    for i, role in enumerate(exp.roles):
+        if role.name in seen:
+            yield (
+                f"roles[{i}].name: duplicate role name {role.name!r} "
+                f"(also roles[{seen[role.name]}]); give each role its own name"
+            )
+        seen.setdefault(role.name, i)
+        machine = catalog.get(role.machine_type)
+        if machine is None:
+            known = ", ".join(sorted(catalog))
+            yield (
+                f"roles[{i}].machine_type: unknown machine type {role.machine_type!r}; "
+                f"use one of {known}, or define it under machine_types"
+            )
+        elif role.resources is not None:
+            r = role.resources
+            for field, want, have in (
+                ("cpu", r.cpu, machine.cpu),
+                ("memory", r.memory, machine.memory),
+                ("gpus", r.gpus, machine.gpus),
+            ):
+                if want > have:
+                    yield (
+                        f"roles[{i}].resources.{field}: asks for more than one "
+                        f"{machine.name} has ({want} > {have}); lower it or pick a bigger machine"
+                    )
+        for key in role.env:
+            if not ENV_NAME.match(key):
+                yield (
+                    f"roles[{i}].env.{key}: not a valid environment variable name; "
+                    "use letters, digits and '_', not starting with a digit"
+                )
+        host = f"{exp.name}-{role.name}-{role.replicas - 1}"
+        if len(host) > MAX_HOSTNAME:
+            yield (
+                f"roles[{i}].name: pod host name {host!r} is longer than {MAX_HOSTNAME} "
+                "characters; shorten the experiment or role name"
+            )
+    for i, name in enumerate(exp.success_roles or []):
+        if name not in seen:
+            yield (
+                f"success_roles[{i}]: no role named {name!r}; "
+                f"use one of {', '.join(seen)}"
+            )
+    if not any(r.distributed for r in exp.roles):
+        yield "roles: at least one role must be distributed (the one that owns rank 0)"

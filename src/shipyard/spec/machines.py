@@ -1,0 +1,80 @@
+"""Machine types: what one replica of a role asks for, and what a node offers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+
+from shipyard.spec.quantity import format_cpu, format_memory, parse_cpu_milli, parse_memory_bytes
+
+# Users write "500m" or 2 for CPU and "16Gi" for memory; the model keeps integers.
+CpuMilli = Annotated[
+    int, BeforeValidator(parse_cpu_milli), PlainSerializer(format_cpu, return_type=str)
+]
+MemoryBytes = Annotated[
+    int, BeforeValidator(parse_memory_bytes), PlainSerializer(format_memory, return_type=str)
+]
+
+LABEL_INSTANCE_TYPE = "node.kubernetes.io/instance-type"
+LABEL_GPU_PRODUCT = "nvidia.com/gpu.product"
+RESOURCE_GPU = "nvidia.com/gpu"
+
+
+class StrictModel(BaseModel):
+    """Unknown fields are errors: a typo must never be silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class Taint(StrictModel):
+    key: str = Field(min_length=1)
+    value: str = ""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
+
+
+class MachineType(StrictModel):
+    """One kind of machine: its size, its GPUs, how nodes of it are labelled, its price."""
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=63)
+    cpu: CpuMilli = Field(gt=0)
+    memory: MemoryBytes = Field(gt=0)
+    gpus: int = Field(default=0, ge=0, le=64)
+    gpu_model: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    taints: tuple[Taint, ...] = ()
+    cost_per_hour: float = Field(default=0.0, ge=0)
+
+    def node_labels(self) -> dict[str, str]:
+        """Labels every node of this type carries (and a pod of it selects on)."""
+        labels = {LABEL_INSTANCE_TYPE: self.name, **self.labels}
+        if self.gpu_model:
+            labels.setdefault(LABEL_GPU_PRODUCT, self.gpu_model)
+        return labels
+
+
+def _gpu_taints() -> tuple[Taint, ...]:
+    return (Taint(key=RESOURCE_GPU, value="present", effect="NoSchedule"),)
+
+
+# A starting catalog with shapes close to common cloud offerings; an experiment (or
+# the cluster config) can add or override entries by name.
+DEFAULT_MACHINE_TYPES: dict[str, MachineType] = {
+    m.name: m
+    for m in (
+        MachineType(name="cpu-small", cpu=2, memory="8Gi", cost_per_hour=0.10),
+        MachineType(name="cpu-large", cpu=32, memory="128Gi", cost_per_hour=1.50),
+        MachineType(
+            name="gpu-t4", cpu=8, memory="32Gi", gpus=1, gpu_model="Tesla-T4",
+            taints=_gpu_taints(), cost_per_hour=0.55,
+        ),
+        MachineType(
+            name="gpu-a100", cpu=96, memory="1152Gi", gpus=8, gpu_model="NVIDIA-A100-SXM4-80GB",
+            taints=_gpu_taints(), cost_per_hour=32.77,
+        ),
+        MachineType(
+            name="gpu-h100", cpu=192, memory="2048Gi", gpus=8, gpu_model="NVIDIA-H100-80GB-HBM3",
+            taints=_gpu_taints(), cost_per_hour=98.32,
+        ),
+    )
+}
