@@ -61,7 +61,9 @@ def _resolve(store: Store, ref: str) -> RunStatus:
 @app.command("launch")
 def launch_cmd(
     file: SpecFile,
-    detach: Annotated[bool, typer.Option("--detach", "-d", help="Queue it and return; follow with `shipyard logs -f`.")] = False,
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="Queue it and return; follow with `shipyard logs -f`.")
+    ] = False,
 ) -> None:
     """Launch an experiment on this machine: every replica of every role as a process.
 

@@ -33,8 +33,7 @@ def launch(
     store.create(exp, status)
     if not detach:
         return Supervisor(store, status.id, reporter).run()
-    log = open(store.run_dir(status.id) / "supervisor.log", "ab")
-    with log:
+    with open(store.run_dir(status.id) / "supervisor.log", "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "shipyard.local.supervisor", status.id],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

@@ -98,7 +98,7 @@ def start_rank(
     log_path: Path,
     sink: LineSink | None,
 ) -> Rank:
-    log = open(log_path, "ab")
+    log = open(log_path, "ab")  # noqa: SIM115 - the pump thread owns and closes it
     try:
         process = subprocess.Popen(
             list(command),

@@ -1,0 +1,3 @@
+from shipyard.cli.main import app
+
+app(prog_name="shipyard")

@@ -1,0 +1,76 @@
+"""Rendered objects checked by meaning against a hand-written expectation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from shipyard.render import render_experiment
+from shipyard.render.env import replica_env
+from shipyard.spec import load_experiment
+
+GOLDEN = Path(__file__).parents[1] / "golden"
+
+
+def _pod_view(pod: dict) -> dict:
+    container = pod["spec"]["containers"][0]
+    return {
+        "hostname": pod["spec"]["hostname"],
+        "subdomain": pod["spec"]["subdomain"],
+        "nodeSelector": pod["spec"]["nodeSelector"],
+        "tolerations": pod["spec"].get("tolerations"),
+        "requests": container["resources"]["requests"],
+        "limits": container["resources"]["limits"],
+        "labels": pod["metadata"]["labels"],
+        "env": {e["name"]: e["value"] for e in container["env"]},
+    }
+
+
+def test_multirole_experiment_renders_as_expected():
+    exp = load_experiment(GOLDEN / "multirole.yaml")
+    expected = yaml.safe_load((GOLDEN / "multirole.expected.yaml").read_text())
+    service, *pods = render_experiment(exp)
+
+    want = expected["service"]
+    assert service["kind"] == "Service"
+    assert service["metadata"]["name"] == want["name"]
+    assert service["metadata"]["namespace"] == want["namespace"]
+    for key in ("clusterIP", "publishNotReadyAddresses", "selector"):
+        assert service["spec"][key] == want[key]
+    assert [p["port"] for p in service["spec"]["ports"]] == want["ports"]
+
+    by_name = {p["metadata"]["name"]: p for p in pods}
+    assert list(by_name) == ["mr-trainer-0", "mr-trainer-1", "mr-ps-0", "mr-tb-0"]
+    for name, fields in expected["pods"].items():
+        view = _pod_view(by_name[name])
+        assert by_name[name]["metadata"]["namespace"] == "team-a"
+        assert by_name[name]["spec"]["restartPolicy"] == "Never"
+        for key, value in fields.items():
+            if key == "env":
+                for var, val in value.items():
+                    assert view["env"].get(var) == val, f"{name}: {var}"
+            else:
+                assert view[key] == value, f"{name}: {key}"
+
+
+def test_every_distributed_replica_has_a_distinct_rank_covering_the_world():
+    exp = load_experiment(GOLDEN / "multirole.yaml")
+    ranks: list[int] = []
+    for role in exp.roles:
+        for i in range(role.replicas):
+            env = replica_env(exp, role, i, lambda r, k: ("h", 1))
+            if "RANK" in env:
+                first = int(env["RANK"])
+                ranks.extend(range(first, first + int(env["NPROC_PER_NODE"])))
+    world = int(replica_env(exp, exp.roles[0], 0, lambda r, k: ("h", 1))["WORLD_SIZE"])
+    assert sorted(ranks) == list(range(world))
+
+
+def test_user_env_overrides_shipyard_env():
+    exp = load_experiment(GOLDEN / "multirole.yaml")
+    exp = exp.model_copy(
+        update={"roles": [exp.roles[0].model_copy(update={"env": {"MASTER_PORT": "1234"}})]}
+    )
+    env = replica_env(exp, exp.roles[0], 0, lambda r, k: ("h", 29500))
+    assert env["MASTER_PORT"] == "1234"
