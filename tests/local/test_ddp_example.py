@@ -32,3 +32,12 @@ def test_ddp_example_trains_with_replicas_in_sync(store):
     assert status.phase == "Succeeded", recorder.lines[-20:]
     in_sync = [text for _, text in recorder.lines if "replicas in sync: True" in text]
     assert len(in_sync) == 2
+
+
+def test_torchrun_reads_its_flags_from_the_pet_variables(store):
+    path = EXAMPLE.with_name("local-torchrun.yaml")
+    recorder = Recorder()
+    status = launch(load_experiment(path), path, reporter=recorder, store=store)
+    assert status.phase == "Succeeded", recorder.lines[-20:]
+    in_sync = {text.split(":")[0] for _, text in recorder.lines if "replicas in sync: True" in text}
+    assert in_sync == {f"rank {r}" for r in range(4)}  # 2 replicas x 2 processes

@@ -33,8 +33,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shipyard.spec.machines import DEFAULT_MACHINE_TYPES, RESOURCE_GPU, MachineType
 from shipyard.dev.stages import KWOK_NODE_ANNOTATION
+from shipyard.spec.machines import DEFAULT_MACHINE_TYPES, RESOURCE_GPU, MachineType
 
 LABEL_POOL = "shipyard.dev/pool"
 LABEL_BLOCK = "topology.shipyard.dev/block"
@@ -219,7 +219,7 @@ def create_nodes(
                                    "application/json"},
                     _preload_content=False, _return_http_data_only=True,
                 )
-                resp.release_conn() if hasattr(resp, "release_conn") else None
+                resp.release_conn()
                 return
             except ApiException as e:
                 if e.status == 409:

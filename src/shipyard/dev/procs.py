@@ -8,6 +8,7 @@ the process's start time: a recycled pid is never mistaken for ours.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -86,10 +87,8 @@ def stop(records: list[ProcRecord], grace: float = 10.0) -> None:
     for r, p in procs:
         if p.is_running():
             _signal_group(r.pid, signal.SIGKILL)
-            try:
+            with contextlib.suppress(psutil.Error):
                 p.wait(timeout=5)
-            except psutil.Error:
-                pass
     # Reap our own children so none is left a zombie in a long-lived pytest.
     for r, _p in procs:
         try:

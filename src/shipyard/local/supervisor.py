@@ -58,9 +58,11 @@ def free_port() -> int:
 
 
 def local_command(command: list[str]) -> list[str]:
-    # `python` in a spec means "the Python shipyard runs on" on this machine.
+    # `python` (and `torchrun`) in a spec mean "with the Python shipyard runs on".
     if command and command[0] in ("python", "python3"):
         return [sys.executable, *command[1:]]
+    if command and command[0] == "torchrun":
+        return [sys.executable, "-m", "torch.distributed.run", *command[1:]]
     return command
 
 

@@ -1,19 +1,23 @@
-"""The user-facing model: experiments, roles, machine types; validation and loading."""
+"""The user-facing model: experiments, roles, machine types, queues; validation and loading."""
 
 from shipyard.spec.errors import SpecError
-from shipyard.spec.experiment import Experiment, Resources, RetryPolicy, Role
+from shipyard.spec.experiment import Experiment, Resources, RetryPolicy, Role, Topology
 from shipyard.spec.load import experiment_from_data, load_experiment
 from shipyard.spec.machines import DEFAULT_MACHINE_TYPES, MachineType, Taint
+from shipyard.spec.queue import Queue, Quota
 
 __all__ = [
     "DEFAULT_MACHINE_TYPES",
     "Experiment",
     "MachineType",
+    "Queue",
+    "Quota",
     "Resources",
     "RetryPolicy",
     "Role",
     "SpecError",
     "Taint",
+    "Topology",
     "experiment_from_data",
     "load_experiment",
 ]

@@ -18,6 +18,8 @@ from shipyard.spec.machines import (
 from shipyard.spec.quantity import parse_duration_seconds
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# A Kubernetes label key: an optional DNS prefix and '/', then a name.
+LABEL_KEY = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_IMAGE = "python:3.11-slim"
 DEFAULT_PORT = 29500
@@ -78,6 +80,15 @@ class Role(StrictModel):
     port: int = Field(default=DEFAULT_PORT, ge=1024, le=65535)
 
 
+class Topology(StrictModel):
+    """Keep an experiment's pods inside one topology domain (a rack, a block) of nodes."""
+
+    # A node label whose value names the domain, e.g. topology.shipyard.dev/block.
+    key: str = Field(min_length=1, max_length=316, pattern=LABEL_KEY)
+    # True: wait until one domain can hold the whole experiment. False: prefer one.
+    required: bool = False
+
+
 class Experiment(StrictModel):
     """Everything shipyard needs to run one experiment anywhere: locally or on a cluster."""
 
@@ -93,6 +104,7 @@ class Experiment(StrictModel):
     # The experiment succeeds when every replica of these roles exits 0 (default: all).
     success_roles: list[str] | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    topology: Topology | None = None
 
     @model_validator(mode="after")
     def _check_references(self) -> Experiment:
