@@ -58,15 +58,12 @@ def run_size(n: int, machine: str, window: float, warmup: float, name: str) -> d
     c = devcluster.up(name, merge_kubeconfig=False)
     up_s = time.monotonic() - t_up
     spec = pools.parse_pool_arg(f"{machine}:{n}")
-    api = c.api_client(pool_size=32)
-    try:
-        t0 = time.monotonic()
-        pools.create_nodes(api, list(pools.nodes_for([spec])), workers=24)
-        created_s = time.monotonic() - t0
-        c.wait_nodes_ready(n, timeout=3600, api=api)
-        ready_s = time.monotonic() - t0
-    finally:
-        api.close()
+    api = c.raw_client()
+    t0 = time.monotonic()
+    pools.create_nodes(api, list(pools.nodes_for([spec])), workers=24)
+    created_s = time.monotonic() - t0
+    c.wait_nodes_ready(n, timeout=3600, api=api)
+    ready_s = time.monotonic() - t0
     time.sleep(warmup)
     usage = sample(c, window)
     row = {"nodes": n, "up_s": up_s, "create_s": created_s, "ready_s": ready_s,

@@ -45,7 +45,8 @@ def test_crud_watch_and_conflict(core_v1, namespace) -> None:
 
     def run() -> None:
         started.set()
-        for ev in w.stream(core_v1.list_namespaced_config_map, namespace, timeout_seconds=60):
+        for ev in w.stream(core_v1.list_namespaced_config_map, namespace,
+                           field_selector="metadata.name=cfg", timeout_seconds=60):
             events.put((ev["type"], ev["object"].metadata.name))
             if ev["type"] == "DELETED":
                 return

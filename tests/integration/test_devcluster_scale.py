@@ -38,9 +38,9 @@ def test_thousand_nodes_ready(second) -> None:
 
     names = second.add_pools([parse_pool_arg("cpu:1000")], timeout=600)
     assert len(names) == 1000
+    ready, total = ready_count(second.raw_client(), f"{LABEL_POOL}=cpu")
+    assert (ready, total) == (1000, 1000)
     with second.api_client(2) as api:
-        ready, total = ready_count(api, f"{LABEL_POOL}=cpu")
-        assert (ready, total) == (1000, 1000)
         node = client.CoreV1Api(api).read_node(names[-1])
     labels = node.metadata.labels
     assert labels[LABEL_ZONE].startswith("us-central1-")

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 import yaml
 
+from shipyard.cli import cluster, controller_cmd
 from shipyard.cli.output import Format, age, console, dump, errors, phase, table
 from shipyard.cli.reporter import ConsoleReporter
 from shipyard.local import RunNotFound, RunStatus, Store, cancel, launch, read_logs
@@ -34,11 +35,19 @@ if importlib.util.find_spec("shipyard.cli.dev") is not None:
     from shipyard.cli import dev
 
     app.add_typer(dev.app, name="dev")
+app.add_typer(controller_cmd.app, name="controller")
+app.command("install")(controller_cmd.install)
 
 SpecFile = Annotated[
     Path, typer.Argument(help="Experiment file: a .py module defining an Experiment, or YAML.")
 ]
 Output = Annotated[Format, typer.Option("--output", "-o", help="table, json or yaml.")]
+Cluster = Annotated[
+    str | None,
+    typer.Option("--cluster", "-c", help="kubeconfig context of a cluster running shipyard; "
+                 "left out: this machine (the local backend)."),
+]
+Namespace = Annotated[str, typer.Option("--namespace", "-n", help="Namespace (cluster only).")]
 RunRef = Annotated[str, typer.Argument(help="Run id (e.g. allreduce-3) or experiment name (its latest run).")]
 
 
@@ -64,8 +73,10 @@ def launch_cmd(
     detach: Annotated[
         bool, typer.Option("--detach", "-d", help="Queue it and return; follow with `shipyard logs -f`.")
     ] = False,
+    cluster_context: Cluster = None,
 ) -> None:
-    """Launch an experiment on this machine: every replica of every role as a process.
+    """Launch an experiment on this machine (every replica of every role as a process),
+    or with `--cluster` on a Kubernetes cluster running the shipyard controller.
 
     The whole gang starts together or waits in the local queue until this machine has
     the CPUs, memory and GPUs for all of it. Output of every rank is shown with its
@@ -74,6 +85,8 @@ def launch_cmd(
     Example:  shipyard launch examples/allreduce/experiment.py
     """
     exp = _load(file)
+    if cluster_context:
+        return cluster.launch(cluster_context, exp)
     if detach:
         status = launch(exp, file, detach=True)
         console.print(f"{status.id} queued; follow it with: shipyard logs -f {status.id}")
@@ -114,12 +127,18 @@ def _summary(s: RunStatus) -> dict[str, object]:
 @app.command("list")
 def list_cmd(
     output: Output = Format.table,
-    all_runs: Annotated[bool, typer.Option("--all", "-a", help="Include finished runs.")] = True,
+    all_runs: Annotated[bool, typer.Option("--all/--active", help="Include finished runs.")] = True,
+    cluster_context: Cluster = None,
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", "-n", help="Namespace (cluster only; default: all).")
+    ] = None,
 ) -> None:
-    """List experiments run on this machine, oldest first.
+    """List experiments run on this machine (or in a cluster), oldest first.
 
     Example:  shipyard list -o json
     """
+    if cluster_context:
+        return cluster.list_experiments(cluster_context, namespace, output)
     runs = [s for s in Store().all() if all_runs or s.active]
     if output is not Format.table:
         return dump([_summary(s) for s in runs], output)
@@ -131,11 +150,14 @@ def list_cmd(
 
 
 @app.command()
-def status(ref: RunRef, output: Output = Format.table) -> None:
-    """Show one experiment: phase, why it waits, every rank's process and exit code.
+def status(ref: RunRef, output: Output = Format.table, cluster_context: Cluster = None,
+           namespace: Namespace = "default") -> None:
+    """Show one experiment: phase, why it waits, every rank's process (or pod) and exit code.
 
     Example:  shipyard status allreduce
     """
+    if cluster_context:
+        return cluster.status(cluster_context, ref, namespace, output)
     s = _resolve(Store(), ref)
     if output is not Format.table:
         data = _summary(s) | {"ranks": {k: vars(v) for k, v in s.ranks.items()}}
@@ -155,11 +177,15 @@ def logs(
     ref: RunRef,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the run ends.")] = False,
     rank: Annotated[str | None, typer.Option("--rank", "-r", help="Only this rank, e.g. worker-0.")] = None,
+    cluster_context: Cluster = None,
+    namespace: Namespace = "default",
 ) -> None:
     """Print the logs of every rank, each line prefixed with its rank.
 
     Example:  shipyard logs -f allreduce --rank worker-1
     """
+    if cluster_context:
+        return cluster.logs(cluster_context, ref, namespace, rank)
     store = Store()
     s = _resolve(store, ref)
     try:
@@ -173,11 +199,13 @@ def logs(
 
 
 @app.command("cancel")
-def cancel_cmd(ref: RunRef) -> None:
-    """Cancel an experiment: stop every process of it, or take it out of the queue.
+def cancel_cmd(ref: RunRef, cluster_context: Cluster = None, namespace: Namespace = "default") -> None:
+    """Cancel an experiment: stop every process (or pod) of it, or take it out of the queue.
 
     Example:  shipyard cancel allreduce-2
     """
+    if cluster_context:
+        return cluster.cancel(cluster_context, ref, namespace)
     store = Store()
     s = _resolve(store, ref)
     if not s.active:

@@ -38,12 +38,36 @@ class Resources:
             and self.gpus <= free.gpus
         )
 
+    def exceeds(self, limit: Resources) -> bool:
+        """True if any resource is over `limit` (the opposite of fits_in)."""
+        return (
+            self.cpu_milli > limit.cpu_milli
+            or self.memory > limit.memory
+            or self.gpus > limit.gpus
+        )
+
     def describe(self) -> str:
-        cpu = self.cpu_milli / 1000
-        gib = self.memory / 2**30
-        mem = f"{gib:.3g} GiB" if gib >= 1 else f"{self.memory / 2**20:.3g} MiB"
-        text = f"{cpu:g} CPU, {mem}"
+        cpu = "unlimited" if self.cpu_milli >= UNLIMITED else f"{self.cpu_milli / 1000:g}"
+        text = f"{cpu} CPU, {_memory(self.memory)}"
+        if self.gpus >= UNLIMITED:
+            return text + ", unlimited GPU"
         return text + (f", {self.gpus} GPU" if self.gpus else "")
+
+
+# A quota amount that limits nothing; big enough that sums of it never matter.
+UNLIMITED = 1 << 62
+
+
+def _memory(n: int) -> str:
+    if n >= UNLIMITED:
+        return "unlimited memory"
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n / 2**20:.3g} MiB"
+
+
+UNLIMITED_RESOURCES = Resources(UNLIMITED, UNLIMITED, UNLIMITED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +124,14 @@ class Member:
 
 
 @dataclass(frozen=True, slots=True)
+class Topology:
+    """Keep a gang in one domain of nodes sharing the label `key` (a rack, a block)."""
+
+    key: str
+    required: bool = False  # False: prefer one domain, spread over few if need be
+
+
+@dataclass(frozen=True, slots=True)
 class Gang:
     """An experiment waiting to run: all members start together or none does."""
 
@@ -109,6 +141,7 @@ class Gang:
     submitted_at: float
     members: tuple[Member, ...]
     time_limit_s: float | None = None
+    topology: Topology | None = None
 
     @property
     def total(self) -> Resources:
@@ -119,12 +152,73 @@ class Gang:
 
 
 @dataclass(frozen=True, slots=True)
+class Running:
+    """A gang that holds its nodes now. Its pods' requests are already in `Node.used`."""
+
+    gang: Gang
+    placement: Mapping[str, str]  # member name -> node name
+    started_at: float
+
+    @property
+    def ends_at(self) -> float | None:
+        """When its time limit stops it (None: no limit, no known end)."""
+        limit = self.gang.time_limit_s
+        return None if limit is None else self.started_at + limit
+
+
+@dataclass(frozen=True, slots=True)
+class Queue:
+    """A team's share: fair-share weight, guaranteed (nominal) quota, borrowing limit."""
+
+    name: str
+    weight: float = 1.0
+    nominal: Resources = UNLIMITED_RESOURCES
+    # How far beyond nominal the queue may go on idle capacity.
+    borrowing_limit: Resources = UNLIMITED_RESOURCES
+
+    @property
+    def limit(self) -> Resources:
+        return Resources(
+            *(min(a + b, UNLIMITED) for a, b in zip(_tuple(self.nominal),
+                                                     _tuple(self.borrowing_limit), strict=True))
+        )
+
+
+def _tuple(r: Resources) -> tuple[int, int, int]:
+    return (r.cpu_milli, r.memory, r.gpus)
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
-    """The world at one instant, as the policy sees it."""
+    """The world at one instant, as the policy sees it.
+
+    `nodes[i].used` holds the requests of every pod bound there, ours (the members of
+    `running`) and anyone else's. With no `queues`, every queue a gang names is an
+    implicit queue of weight 1 and no quota; with queues, a gang naming an unknown
+    queue waits.
+    """
 
     nodes: tuple[Node, ...]
     pending: tuple[Gang, ...] = ()
     now: float = 0.0
+    running: tuple[Running, ...] = ()
+    queues: tuple[Queue, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Settings of the scheduling cycle; the defaults suit a cluster."""
+
+    # Node labels naming topology domains, narrowest first: a gang is kept in one
+    # rack if it can be, else in one block, else in as few as possible.
+    topology_keys: tuple[str, ...] = (
+        "topology.shipyard.dev/rack",
+        "topology.shipyard.dev/block",
+    )
+    preemption: bool = True
+    backfill: bool = True
+    # How many blocked gangs (in order) get nodes reserved for their earliest start.
+    reservations: int = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +227,27 @@ class Admission:
 
     gang: str
     placement: Mapping[str, str]  # member name -> node name
+    borrowing: bool = False  # uses capacity beyond its queue's nominal quota
+    backfill: bool = False  # starts ahead of a blocked gang, ending before its reservation
+
+
+@dataclass(frozen=True, slots=True)
+class Preemption:
+    """Decision: stop this running gang (all of it) and requeue it, to make room."""
+
+    gang: str
+    for_gang: str
+    reason: str
+
+
+# Why a gang waits, for conditions and metrics; `Waiting.reason` says it in words.
+WAIT_CAPACITY = "Capacity"  # not enough free nodes now
+WAIT_RESERVED = "Reserved"  # fits, but only on nodes held for a gang ahead of it
+WAIT_PREEMPTING = "Preempting"  # room is being made for it
+WAIT_QUOTA = "Quota"  # its queue is at its limit
+WAIT_TOPOLOGY = "Topology"  # no single required domain has room
+WAIT_NEVER = "Unschedulable"  # can never fit on this cluster as it is
+WAIT_NO_QUEUE = "NoQueue"  # names a queue that does not exist
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,11 +255,15 @@ class Waiting:
     """Decision: keep this gang queued; `reason` is for a person to act on."""
 
     gang: str
-    position: int  # 1-based, in scheduling order
+    position: int  # 1-based, among all waiting gangs in scheduling order
     reason: str
+    queue_position: int = 1  # 1-based, among the waiting gangs of its queue
+    kind: str = WAIT_CAPACITY
+    starts_at: float | None = None  # the reserved start, when one is known
 
 
 @dataclass(frozen=True, slots=True)
 class CycleResult:
     admitted: tuple[Admission, ...]
     waiting: tuple[Waiting, ...]
+    preempted: tuple[Preemption, ...] = ()

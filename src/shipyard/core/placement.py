@@ -1,14 +1,35 @@
 """Gang placement: every member of a gang on a node, or none at all.
 
-Decided in memory over a copy of each node's free resources, so a gang that does
-not fit leaves nothing behind (there is nothing to roll back).
+Placement takes resources from the Capacity index as it goes and gives them all back
+if one member does not fit, so a failed gang leaves nothing behind. The same function
+answers "what if" questions (would it fit if these gangs stopped?) for preemption and
+backfill: take, look, give back.
+
+Rules, in the order they apply:
+- a member only goes to a node of a class it is eligible for (selector, taints, size);
+- the biggest members go first (whole-node GPU pods take empty nodes; the small ones
+  then fill the gaps), and each takes the fullest node it fits on (best fit);
+- a gang of several pods goes into one topology domain if one can hold it (the
+  narrowest level first: rack, then block), choosing the fullest such domain;
+  otherwise it spreads over as few domains as it can, largest first, unless its
+  topology is required, in which case it does not start.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections import defaultdict
+from collections.abc import Sequence
 
-from shipyard.core.model import Gang, Member, Node, Resources
+from shipyard.core.capacity import Capacity, Group, Pool, cap, pool_levels
+from shipyard.core.model import Member, Node, Resources, Topology
+
+INF = math.inf
+# Single-domain candidates tried for real before spreading (the estimate is an upper
+# bound, so a candidate can still fail; three tries keep the worst case bounded).
+DOMAIN_TRIES = 3
+
+Taken = list[tuple[Member, int]]
 
 
 def eligible(member: Member, node: Node) -> bool:
@@ -27,65 +48,157 @@ def eligible(member: Member, node: Node) -> bool:
     return True
 
 
-def _score(free_after: Resources) -> tuple[int, int, int]:
-    # Best fit: leave as little as possible behind, GPUs first, so whole-node
-    # GPU pods pack nodes full and keep other nodes whole for the next big gang.
-    return (free_after.gpus, free_after.cpu_milli, free_after.memory)
+def usable_pools(capacity: Capacity, group: Group, ends_at: float) -> list[Pool]:
+    """Open pools the group may use, then held pools it would leave in time."""
+    pools = [p for c in group.classes for p in c.pools if p.n]
+    classes = set(map(id, group.classes))
+    for res in capacity.reservations:
+        if res.admits(ends_at):
+            pools.extend(p for p in res.pools if p.n and id(p.cls) in classes)
+    if group.topo_filter:
+        pools = [p for p in pools if group.pool_ok(p)]
+    return pools
 
 
-def place_gang(
-    gang: Gang, nodes: Sequence[Node], free: Mapping[str, Resources] | None = None
-) -> dict[str, str] | None:
-    """Member name -> node name for the whole gang, or None if it cannot all fit.
+def could_fit(capacity: Capacity, groups: Sequence[Group], ends_at: float) -> bool:
+    """Necessary condition, from counters only: False means it certainly does not fit."""
+    gpus = sum(g.request.gpus * len(g.members) for g in groups)
+    free_gpus = 0
+    seen: set[int] = set()
+    for g in groups:
+        r = g.request
+        room: float = 0
+        for c in g.classes:
+            room += cap(c, c.n_level, r, c.min_level(r))
+            if c.id not in seen:
+                seen.add(c.id)
+                free_gpus += c.fgpu
+        for res in capacity.reservations:
+            if res.admits(ends_at):
+                for p in res.pools:
+                    if p.cls in g.classes:
+                        room += cap(p, pool_levels(p), r, p.cls.min_level(r))
+                        free_gpus += p.fgpu
+        if room < len(g.members):
+            return False
+    return gpus <= free_gpus
 
-    `free` overrides each node's free resources (the caller's running tally within
-    one scheduling cycle); it is not modified.
-    """
-    remaining = {n.name: n.free for n in nodes} if free is None else dict(free)
-    # Biggest members first: the hard ones decide whether the gang fits at all.
-    order = sorted(
-        gang.members, key=lambda m: (m.request.gpus, m.request.cpu_milli, m.request.memory),
-        reverse=True,
-    )
-    placement: dict[str, str] = {}
-    for member in order:
-        best: tuple[tuple[int, int, int], str] | None = None
-        for node in nodes:
-            left = remaining[node.name]
-            if not member.request.fits_in(left) or not eligible(member, node):
-                continue
-            candidate = (_score(left - member.request), node.name)
-            if best is None or candidate < best:
-                best = candidate
-        if best is None:
+
+def place(
+    capacity: Capacity,
+    groups: Sequence[Group],
+    topology: Topology | None,
+    topology_keys: Sequence[str],
+    ends_at: float = INF,
+) -> Taken | None:
+    """Place the whole gang and keep it taken; None (and nothing taken) if it cannot."""
+    if not could_fit(capacity, groups, ends_at):
+        return None
+    if len(groups) == 1 and len(groups[0].members) == 1:
+        return _place_one(capacity, groups[0], ends_at)
+    pools = {id(g): usable_pools(capacity, g, ends_at) for g in groups}
+    if topology is not None:
+        keys: Sequence[str] = [topology.key]
+        required = topology.required
+    else:
+        keys, required = topology_keys, False
+    levels = [capacity.topo_keys.index(k) for k in keys if k in capacity.topo_keys]
+    for ki in levels:
+        caps = _domain_caps(groups, pools, ki)
+        need = [len(g.members) for g in groups]
+        fitting = [
+            d for d, per_group in caps.items()
+            if d is not None and all(c >= n for c, n in zip(per_group, need, strict=True))
+        ]
+        fitting.sort(key=lambda d: (sum(caps[d]), d))  # fullest first
+        for d in fitting[:DOMAIN_TRIES]:
+            taken = _fill(capacity, groups, {
+                k: [p for p in ps if p.topo[ki] == d] for k, ps in pools.items()
+            })
+            if taken is not None:
+                return taken
+    if required:
+        return None
+    if levels:
+        # Spread: the widest domains with the most room first, then narrower ones
+        # inside them, so the gang touches as few domains as it can.
+        caps_by = [_domain_caps(groups, pools, ki) for ki in levels]
+
+        def order(p: Pool) -> tuple[object, ...]:
+            key: list[object] = []
+            for ki, caps in zip(reversed(levels), reversed(caps_by), strict=True):
+                d = p.topo[ki]
+                key += [-sum(caps[d]), d or ""]
+            return tuple(key)
+
+        pools = {k: sorted(ps, key=order) for k, ps in pools.items()}
+    return _fill(capacity, groups, pools)
+
+
+def _place_one(capacity: Capacity, g: Group, ends_at: float) -> Taken | None:
+    """One pod: the fullest node it fits on, found through the per-level pool index."""
+    r = g.request
+    for c in g.classes:
+        m = c.min_level(r)
+        for lv in range(m, c.levels + 1):
+            for pool in c.pools_at[lv].values():
+                if g.topo_filter and not g.pool_ok(pool):
+                    continue
+                i = _best_in_pool(capacity, pool, r, lv, g.node_check, lv + 1)
+                if i is not None:
+                    capacity.take(i, r)
+                    return [(g.members[0], i)]
+    held = [p for res in capacity.reservations if res.admits(ends_at) for p in res.pools
+            if p.n and p.cls in g.classes and g.pool_ok(p)]
+    return _fill(capacity, [g], {id(g): held}) if held else None
+
+
+def unplace(capacity: Capacity, taken: Taken) -> None:
+    for member, i in reversed(taken):
+        capacity.release(i, member.request)
+
+
+def _domain_caps(
+    groups: Sequence[Group], pools: dict[int, list[Pool]], ki: int
+) -> dict[str | None, list[float]]:
+    caps: dict[str | None, list[float]] = defaultdict(lambda: [0.0] * len(groups))
+    for gi, g in enumerate(groups):
+        r = g.request
+        for p in pools[id(g)]:
+            caps[p.topo[ki]][gi] += cap(p, pool_levels(p), r, p.cls.min_level(r))
+    return caps
+
+
+def _fill(capacity: Capacity, groups: Sequence[Group], pools: dict[int, list[Pool]]) -> Taken | None:
+    taken: Taken = []
+    for g in groups:
+        r = g.request
+        members = g.members
+        k = 0
+        for pool in pools[id(g)]:
+            m = pool.cls.min_level(r)
+            while k < len(members):
+                i = _best_in_pool(capacity, pool, r, m, g.node_check)
+                if i is None:
+                    break
+                capacity.take(i, r)
+                taken.append((members[k], i))
+                k += 1
+            if k == len(members):
+                break
+        if k < len(members):
+            unplace(capacity, taken)
             return None
-        node_name = best[1]
-        remaining[node_name] = remaining[node_name] - member.request
-        placement[member.name] = node_name
-    return placement
+    return taken
 
 
-def shortfall(
-    gang: Gang, nodes: Sequence[Node], free: Mapping[str, Resources] | None = None
-) -> str:
-    """Why a gang does not fit, in words a person can act on."""
-    free_of = {n.name: n.free for n in nodes} if free is None else free
-    members = len(gang.members)
-    request = gang.members[0].request if members else Resources()
-    same = all(m.request == request for m in gang.members)
-    shape = f"{members} x ({request.describe()})" if same else f"{members} pods"
-    usable = [n for n in nodes if any(eligible(m, n) for m in gang.members)]
-    if not usable:
-        return f"needs {shape}; no node matches its machine type"
-    total_free = Resources()
-    for node in usable:
-        total_free = total_free + free_of[node.name]
-    capacity = Resources()
-    for node in usable:
-        capacity = capacity + node.allocatable
-    if not gang.total.fits_in(capacity):
-        return (
-            f"needs {shape} = {gang.total.describe()}, more than all matching nodes hold "
-            f"({capacity.describe()}); it can never start here"
-        )
-    return f"needs {shape}; {total_free.describe()} free on {len(usable)} matching node(s)"
+def _best_in_pool(
+    capacity: Capacity, pool: Pool, r: Resources, m: int, node_check: Member | None,
+    top: int | None = None,
+) -> int | None:
+    fits = capacity.fits
+    for lv in range(m, len(pool.buckets) if top is None else top):
+        for i in pool.buckets[lv]:
+            if fits(i, r) and (node_check is None or eligible(node_check, capacity.nodes[i])):
+                return i
+    return None

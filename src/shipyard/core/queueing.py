@@ -1,37 +1,308 @@
-"""One scheduling cycle: order the pending gangs, admit each that fits in turn."""
+"""One scheduling cycle: order the pending gangs fairly and decide for each of them.
+
+The steps, for each gang in order:
+1. order: higher priority first; within a priority, the queue with the lowest
+   weighted dominant share (of GPUs, CPU, memory, counting what it runs and what this
+   cycle admitted) goes next; within a queue, the earliest submitted;
+2. quota: a gang whose queue would go over nominal + borrowing limit waits;
+3. place: the whole gang on free nodes (placement.py), or nothing;
+4. if it does not fit: preempt whole gangs of lower priority, or of queues over their
+   nominal quota when this one is within its own (preemption.py); else hold nodes for
+   its earliest start (backfill.py), which gangs behind it may use only if they end
+   before that start;
+5. every gang that does not start gets its position and a reason (reasons.py).
+"""
 
 from __future__ import annotations
 
-from shipyard.core.model import Admission, CycleResult, Gang, Snapshot, Waiting
-from shipyard.core.placement import place_gang, shortfall
+import heapq
+import math
+from collections.abc import Iterable
+
+from shipyard.core import reasons
+from shipyard.core.backfill import earliest_start, never_fits
+from shipyard.core.capacity import Capacity, Group
+from shipyard.core.model import (
+    WAIT_CAPACITY,
+    WAIT_NEVER,
+    WAIT_NO_QUEUE,
+    WAIT_PREEMPTING,
+    WAIT_QUOTA,
+    WAIT_RESERVED,
+    WAIT_TOPOLOGY,
+    Admission,
+    CycleResult,
+    Gang,
+    Policy,
+    Preemption,
+    Queue,
+    Resources,
+    Running,
+    Snapshot,
+    Waiting,
+)
+from shipyard.core.placement import could_fit, place
+from shipyard.core.preemption import find_victims
+
+INF = math.inf
 
 
-def scheduling_order(gangs: tuple[Gang, ...] | list[Gang]) -> list[Gang]:
-    """Higher priority first, then earlier submission, then key (stable, total order)."""
+def scheduling_order(gangs: Iterable[Gang]) -> list[Gang]:
+    """Priority, then submission time, then key: the order within one queue."""
     return sorted(gangs, key=lambda g: (-g.priority, g.submitted_at, g.key))
 
 
-def schedule(snapshot: Snapshot) -> CycleResult:
-    """Admit gangs in order while they fit; the first that does not blocks the rest.
+def total(gang: Gang) -> Resources:
+    cpu = mem = gpus = 0
+    for m in gang.members:
+        cpu += m.request.cpu_milli
+        mem += m.request.memory
+        gpus += m.request.gpus
+    return Resources(cpu, mem, gpus)
 
-    Strict order keeps a large gang from starving behind a stream of small ones.
-    """
-    free = {n.name: n.free for n in snapshot.nodes}
-    admitted: list[Admission] = []
-    waiting: list[Waiting] = []
-    blocked_by: Gang | None = None
-    for position, gang in enumerate(scheduling_order(snapshot.pending), start=1):
-        if blocked_by is None:
-            placement = place_gang(gang, snapshot.nodes, free)
-            if placement is not None:
-                for member in gang.members:
-                    node = placement[member.name]
-                    free[node] = free[node] - member.request
-                admitted.append(Admission(gang.key, placement))
+
+def dominant_share(used: Resources, capacity: Resources, weight: float) -> float:
+    """Weighted dominant-resource share: the largest fraction of any resource, / weight."""
+    return max(
+        used.gpus / capacity.gpus if capacity.gpus else 0.0,
+        used.cpu_milli / capacity.cpu_milli if capacity.cpu_milli else 0.0,
+        used.memory / capacity.memory if capacity.memory else 0.0,
+    ) / weight
+
+
+def schedule(snapshot: Snapshot, policy: Policy = Policy()) -> CycleResult:
+    """Decide, for every pending gang, to admit it (with placement) or why it waits."""
+    return _Cycle(snapshot, policy).run()
+
+
+class _Cycle:
+    """Working state of one cycle; discarded after `run`."""
+
+    def __init__(self, snapshot: Snapshot, policy: Policy) -> None:
+        self.snap = snapshot
+        self.policy = policy
+        self.now = snapshot.now
+        extra = [g.topology.key for g in snapshot.pending if g.topology is not None]
+        self.keys = policy.topology_keys
+        self.capacity = Capacity(snapshot, [*policy.topology_keys, *extra])
+        self.queues = {q.name: q for q in snapshot.queues}
+        self.implicit = not snapshot.queues
+        cluster = Resources()
+        for n in snapshot.nodes:
+            if n.ready and n.schedulable:
+                cluster = cluster + n.allocatable
+        self.cluster = cluster
+        self.usage: dict[str, Resources] = {}
+        self.running = list(snapshot.running)
+        for run in self.running:
+            q = run.gang.queue
+            self.usage[q] = self.usage.get(q, Resources()) + total(run.gang)
+        self.admitted: list[Admission] = []
+        self.waiting: list[Waiting] = []
+        self.preempted: list[Preemption] = []
+        self.queue_waiting: dict[str, int] = {}
+        self.failed: set[tuple[object, ...]] = set()
+        self.reserved_for = 0
+        self.first_blocked: Gang | None = None
+
+    # -- queues ----------------------------------------------------------------
+
+    def queue(self, name: str) -> Queue | None:
+        if self.implicit:
+            return self.queues.setdefault(name, Queue(name))
+        return self.queues.get(name)
+
+    def share(self, name: str) -> float:
+        q = self.queue(name)
+        return dominant_share(self.usage.get(name, Resources()), self.cluster,
+                              q.weight if q else 1.0)
+
+    def borrowing(self, name: str, extra: Resources = Resources()) -> bool:
+        q = self.queue(name)
+        return q is not None and (self.usage.get(name, Resources()) + extra).exceeds(q.nominal)
+
+    def order(self) -> Iterable[Gang]:
+        """Pending gangs in order; shares are re-read as admissions change them."""
+        buckets: dict[tuple[str, int], list[Gang]] = {}
+        for g in self.snap.pending:
+            buckets.setdefault((g.queue, g.priority), []).append(g)
+        heap: list[tuple[int, float, float, str, tuple[str, int], int]] = []
+        for bkey, gangs in buckets.items():
+            gangs.sort(key=lambda g: (g.submitted_at, g.key))
+            head = gangs[0]
+            heap.append((-head.priority, self.share(head.queue), head.submitted_at,
+                         head.key, bkey, 0))
+        heapq.heapify(heap)
+        while heap:
+            entry = heapq.heappop(heap)
+            prio, share, _, _, bkey, i = entry
+            now_share = self.share(bkey[0])
+            if now_share != share:  # stale: its queue's share changed since it was pushed
+                heapq.heappush(heap, (prio, now_share, *entry[2:]))
                 continue
-            blocked_by = gang
-            reason = shortfall(gang, snapshot.nodes, free)
-        else:
-            reason = f"waiting behind {blocked_by.key}, which is first in line"
-        waiting.append(Waiting(gang.key, position - len(admitted), reason))
-    return CycleResult(tuple(admitted), tuple(waiting))
+            gang = buckets[bkey][i]
+            yield gang
+            if i + 1 < len(buckets[bkey]):
+                nxt = buckets[bkey][i + 1]
+                heapq.heappush(heap, (prio, self.share(bkey[0]), nxt.submitted_at, nxt.key,
+                                      bkey, i + 1))
+
+    # -- the cycle -------------------------------------------------------------
+
+    def run(self) -> CycleResult:
+        for gang in self.order():
+            self.decide(gang)
+        return CycleResult(tuple(self.admitted), tuple(self.waiting), tuple(self.preempted))
+
+    def wait(self, gang: Gang, kind: str, reason: str, starts_at: float | None = None) -> None:
+        qpos = self.queue_waiting[gang.queue] = self.queue_waiting.get(gang.queue, 0) + 1
+        text = f"{reason}; {reasons.where(qpos, gang.queue)}"
+        if starts_at is not None and math.isinf(starts_at):
+            starts_at = None
+        self.waiting.append(Waiting(gang.key, len(self.waiting) + 1, text, qpos, kind,
+                                    starts_at))
+
+    def decide(self, gang: Gang) -> None:
+        queue = self.queue(gang.queue)
+        if queue is None:
+            known = ", ".join(sorted(self.queues)) or "(none)"
+            self.wait(gang, WAIT_NO_QUEUE,
+                      f"queue {gang.queue!r} does not exist; create it or use one of {known}")
+            return
+        need = total(gang)
+        used = self.usage.get(gang.queue, Resources())
+        if (used + need).exceeds(queue.limit):
+            self.wait(gang, WAIT_QUOTA, reasons.quota_text(queue, used, need))
+            return
+        if self.first_blocked is not None and not self.policy.backfill:
+            self.wait(gang, WAIT_CAPACITY,
+                      f"waiting behind {self.first_blocked.key}, which is first in line")
+            return
+        cap = self.capacity
+        groups = cap.groups(gang.members)
+        if not gang.members or never_fits(cap, groups):
+            self.wait(gang, WAIT_NEVER, reasons.never_text(cap, groups))
+            return
+        ends_at = INF if gang.time_limit_s is None else self.now + gang.time_limit_s
+        memo = self.memo_key(gang, groups, ends_at)
+        taken = None
+        if memo not in self.failed:
+            taken = place(cap, groups, gang.topology, self.keys, ends_at)
+        if taken is not None:
+            placement = {m.name: self.snap.nodes[i].name for m, i in taken}
+            self.admitted.append(Admission(
+                gang.key, placement, borrowing=self.borrowing(gang.queue, need),
+                backfill=bool(cap.reservations),
+            ))
+            self.usage[gang.queue] = used + need
+            return
+        self.failed.add(memo)
+        if self.first_blocked is None:
+            self.first_blocked = gang
+        if self.policy.preemption and self.try_preempt(gang, groups, need):
+            return
+        self.blocked(gang, groups, ends_at)
+
+    def memo_key(self, gang: Gang, groups: list[Group], ends_at: float) -> tuple[object, ...]:
+        # Free capacity only shrinks during a cycle, so a shape that failed fails again.
+        held = tuple(id(r) for r in self.capacity.reservations if r.admits(ends_at))
+        return (
+            tuple((g.request, len(g.members), id(g.classes), tuple(g.topo_filter.items()),
+                   g.node_check is None) for g in groups),
+            gang.topology, held,
+        )
+
+    def blocked(self, gang: Gang, groups: list[Group], ends_at: float) -> None:
+        cap = self.capacity
+        if self.policy.backfill and self.reserved_for < self.policy.reservations:
+            runs = [(INF if r.ends_at is None else max(r.ends_at, self.now), r)
+                    for r in self.running]
+            found = earliest_start(cap, groups, gang.topology, self.keys, runs, self.now)
+            if found is not None:
+                start, nodes = found
+                cap.reserve(gang.key, start, nodes)
+                self.reserved_for += 1
+                self.wait(gang, WAIT_CAPACITY,
+                          f"{reasons.capacity_text(cap, groups)}; "
+                          f"{reasons.reserved_text(start, self.now)}", start)
+                return
+        if gang.topology is not None and gang.topology.required and gang.topology.key in (
+            cap.topo_keys
+        ) and could_fit(cap, groups, ends_at):
+            self.wait(gang, WAIT_TOPOLOGY, reasons.topology_text(cap, groups, gang.topology.key))
+            return
+        for res in cap.reservations:
+            if not res.admits(ends_at) and self.fits_with_held(groups):
+                self.wait(gang, WAIT_RESERVED,
+                          f"needs {reasons.shape(groups)}; "
+                          f"{reasons.blocked_by_reservation(res, self.now)}")
+                return
+        self.wait(gang, WAIT_CAPACITY, reasons.capacity_text(cap, groups))
+
+    def fits_with_held(self, groups: list[Group]) -> bool:
+        """Would the gang fit now if no nodes were held? (counters only)"""
+        for g in groups:
+            room = 0
+            for c in g.classes:
+                m = c.min_level(g.request)
+                room += sum(c.n_level[m:])
+            for res in self.capacity.reservations:
+                for p in res.pools:
+                    if p.cls in g.classes:
+                        room += sum(len(b) for b in p.buckets[p.cls.min_level(g.request):])
+            if room < len(g.members):
+                return False
+        return True
+
+    # -- preemption ------------------------------------------------------------
+
+    def try_preempt(self, gang: Gang, groups: list[Group], need: Resources) -> bool:
+        within_nominal = not self.borrowing(gang.queue, need)
+
+        def allowed(run: Running, chosen: list[Running]) -> bool:
+            v = run.gang
+            if v.queue == gang.queue:
+                return v.priority < gang.priority
+            if not within_nominal:
+                return False  # a borrowing queue takes nothing from another queue
+            if v.priority < gang.priority:
+                return True
+            freed = Resources()
+            for c in chosen:
+                if c.gang.queue == v.queue:
+                    freed = freed + total(c.gang)
+            q = self.queue(v.queue)
+            left = self.usage.get(v.queue, Resources()) - freed
+            return q is not None and left.exceeds(q.nominal)  # reclaim what it borrowed
+
+        candidates = [r for r in self.running if allowed(r, [])]
+        if not candidates:
+            return False
+
+        def cost(run: Running) -> tuple[object, ...]:
+            return (not self.borrowing(run.gang.queue), run.gang.priority, -run.started_at,
+                    len(run.gang.members), run.gang.key)
+
+        found = find_victims(self.capacity, groups, gang.topology, self.keys, candidates,
+                             cost, allowed)
+        if found is None:
+            return False
+        victims, nodes = found
+        for v in victims:
+            why = ("lower priority" if v.gang.priority < gang.priority
+                   else f"queue {v.gang.queue} is over its nominal quota")
+            self.preempted.append(Preemption(
+                v.gang.key, gang.key,
+                f"preempted for {gang.key} ({why}); requeued, resumes from its checkpoint",
+            ))
+            self.usage[v.gang.queue] = self.usage.get(v.gang.queue, Resources()) - total(v.gang)
+        gone = {id(v) for v in victims}
+        self.running = [r for r in self.running if id(r) not in gone]
+        # Held for it from now: nothing else may start there while the victims stop.
+        self.capacity.reserve(gang.key, -INF, nodes)
+        names = ", ".join(v.gang.key for v in victims[:5])
+        more = f" and {len(victims) - 5} more" if len(victims) > 5 else ""
+        self.wait(gang, WAIT_PREEMPTING,
+                  f"needs {reasons.shape(groups)}; preempting {len(victims)} experiment(s) "
+                  f"({names}{more}) to make room; it starts when they have stopped")
+        return True

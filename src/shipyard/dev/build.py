@@ -134,6 +134,7 @@ def targets(v: Versions) -> list[Target]:
             version=v.etcd,
             local_version=v.etcd,
             packages={"etcd": "go.etcd.io/etcd/server/v3"},
+            ldflags=[f"-X go.etcd.io/etcd/api/v3/version.GitSHA={v.etcd}"],
         ),
         Target(
             name="kubernetes",
@@ -165,7 +166,8 @@ def _go(args: list[str], cwd: Path, step: str, log: Log) -> str:
     # A go.mod asking for a newer toolchain must not silently download one unless
     # the caller allowed it through GOTOOLCHAIN.
     env.setdefault("GOTOOLCHAIN", "local")
-    log(f"{step}: go {' '.join(args)}")
+    shown = " ".join(args) if len(args) < 8 else " ".join([*args[:6], "..."])
+    log(f"{step}: go {shown}")
     proc = subprocess.run(
         ["go", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
     )
@@ -227,9 +229,17 @@ def build(versions: Versions | None = None, *, force: bool = False, log: Log = p
     for t in targets(v):
         t0 = time.monotonic()
         d = write_wrapper(t, cp_dir, log)
-        # Download the whole module graph first so a module missing from the
-        # proxy fails here, in seconds, and not minutes into compilation.
-        _go(["mod", "download"], d, f"download {t.name}", log)
+        # Fetch the pinned modules, then resolve every package the commands
+        # import, so a module missing from the proxy fails here, in seconds, and
+        # not minutes into compilation.
+        pinned = [f"{t.upstream}@{t.version}"] + [
+            f"{r.new}@{r.version}"
+            for r in gomod.parse_replaces((d / "go.mod").read_text())
+            if r.version
+        ]
+        _go(["mod", "download", *pinned], d, f"download {t.name}", log)
+        _go(["list", "-deps", "-f", "{{.ImportPath}}", *t.packages.values()], d,
+            f"resolve {t.name}", log)
         ldflags = " ".join(["-s", "-w", *t.ldflags])
         pkgs = list(t.packages.values())
         _go(

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import ssl
+import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -47,3 +51,50 @@ def http_get(url: str, ctx: ssl.SSLContext | None = None, timeout: float = 2.0) 
         return e.code, e.read().decode(errors="replace")
     except (OSError, ValueError) as e:
         return 0, str(e)
+
+
+class RawClient:
+    """A minimal JSON-over-HTTPS client with one keep-alive connection per thread.
+
+    Bulk node creation and readiness polling go through it rather than the
+    `kubernetes` package: no model (de)serialization, and no dependence on that
+    package's internal call API, which changes between its major versions.
+    """
+
+    def __init__(self, server: str, ctx: ssl.SSLContext, timeout: float = 30.0) -> None:
+        u = urllib.parse.urlsplit(server)
+        self._host, self._port = u.hostname or "127.0.0.1", u.port or 443
+        self._ctx, self._timeout = ctx, timeout
+        self._local = threading.local()
+
+    def _conn(self) -> http.client.HTTPSConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = http.client.HTTPSConnection(
+                self._host, self._port, context=self._ctx, timeout=self._timeout)
+            self._local.conn = conn
+        return conn
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Accept": "application/json"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        for attempt in (0, 1):
+            conn = self._conn()
+            try:
+                conn.request(method, path, body=data, headers=headers)
+                resp = conn.getresponse()
+                return resp.status, resp.read()
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                self._local.conn = None
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def get_json(self, path: str) -> Any:
+        status, data = self.request("GET", path)
+        if status != 200:
+            raise OSError(f"GET {path}: HTTP {status}: {data[:300]!r}")
+        return json.loads(data)

@@ -161,6 +161,10 @@ class DevCluster:
         """A fresh `kubernetes.client.ApiClient` for this cluster (admin)."""
         return client.api_client(self.kubeconfig, self.context, pool_size=pool_size)
 
+    def raw_client(self) -> client.RawClient:
+        """A light JSON client (admin) for bulk calls; see `client.RawClient`."""
+        return client.RawClient(self.server, client.tls_context(self.certs_dir))
+
     # -- nodes ----------------------------------------------------------------
     def add_pools(
         self, specs: list[pools.PoolSpec], *, wait: bool = True, timeout: float = 600,
@@ -172,42 +176,32 @@ class DevCluster:
         for s in specs:
             self.pool_next_index[s.name] = self.pool_next_index.get(s.name, 0) + s.count
         self.save()
-        api = self.api_client(pool_size=32)
-        try:
-            pools.create_nodes(
-                api, nodes, workers=24,
-                progress=lambda d, t: progress(f"creating nodes {d}/{t}"),
-            )
-            if wait:
-                self.wait_nodes_ready(timeout=timeout, progress=progress, api=api)
-        finally:
-            api.close()
+        api = self.raw_client()
+        pools.create_nodes(
+            api, nodes, workers=24, progress=lambda d, t: progress(f"creating nodes {d}/{t}"))
+        if wait:
+            self.wait_nodes_ready(timeout=timeout, progress=progress, api=api)
         return [n["metadata"]["name"] for n in nodes]
 
     def wait_nodes_ready(
         self, minimum: int | None = None, *, timeout: float = 600, progress: Progress = _quiet,
-        api: Any = None,
+        api: client.RawClient | None = None,
     ) -> int:
         """Wait until `minimum` (default: all) kwok nodes are Ready; return how many are."""
-        own = api is None
-        api = api or self.api_client(pool_size=2)
+        api = api or self.raw_client()
         deadline = time.monotonic() + timeout
-        try:
-            while True:
-                ready, total = pools.ready_count(api)
-                want = total if minimum is None else minimum
-                progress(f"nodes Ready {ready}/{want}")
-                if ready >= want:
-                    return ready
-                if time.monotonic() > deadline:
-                    raise DevClusterError(
-                        f"{self.name}: only {ready}/{want} nodes Ready after {timeout:.0f}s; "
-                        f"see {self.state_dir / 'logs' / 'kwok.log'}"
-                    )
-                time.sleep(1.0)
-        finally:
-            if own:
-                api.close()
+        while True:
+            ready, total = pools.ready_count(api)
+            want = total if minimum is None else minimum
+            progress(f"nodes Ready {ready}/{want}")
+            if ready >= want:
+                return ready
+            if time.monotonic() > deadline:
+                raise DevClusterError(
+                    f"{self.name}: only {ready}/{want} nodes Ready after {timeout:.0f}s; "
+                    f"see {self.state_dir / 'logs' / 'kwok.log'}"
+                )
+            time.sleep(1.0)
 
     def set_node_not_ready(self, node: str, message: str = "made NotReady by shipyard dev",
                            reason: str = "KubeletNotReady") -> None:
@@ -256,6 +250,12 @@ def _args(c: DevCluster, tuning: Tuning) -> dict[str, list[str]]:
         f"--secure-port={p['apiserver']}",
         f"--tls-cert-file={cd / 'apiserver.crt'}", f"--tls-private-key-file={cd / 'apiserver.key'}",
         f"--client-ca-file={cd / 'ca.crt'}",
+        # No aggregated API servers here, but components read this CA bundle at start.
+        f"--requestheader-client-ca-file={cd / 'ca.crt'}",
+        "--requestheader-allowed-names=front-proxy-client",
+        "--requestheader-username-headers=X-Remote-User",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
         f"--kubelet-client-certificate={cd / 'apiserver-client.crt'}",
         f"--kubelet-client-key={cd / 'apiserver-client.key'}",
         f"--service-account-key-file={cd / 'sa.pub'}",
@@ -280,7 +280,7 @@ def _args(c: DevCluster, tuning: Tuning) -> dict[str, list[str]]:
         f"--cluster-name=shipyard-{c.name}",
         f"--service-account-private-key-file={cd / 'sa.key'}",
         f"--root-ca-file={cd / 'ca.crt'}",
-        "--use-service-account-credentials=false",
+        "--use-service-account-credentials=true",  # as kubeadm: per-controller RBAC
         "--controllers=*," + ",".join(f"-{x}" for x in tuning.disabled_controllers),
         f"--node-monitor-grace-period={tuning.node_monitor_grace_period}",
         f"--kube-api-qps={tuning.controller_manager_qps}",
@@ -301,6 +301,9 @@ def _args(c: DevCluster, tuning: Tuning) -> dict[str, list[str]]:
         str(b / "kwok"),
         f"--kubeconfig={s / 'kwok.kubeconfig'}",
         f"--config={s / 'kwok.yaml'}",
+        # INFO logs a line per node and pod patch: at thousands of nodes the
+        # logging alone costs a noticeable share of a core.
+        "--v=WARN",
     ]
     return {"etcd": etcd, "kube-apiserver": apiserver, "kube-controller-manager": kcm,
             "kube-scheduler": sched, "kwok": kwok}

@@ -23,8 +23,8 @@ and the machine type's taints.
 
 from __future__ import annotations
 
-import json
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from shipyard.dev.client import RawClient
 from shipyard.dev.stages import KWOK_NODE_ANNOTATION
 from shipyard.spec.machines import DEFAULT_MACHINE_TYPES, RESOURCE_GPU, MachineType
 
@@ -189,45 +190,31 @@ def nodes_for(pools: list[PoolSpec], start: dict[str, int] | None = None) -> Ite
 Progress = Callable[[int, int], None]
 
 
+class NodeCreateError(RuntimeError):
+    """The API server refused a node for a reason retrying will not fix."""
+
+
 def create_nodes(
-    api_client: Any,
+    api: RawClient,
     nodes: list[dict[str, Any]],
     *,
     workers: int = 24,
     progress: Progress | None = None,
 ) -> int:
-    """POST every node, concurrently; an existing node counts as created.
-
-    `api_client` should come from `shipyard.dev.client.api_client` with a pool at
-    least `workers` wide, or the threads queue for connections.
-
-    Responses are not deserialized into client models (`_preload_content=False`):
-    at thousands of nodes that alone would cost more CPU than the API server.
-    """
-    from kubernetes.client import ApiException  # only dev/ and kube/ import the client
-
-    path = "/api/v1/nodes"
+    """POST every node, `workers` at a time; an existing node counts as created."""
     done = 0
     total = len(nodes)
 
     def post(body: dict[str, Any]) -> None:
         for attempt in range(8):
-            try:
-                resp = api_client.call_api(
-                    path, "POST", body=body, auth_settings=[],
-                    header_params={"Content-Type": "application/json", "Accept":
-                                   "application/json"},
-                    _preload_content=False, _return_http_data_only=True,
-                )
-                resp.release_conn()
+            status, data = api.request("POST", "/api/v1/nodes", body)
+            if status in (200, 201, 409):  # 409: already there (idempotent re-run)
                 return
-            except ApiException as e:
-                if e.status == 409:
-                    return
-                if e.status in (429, 500, 503, 504) and attempt < 7:
-                    time.sleep(0.2 * 2**attempt)
-                    continue
-                raise
+            if status in (429, 500, 503, 504) and attempt < 7:
+                time.sleep(0.2 * 2**attempt)
+                continue
+            raise NodeCreateError(
+                f"creating node {body['metadata']['name']}: HTTP {status}: {data[:300]!r}")
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mknode") as ex:
         for _ in ex.map(post, nodes):
@@ -237,15 +224,10 @@ def create_nodes(
     return done
 
 
-def ready_count(api_client: Any, label_selector: str = "type=kwok") -> tuple[int, int]:
+def ready_count(api: RawClient, label_selector: str = "type=kwok") -> tuple[int, int]:
     """(Ready nodes, all nodes) among those matching the selector, from the watch cache."""
-    resp = api_client.call_api(
-        "/api/v1/nodes", "GET",
-        query_params=[("labelSelector", label_selector), ("resourceVersion", "0")],
-        auth_settings=[], header_params={"Accept": "application/json"},
-        _preload_content=False, _return_http_data_only=True,
-    )
-    items = json.loads(resp.data)["items"]
+    q = urllib.parse.urlencode({"labelSelector": label_selector, "resourceVersion": "0"})
+    items = api.get_json(f"/api/v1/nodes?{q}")["items"]
     ready = 0
     for n in items:
         for c in (n.get("status") or {}).get("conditions") or []:

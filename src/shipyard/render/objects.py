@@ -76,7 +76,7 @@ def render_pod(exp: Experiment, role: Role, index: int) -> dict[str, Any]:
         LABEL_INDEX: str(index),
         LABEL_QUEUE: exp.queue,
     }
-    annotations = {}
+    annotations = dict(role.annotations)
     node_rank = rank_layout(exp).node_rank.get((role.name, index))
     if node_rank is not None:
         annotations[ANNOTATION_RANK] = str(node_rank)

@@ -3,6 +3,7 @@
 from shipyard.spec.errors import SpecError
 from shipyard.spec.experiment import Experiment, Resources, RetryPolicy, Role, Topology
 from shipyard.spec.load import experiment_from_data, load_experiment
+from shipyard.spec.nodepool import NodePool
 from shipyard.spec.machines import DEFAULT_MACHINE_TYPES, MachineType, Taint
 from shipyard.spec.queue import Queue, Quota
 
@@ -10,6 +11,7 @@ __all__ = [
     "DEFAULT_MACHINE_TYPES",
     "Experiment",
     "MachineType",
+    "NodePool",
     "Queue",
     "Quota",
     "Resources",

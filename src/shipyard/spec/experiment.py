@@ -70,6 +70,8 @@ class Role(StrictModel):
     command: Command
     image: str = Field(default=DEFAULT_IMAGE, min_length=1)
     env: dict[str, str] = Field(default_factory=dict)
+    # Extra pod annotations (sidecar settings, or kwok's simulated training time).
+    annotations: dict[str, str] = Field(default_factory=dict)
     working_dir: str | None = None
     # Processes per replica (torchrun's --nproc-per-node), usually one per GPU.
     procs_per_replica: int = Field(default=1, ge=1, le=64)
@@ -126,7 +128,9 @@ class Experiment(StrictModel):
         m = self.machine(role)
         # Already validated integers: construct directly (validation would read
         # an integer CPU as cores, not millicores).
-        return Resources.model_construct(cpu=m.cpu, memory=m.memory, gpus=m.gpus)
+        return Resources.model_construct(
+            cpu=m.allocatable_cpu, memory=m.allocatable_memory, gpus=m.gpus
+        )
 
     def role(self, name: str) -> Role:
         for role in self.roles:
@@ -160,8 +164,8 @@ def _reference_problems(exp: Experiment):
         elif role.resources is not None:
             r = role.resources
             for field, want, have in (
-                ("cpu", r.cpu, machine.cpu),
-                ("memory", r.memory, machine.memory),
+                ("cpu", r.cpu, machine.allocatable_cpu),
+                ("memory", r.memory, machine.allocatable_memory),
                 ("gpus", r.gpus, machine.gpus),
             ):
                 if want > have:

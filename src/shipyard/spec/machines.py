@@ -44,6 +44,18 @@ class MachineType(StrictModel):
     labels: dict[str, str] = Field(default_factory=dict)
     taints: tuple[Taint, ...] = ()
     cost_per_hour: float = Field(default=0.0, ge=0)
+    # What the kubelet and system daemons keep back on every node of this type: a pod
+    # that takes "the whole machine" asks for the rest (the node's allocatable).
+    reserved_cpu: CpuMilli = Field(default="100m", ge=0)
+    reserved_memory: MemoryBytes = Field(default="512Mi", ge=0)
+
+    @property
+    def allocatable_cpu(self) -> int:
+        return max(self.cpu - self.reserved_cpu, 0)
+
+    @property
+    def allocatable_memory(self) -> int:
+        return max(self.memory - self.reserved_memory, 0)
 
     def node_labels(self) -> dict[str, str]:
         """Labels every node of this type carries (and a pod of it selects on)."""

@@ -1,0 +1,108 @@
+"""The cluster side of the verbs: the same output as the local backend, from Experiments."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import typer
+
+from shipyard.cli.output import Format, age, console, dump, errors, phase, table
+from shipyard.controller.views import parse_time
+from shipyard.kube import experiments as kexp
+from shipyard.kube.client import KubeClient
+from shipyard.kube.errors import ApiError, NotFound
+from shipyard.spec import Experiment
+
+T = TypeVar("T")
+
+
+def run(context: str, work: Callable[[KubeClient], Awaitable[T]]) -> T:
+    """Connect to the kubeconfig context, run `work`, turn API errors into clear exits."""
+
+    async def main() -> T:
+        async with KubeClient.from_kubeconfig(context=context) as client:
+            return await work(client)
+
+    try:
+        return asyncio.run(main())
+    except NotFound as exc:
+        errors.print(f"[red]error:[/red] not found in cluster {context}: {exc.message}")
+        raise typer.Exit(1) from None
+    except ApiError as exc:
+        errors.print(f"[red]error:[/red] cluster {context}: {exc}")
+        raise typer.Exit(1) from None
+    except kexp.ExperimentExists as exc:
+        errors.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    except Exception as exc:
+        if type(exc).__name__ == "ConfigException":  # kubernetes' kubeconfig loader
+            errors.print(f"[red]error:[/red] kubeconfig: {exc}")
+            raise typer.Exit(2) from None
+        raise
+
+
+def summary(obj: dict[str, Any]) -> dict[str, Any]:
+    """The same keys as the local backend's summary."""
+    meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+    return {
+        "id": meta["name"], "name": meta["name"], "namespace": meta.get("namespace"),
+        "queue": spec.get("queue"), "priority": spec.get("priority"),
+        "phase": status.get("phase", "Queued"), "position": status.get("position"),
+        "restarts": status.get("restarts", 0), "message": status.get("message", ""),
+        "pods": status.get("pods"), "placement": status.get("placement"),
+        "submitted_at": parse_time(meta.get("creationTimestamp")),
+        "started_at": parse_time(status.get("startedAt")),
+        "finished_at": parse_time(status.get("finishedAt")),
+    }
+
+
+def launch(context: str, exp: Experiment) -> None:
+    obj = run(context, lambda c: kexp.submit(c, exp))
+    console.print(f"experiment {obj['metadata']['namespace']}/{obj['metadata']['name']} created "
+                  f"in {context}; follow it with: shipyard status --cluster {context} {exp.name}")
+
+
+def list_experiments(context: str, namespace: str | None, output: Format) -> None:
+    items = [summary(o) for o in run(context, lambda c: kexp.list_experiments(c, namespace))]
+    if output is not Format.table:
+        return dump(items, output)
+    rows = [(s["id"], s["namespace"], s["queue"], phase(s["phase"]), s["pods"] or "", s["restarts"],
+             age(s["submitted_at"]), s["message"]) for s in items]
+    table(("ID", "NAMESPACE", "QUEUE", "PHASE", "PODS", "RESTARTS", "AGE", "MESSAGE"), rows)
+
+
+def status(context: str, name: str, namespace: str, output: Format) -> None:
+    async def work(c: KubeClient) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        return await kexp.get_experiment(c, name, namespace), await kexp.pods_of(c, name, namespace)
+
+    obj, pods = run(context, work)
+    s = summary(obj)
+    ranks = {
+        p["metadata"]["name"]: {"state": (p.get("status") or {}).get("phase", "Pending"),
+                                "node": (p.get("spec") or {}).get("nodeName")}
+        for p in pods
+    }
+    if output is not Format.table:
+        return dump(s | {"ranks": ranks}, output)
+    console.print(f"[bold]{s['namespace']}/{s['id']}[/bold]  {phase(s['phase'])}  queue {s['queue']}"
+                  f"  priority {s['priority']}  restarts {s['restarts']}")
+    if s["position"]:
+        console.print(f"position {s['position']} in scheduling order")
+    console.print(s["message"], highlight=False)
+    if ranks:
+        table(("POD", "STATE", "NODE"), [(k, v["state"], v["node"]) for k, v in ranks.items()])
+
+
+def logs(context: str, name: str, namespace: str, rank: str | None) -> None:
+    async def work(c: KubeClient) -> list[tuple[str, str]]:
+        return [item async for item in kexp.follow_logs(c, name, namespace, rank)]
+
+    for pod, line in run(context, work):
+        print(f"[{pod}] {line}")
+
+
+def cancel(context: str, name: str, namespace: str) -> None:
+    obj = run(context, lambda c: kexp.cancel(c, name, namespace))
+    console.print(f"{name}: {phase((obj.get('status') or {}).get('phase', 'Queued'))}")

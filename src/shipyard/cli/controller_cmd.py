@@ -1,0 +1,74 @@
+"""`shipyard install` and `shipyard controller run`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated
+
+import typer
+import yaml
+
+from shipyard.cli.output import console, errors
+from shipyard.kube.client import KubeClient, load_connection
+
+app = typer.Typer(help="The scheduling controller that runs in (or next to) a cluster.",
+                  no_args_is_help=True)
+
+Context = Annotated[str | None, typer.Option("--cluster", "-c", help="kubeconfig context.")]
+
+
+@app.command("run")
+def run(
+    context: Context = None,
+    in_cluster: Annotated[bool, typer.Option(help="Use the pod's service account.")] = False,
+    leader_elect: Annotated[bool, typer.Option(help="Hold a Lease so only one replica acts.")] = True,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the scheduler controller: gang admission, fair share, preemption, lifecycle.
+
+    Example:  shipyard controller run --cluster shipyard-dev
+    """
+    from shipyard.controller.app import run_controller
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+    async def main() -> None:
+        async with KubeClient(load_connection(context=context, in_cluster=in_cluster)) as client:
+            await run_controller(client, leader_elect=leader_elect)
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def install(
+    context: Context = None,
+    image: Annotated[str, typer.Option(help="Controller image.")] = "shipyard/controller:0.1.0",
+    replicas: Annotated[int, typer.Option(help="Controller replicas (0: run it yourself).")] = 1,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the manifests instead.")] = False,
+) -> None:
+    """Install shipyard in a cluster: CRDs (Experiment, Queue, NodePool), RBAC, controller.
+
+    Example:  shipyard install --cluster shipyard-dev --replicas 0
+    """
+    from shipyard.kube.install import install as apply_all
+    from shipyard.kube.install import manifests
+
+    objects = manifests(image, replicas)
+    if dry_run:
+        print(yaml.safe_dump_all(objects, sort_keys=False), end="")
+        return
+    if context is None:
+        errors.print("[red]error:[/red] name the cluster: --cluster CONTEXT (or --dry-run)")
+        raise typer.Exit(2)
+
+    async def main() -> None:
+        async with KubeClient.from_kubeconfig(context=context) as client:
+            await apply_all(client, objects)
+
+    asyncio.run(main())
+    console.print(f"installed shipyard in {context}: {len(objects)} objects applied")

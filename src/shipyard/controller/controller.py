@@ -1,0 +1,303 @@
+"""The scheduling controller: watch caches -> snapshot -> core decisions -> writes.
+
+One asyncio loop. Informers mark the world dirty; a cycle runs after a short
+coalescing window (or when a timer is due: a backoff ending, a time limit). Each
+cycle (1) moves every experiment along its lifecycle, (2) asks core/ to schedule
+the queued ones over a snapshot, (3) starts the writes. Writes run as background
+tasks, one per experiment at a time; until the watch shows what was written, the
+controller's own last status for an experiment (the overlay) is the one it uses,
+so the next cycle never double-books a node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
+
+from shipyard.controller.lifecycle import HOLDING, TERMINAL, Decision, reconcile
+from shipyard.controller.views import (
+    ExperimentView,
+    PodView,
+    core_queue,
+    experiment_view,
+    format_time,
+    node_view,
+    parse_time,
+    pod_view,
+    queue_view,
+)
+from shipyard.controller.writer import Writer
+from shipyard.core.from_spec import gang_for
+from shipyard.core.model import CycleResult, Gang, Node, Resources, Running, Snapshot
+from shipyard.core.queueing import schedule
+from shipyard.kube.client import KubeClient
+from shipyard.kube.informer import Informer
+from shipyard.kube.resources import EXPERIMENTS, NODES, PODS, QUEUES
+
+log = logging.getLogger(__name__)
+WAITING_REFRESH_S = 5.0  # at most one position/reason update per experiment this often
+
+
+class Controller:
+    def __init__(self, client: KubeClient, *, clock: Callable[[], float] = time.time,
+                 coalesce_s: float = 0.05, write_concurrency: int = 64) -> None:
+        self.client = client
+        self.clock = clock
+        self.coalesce_s = coalesce_s
+        self.writer = Writer(client, write_concurrency)
+        self.dirty = asyncio.Event()
+        self.nodes: Informer[Node] = Informer(client, NODES, node_view, self._changed)
+        self.pods: Informer[PodView] = Informer(client, PODS, pod_view, self._pod_changed)
+        self.experiments: Informer[ExperimentView] = Informer(client, EXPERIMENTS, experiment_view,
+                                                              self._exp_changed)
+        self.queues: Informer[Any] = Informer(client, QUEUES, queue_view, self._changed)
+        self.pods_of: dict[str, dict[str, PodView]] = {}  # experiment -> pod name -> pod
+        self.pod_used: dict[str, Resources] = {}  # node -> requests of pods holding it
+        self.overlay: dict[str, dict[str, Any]] = {}  # experiment -> status we wrote
+        self.inflight: dict[str, asyncio.Task[None]] = {}
+        self.waiting_written: dict[str, float] = {}
+        self.gangs: dict[tuple[str, str], Gang] = {}  # (key, uid) -> gang
+        self.cycles = 0
+        self.last_result: CycleResult | None = None
+
+    # -- cache bookkeeping ------------------------------------------------------
+
+    def _changed(self, key: str, old: Any, new: Any) -> None:
+        self.dirty.set()
+
+    def _exp_changed(self, key: str, old: ExperimentView | None, new: ExperimentView | None) -> None:
+        if new is None:
+            self.overlay.pop(key, None)
+            self.waiting_written.pop(key, None)
+            if old is not None:
+                self.gangs.pop((key, old.uid), None)
+        elif key in self.overlay and new.revision >= int(self.overlay[key].get("revision", 0)):
+            del self.overlay[key]  # the watch caught up with what we wrote
+        self.dirty.set()
+
+    def _pod_changed(self, key: str, old: PodView | None, new: PodView | None) -> None:
+        for pod, sign in ((old, -1), (new, 1)):
+            if pod is None:
+                continue
+            if pod.holds_resources and pod.node:
+                used = self.pod_used.get(pod.node, Resources())
+                delta = pod.request if sign > 0 else Resources() - pod.request
+                self.pod_used[pod.node] = used + delta
+            if pod.experiment:
+                bucket = self.pods_of.setdefault(pod.experiment, {})
+                if sign > 0:
+                    bucket[pod.name] = pod
+                else:
+                    bucket.pop(pod.name, None)
+                    if not bucket:
+                        self.pods_of.pop(pod.experiment, None)
+        self.dirty.set()
+
+    def status(self, key: str) -> dict[str, Any]:
+        """The newest status we know of: ours while the watch has not caught up."""
+        if key in self.overlay:
+            return self.overlay[key]
+        exp = self.experiments.items.get(key)
+        return exp.status if exp else {}
+
+    # -- the loop ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        informers = [self.nodes, self.pods, self.experiments, self.queues]
+        tasks = [asyncio.create_task(i.run(), name=f"informer-{i.kind.plural}") for i in informers]
+        try:
+            await asyncio.gather(*(i.synced.wait() for i in informers))
+            log.info("caches synced: %d nodes, %d pods, %d experiments", len(self.nodes.items),
+                     len(self.pods.items), len(self.experiments.items))
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.dirty.wait(), timeout=1.0)
+                await asyncio.sleep(self.coalesce_s)
+                self.dirty.clear()
+                self.run_cycle()
+        finally:
+            for task in [*tasks, *self.inflight.values()]:
+                task.cancel()
+            for task in [*tasks, *self.inflight.values()]:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    def run_cycle(self) -> CycleResult:
+        now = self.clock()
+        self.cycles += 1
+        for key, exp in list(self.experiments.items.items()):
+            if key not in self.inflight:
+                self._apply_lifecycle(exp, reconcile(exp, self.status(key),
+                                                     list(self.pods_of.get(key, {}).values()),
+                                                     self.nodes.items, now), now)
+        result = schedule(self.snapshot(now))
+        self.last_result = result
+        for victim in result.preempted:
+            self._preempt(victim.gang, victim.for_gang, victim.reason, now)
+        for admission in result.admitted:
+            self._admit(admission.gang, admission.placement, now)
+        for waiting in result.waiting:
+            self._waiting(waiting.gang, waiting.position, waiting.reason, now)
+        return result
+
+    # -- snapshot -----------------------------------------------------------------
+
+    def _gang(self, exp: ExperimentView, submitted_at: float) -> Gang | None:
+        if exp.spec is None:
+            return None
+        cache_key = (exp.key, exp.uid)
+        gang = self.gangs.get(cache_key)
+        if gang is None or gang.submitted_at != submitted_at:
+            gang = self.gangs[cache_key] = gang_for(exp.spec, exp.key, submitted_at)
+        return gang
+
+    def snapshot(self, now: float) -> Snapshot:
+        used = dict(self.pod_used)
+        pending: list[Gang] = []
+        running: list[Running] = []
+        for key, exp in self.experiments.items.items():
+            status = self.status(key)
+            phase = status.get("phase") or "Queued"
+            submitted = parse_time(status.get("submittedAt")) or exp.created_at
+            if phase in HOLDING:
+                gang = self._gang(exp, submitted)
+                placement: Mapping[str, str] = status.get("placement") or {}
+                if gang is None or not placement:
+                    continue
+                present = {p.member for p in self.pods_of.get(key, {}).values()}
+                for member in gang.members:
+                    # Pods not in the cache yet (being created) still hold their node.
+                    node = placement.get(member.name)
+                    if node and member.name not in present:
+                        used[node] = used.get(node, Resources()) + member.request
+                started = parse_time(status.get("startedAt") or status.get("admittedAt")) or now
+                running.append(Running(gang, placement, started))
+            elif phase == "Queued" and key not in self.inflight and not exp.deleting \
+                    and not exp.cancel_requested:
+                due = parse_time(status.get("nextAttemptAt"))
+                gang = self._gang(exp, submitted)
+                if gang is not None and (due is None or due <= now):
+                    pending.append(gang)
+        nodes = tuple(
+            Node(n.name, n.allocatable, n.labels, n.taints, used.get(n.name, Resources()),
+                 n.ready, n.schedulable)
+            for n in self.nodes.items.values()
+        )
+        queues = tuple(core_queue(q) for q in self.queues.items.values())
+        return Snapshot(nodes, tuple(pending), now, tuple(running), queues)
+
+    # -- applying decisions ---------------------------------------------------------
+
+    def _spawn(self, key: str, coro: Coroutine[Any, Any, None]) -> None:
+        async def guarded() -> None:
+            try:
+                await coro
+            except Exception as exc:  # the next cycle sees the world as it is
+                log.warning("%s: write failed: %s", key, exc)
+                self.overlay.pop(key, None)
+            finally:
+                self.inflight.pop(key, None)
+                self.dirty.set()
+
+        self.inflight[key] = asyncio.create_task(guarded(), name=f"write-{key}")
+
+    def _set_status(self, key: str, status: dict[str, Any]) -> None:
+        self.overlay[key] = status
+
+    def _apply_lifecycle(self, exp: ExperimentView, decision: Decision, now: float) -> None:
+        if decision == Decision():
+            return
+        if decision.status is not None:
+            self._set_status(exp.key, decision.status)
+        pods = list(self.pods_of.get(exp.key, {}).values())
+
+        async def act() -> None:
+            if decision.status is not None:
+                await self.writer.patch_status(exp, decision.status)
+            if decision.delete == "all":
+                await self.writer.delete_pods(exp, [p.name for p in pods if not p.terminating])
+            elif decision.delete == "active":
+                await self.writer.delete_pods(exp, [p.name for p in pods if not p.terminating
+                                                    and p.phase not in ("Succeeded", "Failed")])
+            if decision.create:
+                await self._create(exp)
+            if decision.event:
+                kind = "Warning" if decision.event[0] in ("Failed", "Restarting") else "Normal"
+                await self.writer.event(exp, *decision.event, now, kind)
+
+        self._spawn(exp.key, act())
+
+    async def _create(self, exp: ExperimentView) -> None:
+        status = self.status(exp.key)
+        existing = set(self.pods_of.get(exp.key, {}))
+        try:
+            await self.writer.create_gang(exp, status.get("placement") or {},
+                                          int(status.get("attempt", 0)), existing)
+        except Exception as exc:
+            rollback = {**status, "phase": "Queued", "placement": None,
+                        "message": f"admission rolled back: {exc}",
+                        "revision": int(status.get("revision", 0)) + 1}
+            self._set_status(exp.key, rollback)
+            await self.writer.patch_status(exp, rollback)
+            return
+        started = {**self.status(exp.key), "phase": "Starting",
+                   "message": "pods created; waiting for them to run"}
+        started["revision"] = int(started.get("revision", 0)) + 1
+        self._set_status(exp.key, started)
+        await self.writer.patch_status(exp, started)
+
+    def _admit(self, key: str, placement: Mapping[str, str], now: float) -> None:
+        exp = self.experiments.items.get(key)
+        if exp is None:
+            return
+        status = self.status(key)
+        new = {**status, "phase": "Admitted", "placement": dict(placement), "position": None,
+               "attempt": int(status.get("attempt", 0)) + 1, "admittedAt": format_time(now),
+               "nextAttemptAt": None, "pods": f"0/{len(placement)}",
+               "message": f"admitted: creating {len(placement)} pod(s)",
+               "revision": int(status.get("revision", 0)) + 1}
+        self._set_status(key, new)
+
+        async def act() -> None:
+            await self.writer.patch_status(exp, new)
+            await self._create(exp)
+            await self.writer.event(exp, "Admitted", f"placed {len(placement)} pod(s)", now)
+
+        self._spawn(key, act())
+
+    def _preempt(self, key: str, for_gang: str, reason: str, now: float) -> None:
+        exp = self.experiments.items.get(key)
+        if exp is None or key in self.inflight:
+            return
+        status = self.status(key)
+        new = {**status, "phase": "Preempted", "message": f"preempted for {for_gang}: {reason}",
+               "revision": int(status.get("revision", 0)) + 1}
+        self._set_status(key, new)
+        pods = [p.name for p in self.pods_of.get(key, {}).values() if not p.terminating]
+
+        async def act() -> None:
+            await self.writer.patch_status(exp, new)
+            await self.writer.delete_pods(exp, pods)
+            await self.writer.event(exp, "Preempted", new["message"], now, "Warning")
+
+        self._spawn(key, act())
+
+    def _waiting(self, key: str, position: int, reason: str, now: float) -> None:
+        exp = self.experiments.items.get(key)
+        if exp is None or key in self.inflight:
+            return
+        status = self.status(key)
+        unchanged = (status.get("position"), status.get("message")) == (position, reason)
+        if status.get("phase") in TERMINAL or unchanged:
+            return
+        if now - self.waiting_written.get(key, 0.0) < WAITING_REFRESH_S and status.get("position"):
+            return
+        self.waiting_written[key] = now
+        new = {**status, "phase": "Queued", "position": position, "message": reason,
+               "revision": int(status.get("revision", 0)) + 1}
+        self._set_status(key, new)
+        self._spawn(key, self.writer.patch_status(exp, new))

@@ -1,0 +1,134 @@
+"""What happens to one experiment next, decided from its status and its pods. Pure.
+
+Phases: Queued -> Admitted (placement decided, pods being created) -> Starting (all
+pods created) -> Running (all pods running) -> Succeeded | Failed | Cancelled.
+A failed pod, a pod whose node is NotReady or gone, a deleted pod or an exceeded
+time limit stops the whole gang: Restarting (pods being deleted, then back to
+Queued after the backoff) or Failed when the retry policy is spent. Preempted
+gangs are deleted the same way and requeued without counting a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from shipyard.controller.views import ExperimentView, PodView, format_time, parse_time
+from shipyard.core.model import Node
+
+HOLDING = ("Admitted", "Starting", "Running")  # resources counted from the placement
+STOPPING = ("Restarting", "Preempted")  # pods being deleted before requeueing
+TERMINAL = ("Succeeded", "Failed", "Cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    status: dict[str, Any] | None = None  # the new status, or None for no change
+    delete: str | None = None  # "all" pods, "active" (non-terminated) pods, or None
+    create: bool = False  # create the pods of the current placement that are missing
+    event: tuple[str, str] | None = None  # (reason, message) for a Kubernetes Event
+
+
+def _next(status: Mapping[str, Any], **changes: Any) -> dict[str, Any]:
+    out = dict(status)
+    out.update(changes)
+    out["revision"] = int(status.get("revision", 0)) + 1
+    return out
+
+
+def reconcile(
+    exp: ExperimentView,
+    status: Mapping[str, Any],
+    pods: Sequence[PodView],
+    nodes: Mapping[str, Node],
+    now: float,
+) -> Decision:
+    phase = status.get("phase")
+    if not phase:
+        return Decision(_next(status, phase="Queued", restarts=0, attempt=0, message="queued",
+                              submittedAt=format_time(exp.created_at)))
+    if phase in TERMINAL:
+        active = [p for p in pods if p.phase not in ("Succeeded", "Failed") and not p.terminating]
+        return Decision(delete="active") if active else Decision()
+    if exp.spec is None:
+        return Decision(_next(status, phase="Failed", message=f"invalid spec: {exp.error}",
+                              finishedAt=format_time(now), position=None),
+                        delete="active", event=("InvalidSpec", exp.error or ""))
+    if exp.cancel_requested:
+        return Decision(_next(status, phase="Cancelled", message="cancelled", position=None,
+                              finishedAt=format_time(now)),
+                        delete="active", event=("Cancelled", "cancelled; pods removed"))
+    if phase in STOPPING:
+        if pods:
+            return Decision(delete="all") if any(not p.terminating for p in pods) else Decision()
+        cause = "preemption" if phase == "Preempted" else "failure"
+        return Decision(_next(status, phase="Queued", placement=None, message=f"requeued after {cause}"))
+    if phase == "Admitted":
+        return Decision(create=True)
+    if phase in ("Starting", "Running"):
+        return _watch_gang(exp, status, pods, nodes, now)
+    return Decision()  # Queued: the scheduler's business
+
+
+def _watch_gang(exp: ExperimentView, status: Mapping[str, Any], pods: Sequence[PodView],
+                nodes: Mapping[str, Node], now: float) -> Decision:
+    spec = exp.spec
+    if spec is None:  # checked by the caller
+        return Decision()
+    placement: Mapping[str, str] = status.get("placement") or {}
+    by_member = {p.member: p for p in pods if p.member}
+    problem = None
+    for member, node_name in sorted(placement.items()):
+        pod = by_member.get(member)
+        if pod is None or pod.terminating:
+            problem = f"pod {spec.name}-{member} was deleted"
+            break
+        if pod.phase == "Failed":
+            code = f" with exit code {pod.exit_code}" if pod.exit_code is not None else ""
+            problem = f"pod {pod.name} failed{code}"
+            break
+        node = nodes.get(node_name)
+        if pod.phase != "Succeeded" and (node is None or not node.ready):
+            problem = f"node {node_name} of pod {pod.name} is {'gone' if node is None else 'NotReady'}"
+            break
+    started = status.get("startedAt")
+    if problem is None and spec.time_limit is not None and started:
+        began = parse_time(started) or now
+        if now - began > spec.time_limit:
+            problem = f"time limit of {spec.time_limit:g}s exceeded"
+    if problem is not None:
+        return _fail(spec, status, problem, now)
+
+    success_roles = set(spec.success_roles or [r.name for r in spec.roles])
+    needed = [m for m in placement if m.rsplit("-", 1)[0] in success_roles]
+    if needed and all(by_member[m].phase == "Succeeded" for m in needed):
+        return Decision(_next(status, phase="Succeeded", position=None, finishedAt=format_time(now),
+                              message="every pod of " + ", ".join(sorted(success_roles)) + " succeeded"),
+                        delete="active", event=("Succeeded", "experiment succeeded"))
+    running = sum(1 for m in placement if by_member[m].phase in ("Running", "Succeeded"))
+    pods_text = f"{running}/{len(placement)}"
+    if status.get("phase") == "Starting" and running == len(placement):
+        return Decision(_next(status, phase="Running", pods=pods_text, startedAt=format_time(now),
+                              message=f"{len(placement)} pod(s) running"))
+    if status.get("pods") != pods_text:
+        return Decision(_next(status, pods=pods_text))
+    return Decision()
+
+
+def _fail(spec: Any, status: Mapping[str, Any], problem: str, now: float) -> Decision:
+    restarts = int(status.get("restarts", 0))
+    if restarts < spec.retry.max_restarts:
+        delay = spec.retry.backoff(restarts + 1)
+        return Decision(
+            _next(status, phase="Restarting", restarts=restarts + 1, failedPod=problem,
+                  nextAttemptAt=format_time(now + delay),
+                  message=f"{problem}; restart {restarts + 1}/{spec.retry.max_restarts} in {delay:g}s"),
+            delete="all", event=("Restarting", problem),
+        )
+    tried = f" after {restarts} restart(s)" if restarts else ""
+    return Decision(
+        _next(status, phase="Failed", failedPod=problem, finishedAt=format_time(now), position=None,
+              message=f"{problem}{tried}"),
+        delete="active", event=("Failed", problem),
+    )

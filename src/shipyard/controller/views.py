@@ -1,0 +1,174 @@
+"""Slim projections of API objects: only the fields the policy and lifecycle read."""
+
+from __future__ import annotations
+
+import calendar
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from shipyard.core.model import UNLIMITED, Node, Resources, Taint
+from shipyard.core.model import Queue as CoreQueue
+from shipyard.render.objects import LABEL_EXPERIMENT, LABEL_INDEX, LABEL_ROLE
+from shipyard.spec import Experiment, Queue, Quota, SpecError, experiment_from_data
+from shipyard.spec.machines import RESOURCE_GPU
+from shipyard.spec.quantity import parse_cpu_milli, parse_memory_bytes
+
+log = logging.getLogger(__name__)
+ANNOTATION_CANCEL = "shipyard.dev/cancel-requested"
+LABEL_ATTEMPT = "shipyard.dev/attempt"
+TERMINAL_POD_PHASES = ("Succeeded", "Failed")
+
+
+def parse_time(text: str | None) -> float | None:
+    if not text:
+        return None
+    return float(calendar.timegm(time.strptime(text.rstrip("Z").split(".")[0], "%Y-%m-%dT%H:%M:%S")))
+
+
+def format_time(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def _resources(amounts: dict[str, Any] | None) -> Resources:
+    if not amounts:
+        return Resources()
+    cpu = parse_cpu_milli(amounts["cpu"]) if "cpu" in amounts else 0
+    memory = parse_memory_bytes(amounts["memory"]) if "memory" in amounts else 0
+    gpus = int(amounts.get(RESOURCE_GPU, 0))
+    return Resources(cpu, memory, gpus)
+
+
+def node_view(obj: dict[str, Any]) -> Node:
+    meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
+    )
+    taints = tuple(
+        Taint(t["key"], t.get("value", ""), t.get("effect", "NoSchedule")) for t in spec.get("taints") or []
+    )
+    return Node(
+        name=meta["name"],
+        allocatable=_resources(status.get("allocatable")),
+        labels=meta.get("labels") or {},
+        taints=taints,
+        ready=ready,
+        schedulable=not spec.get("unschedulable", False),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PodView:
+    namespace: str
+    name: str
+    node: str | None
+    request: Resources
+    phase: str
+    experiment: str | None  # namespace/name of the owning experiment, if ours
+    member: str | None  # role-index
+    attempt: int
+    exit_code: int | None
+    terminating: bool
+
+    @property
+    def holds_resources(self) -> bool:
+        return self.node is not None and self.phase not in TERMINAL_POD_PHASES
+
+
+def pod_view(obj: dict[str, Any]) -> PodView:
+    meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+    labels = meta.get("labels") or {}
+    total = Resources()
+    for container in spec.get("containers") or []:
+        total = total + _resources((container.get("resources") or {}).get("requests"))
+    for container in spec.get("initContainers") or []:
+        init = _resources((container.get("resources") or {}).get("requests"))
+        total = Resources(max(total.cpu_milli, init.cpu_milli), max(total.memory, init.memory),
+                          max(total.gpus, init.gpus))
+    exp = labels.get(LABEL_EXPERIMENT)
+    exit_code = None
+    for cs in status.get("containerStatuses") or []:
+        terminated = (cs.get("state") or {}).get("terminated")
+        if terminated and terminated.get("exitCode"):
+            exit_code = int(terminated["exitCode"])
+    return PodView(
+        namespace=meta.get("namespace", ""),
+        name=meta["name"],
+        node=spec.get("nodeName"),
+        request=total,
+        phase=status.get("phase", "Pending"),
+        experiment=f"{meta.get('namespace')}/{exp}" if exp else None,
+        member=f"{labels[LABEL_ROLE]}-{labels[LABEL_INDEX]}" if exp and LABEL_ROLE in labels else None,
+        attempt=int(labels.get(LABEL_ATTEMPT, "0")),
+        exit_code=exit_code,
+        terminating=bool(meta.get("deletionTimestamp")),
+    )
+
+
+@dataclass(frozen=True)
+class ExperimentView:
+    key: str
+    namespace: str
+    name: str
+    uid: str
+    spec: Experiment | None
+    error: str | None
+    status: dict[str, Any] = field(hash=False)
+    created_at: float
+    cancel_requested: bool
+    deleting: bool
+
+    @property
+    def revision(self) -> int:
+        return int(self.status.get("revision", 0))
+
+
+def experiment_view(obj: dict[str, Any]) -> ExperimentView:
+    meta = obj["metadata"]
+    data = {**(obj.get("spec") or {}), "name": meta["name"], "namespace": meta.get("namespace", "default")}
+    spec: Experiment | None
+    try:
+        spec, error = experiment_from_data(data, meta["name"]), None
+    except SpecError as exc:
+        spec, error = None, "; ".join(exc.problems)
+    annotations = meta.get("annotations") or {}
+    return ExperimentView(
+        key=f"{meta.get('namespace')}/{meta['name']}",
+        namespace=meta.get("namespace", "default"),
+        name=meta["name"],
+        uid=meta.get("uid", ""),
+        spec=spec,
+        error=error,
+        status=obj.get("status") or {},
+        created_at=parse_time(meta.get("creationTimestamp")) or 0.0,
+        cancel_requested=annotations.get(ANNOTATION_CANCEL) == "true",
+        deleting=bool(meta.get("deletionTimestamp")),
+    )
+
+
+
+def queue_view(obj: dict[str, Any]) -> Queue | None:
+    """A Queue resource -> spec.Queue; an invalid one is logged and ignored."""
+    try:
+        return Queue.model_validate({**(obj.get("spec") or {}), "name": obj["metadata"]["name"]})
+    except ValidationError as exc:
+        log.warning("ignoring invalid Queue %s: %s", obj["metadata"]["name"], exc)
+        return None
+
+
+def core_queue(queue: Queue) -> CoreQueue:
+    """spec.Queue -> core's Queue; a resource the quota leaves out is unlimited."""
+
+    def amounts(quota: Quota | None) -> Resources:
+        if quota is None:
+            return Resources(UNLIMITED, UNLIMITED, UNLIMITED)
+        return Resources(
+            UNLIMITED if quota.cpu is None else quota.cpu,
+            UNLIMITED if quota.memory is None else quota.memory,
+            UNLIMITED if quota.gpus is None else quota.gpus,
+        )
+
+    return CoreQueue(queue.name, queue.weight, amounts(queue.nominal), amounts(queue.borrowing_limit))

@@ -1,0 +1,298 @@
+"""Free capacity, indexed so that one scheduling cycle never scans every node per gang.
+
+Nodes that look alike to a pod (same allocatable, labels other than topology and host
+name, taints) form a *class*: eligibility is decided once per class, not per node.
+The nodes of one class in one topology domain form a *pool*, and a pool files its
+nodes in buckets by *level* (free GPUs, or free CPU in eighths on CPU-only nodes), so
+best fit is "the lowest level that is high enough" and "does not fit" is answered from
+per-class counters without looking at a node.
+
+Nodes held for a blocked gang (a reservation) move out of the open pools into pools of
+their own, which only gangs that end before the reservation starts may use.
+
+This is mutable working state for one cycle, built from an immutable Snapshot.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from shipyard.core.model import Member, Node, Resources, Snapshot, Taint, Toleration
+
+CPU_LEVELS = 8
+HOSTNAME = "kubernetes.io/hostname"
+INF = math.inf
+
+
+class NodeClass:
+    """Nodes a pod cannot tell apart; counters cover the open (unreserved) ones."""
+
+    __slots__ = (
+        "alloc", "fcpu", "fgpu", "fmem", "id", "levels", "n_level", "nodes", "pools",
+        "pools_at", "sample",
+    )
+
+    def __init__(self, cid: int, sample: Node) -> None:
+        self.id = cid
+        self.sample = sample
+        self.alloc = sample.allocatable
+        self.levels = sample.allocatable.gpus or CPU_LEVELS
+        self.nodes: list[int] = []
+        self.pools: list[Pool] = []  # open pools only
+        self.n_level = [0] * (self.levels + 1)
+        # Open pools with at least one node at each level: best fit for one pod in O(levels).
+        self.pools_at: list[dict[int, Pool]] = [{} for _ in range(self.levels + 1)]
+        self.fcpu = self.fmem = self.fgpu = 0
+
+    def min_level(self, r: Resources) -> int:
+        """The lowest level at which a node of this class might hold `r`."""
+        if self.alloc.gpus:
+            return r.gpus
+        if r.gpus:
+            return self.levels + 1  # no GPUs here
+        return r.cpu_milli * CPU_LEVELS // self.alloc.cpu_milli if self.alloc.cpu_milli else 0
+
+
+@dataclass(slots=True, eq=False)
+class Reservation:
+    """Nodes held for `gang` from `starts_at` (inf: start unknown, nothing may use them)."""
+
+    gang: str
+    starts_at: float
+    nodes: list[int] = field(default_factory=list)
+    pools: list[Pool] = field(default_factory=list)
+
+    def admits(self, ends_at: float) -> bool:
+        # A gang may use held nodes only if it is sure to be gone before they are needed.
+        return ends_at < INF and self.starts_at < INF and ends_at <= self.starts_at
+
+
+class Pool:
+    __slots__ = ("buckets", "cls", "fcpu", "fgpu", "fmem", "id", "n", "reservation", "topo")
+
+    def __init__(self, pid: int, cls: NodeClass, topo: tuple[str | None, ...],
+                 reservation: Reservation | None) -> None:
+        self.id = pid
+        self.cls = cls
+        self.topo = topo
+        self.reservation = reservation
+        self.buckets: list[dict[int, None]] = [{} for _ in range(cls.levels + 1)]
+        self.n = 0
+        self.fcpu = self.fmem = self.fgpu = 0
+
+
+@dataclass(slots=True, eq=False)
+class Group:
+    """Members of a gang with the same request and the same node constraints."""
+
+    request: Resources
+    members: list[Member]
+    classes: list[NodeClass]
+    # Selector terms on topology labels: topology index -> required value.
+    topo_filter: dict[int, str]
+    # Set when a selector names the host: every node is then checked one by one.
+    node_check: Member | None
+
+    def pool_ok(self, pool: Pool) -> bool:
+        return all(pool.topo[i] == v for i, v in self.topo_filter.items())
+
+
+def cap(pool_or_class: Pool | NodeClass, levels: list[int], r: Resources, m: int) -> float:
+    """Upper bound on how many pods of request `r` fit, from counters alone.
+
+    `levels` are node counts per level; `m` is the class's min level for `r`.
+    """
+    top = len(levels) - 1
+    if m > top:
+        return 0
+    if r.gpus:
+        bound: float = sum(levels[lv] * (lv // r.gpus) for lv in range(m, top + 1))
+    else:
+        bound = INF if any(levels[lv] for lv in range(m, top + 1)) else 0
+    if bound and r.cpu_milli:
+        bound = min(bound, pool_or_class.fcpu // r.cpu_milli)
+    if bound and r.memory:
+        bound = min(bound, pool_or_class.fmem // r.memory)
+    return bound
+
+
+def pool_levels(pool: Pool) -> list[int]:
+    return [len(b) for b in pool.buckets]
+
+
+class Capacity:
+    """Free resources per node, with the class and pool indexes over them."""
+
+    def __init__(self, snapshot: Snapshot, topology_keys: Iterable[str]) -> None:
+        self.nodes = snapshot.nodes
+        self.topo_keys = tuple(dict.fromkeys(topology_keys))
+        self.index_of = {n.name: i for i, n in enumerate(self.nodes)}
+        self.fcpu = [n.allocatable.cpu_milli - n.used.cpu_milli for n in self.nodes]
+        self.fmem = [n.allocatable.memory - n.used.memory for n in self.nodes]
+        self.fgpu = [n.allocatable.gpus - n.used.gpus for n in self.nodes]
+        self.level = [0] * len(self.nodes)
+        self.pool_of: list[Pool | None] = [None] * len(self.nodes)
+        self.classes: list[NodeClass] = []
+        self.reservations: list[Reservation] = []
+        self.version = 0  # bumps on every change: keys caches of "does it fit"
+        self._pools: dict[tuple[int, tuple[str | None, ...], int], Pool] = {}
+        self._eligible: dict[tuple[object, ...], tuple[list[NodeClass], dict[int, str], bool]] = {}
+        by_key: dict[tuple[object, ...], NodeClass] = {}
+        skip = {*self.topo_keys, HOSTNAME}
+        for i, node in enumerate(self.nodes):
+            if not (node.ready and node.schedulable):
+                continue
+            labels = frozenset((k, v) for k, v in node.labels.items() if k not in skip)
+            key = (node.allocatable, labels, node.taints)
+            cls = by_key.get(key)
+            if cls is None:
+                cls = by_key[key] = NodeClass(len(self.classes), node)
+                self.classes.append(cls)
+            cls.nodes.append(i)
+            topo = tuple(node.labels.get(k) for k in self.topo_keys)
+            self._enter(i, self._pool(cls, topo, None))
+
+    # -- pools and levels ----------------------------------------------------
+
+    def _pool(self, cls: NodeClass, topo: tuple[str | None, ...],
+              res: Reservation | None) -> Pool:
+        key = (cls.id, topo, -1 if res is None else id(res))
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = Pool(len(self._pools), cls, topo, res)
+            (cls.pools if res is None else res.pools).append(pool)
+        return pool
+
+    def _level(self, cls: NodeClass, i: int) -> int:
+        if cls.alloc.gpus:
+            lv = self.fgpu[i]
+        elif cls.alloc.cpu_milli:
+            lv = self.fcpu[i] * CPU_LEVELS // cls.alloc.cpu_milli
+        else:
+            lv = 0
+        return 0 if lv < 0 else min(lv, cls.levels)
+
+    def _enter(self, i: int, pool: Pool) -> None:
+        cls = pool.cls
+        lv = self.level[i] = self._level(cls, i)
+        self.pool_of[i] = pool
+        pool.buckets[lv][i] = None
+        pool.n += 1
+        pool.fcpu += self.fcpu[i]
+        pool.fmem += self.fmem[i]
+        pool.fgpu += self.fgpu[i]
+        if pool.reservation is None:
+            cls.n_level[lv] += 1
+            cls.pools_at[lv][pool.id] = pool
+            cls.fcpu += self.fcpu[i]
+            cls.fmem += self.fmem[i]
+            cls.fgpu += self.fgpu[i]
+
+    def _leave(self, i: int) -> Pool:
+        pool = self.pool_of[i]
+        if pool is None:
+            raise ValueError(f"node {self.nodes[i].name} is not schedulable")
+        cls = pool.cls
+        lv = self.level[i]
+        del pool.buckets[lv][i]
+        pool.n -= 1
+        pool.fcpu -= self.fcpu[i]
+        pool.fmem -= self.fmem[i]
+        pool.fgpu -= self.fgpu[i]
+        if pool.reservation is None:
+            cls.n_level[lv] -= 1
+            if not pool.buckets[lv]:
+                del cls.pools_at[lv][pool.id]
+            cls.fcpu -= self.fcpu[i]
+            cls.fmem -= self.fmem[i]
+            cls.fgpu -= self.fgpu[i]
+        return pool
+
+    def add(self, i: int, r: Resources, sign: int) -> None:
+        """Free (+1) or take (-1) `r` on node i; ignored for unschedulable nodes."""
+        if self.pool_of[i] is None:
+            return
+        pool = self._leave(i)
+        self.fcpu[i] += sign * r.cpu_milli
+        self.fmem[i] += sign * r.memory
+        self.fgpu[i] += sign * r.gpus
+        self._enter(i, pool)
+        self.version += 1
+
+    def take(self, i: int, r: Resources) -> None:
+        self.add(i, r, -1)
+
+    def release(self, i: int, r: Resources) -> None:
+        self.add(i, r, +1)
+
+    def fits(self, i: int, r: Resources) -> bool:
+        return (
+            r.gpus <= self.fgpu[i] and r.cpu_milli <= self.fcpu[i] and r.memory <= self.fmem[i]
+        )
+
+    def reserve(self, gang: str, starts_at: float, nodes: Iterable[int]) -> Reservation:
+        """Hold `nodes` for `gang`: out of the open pools, into the reservation's own."""
+        res = Reservation(gang, starts_at)
+        for i in dict.fromkeys(nodes):
+            pool = self.pool_of[i]
+            if pool is None or pool.reservation is not None:
+                continue  # already held for a gang ahead: never counted on
+            self._leave(i)
+            self._enter(i, self._pool(pool.cls, pool.topo, res))
+            res.nodes.append(i)
+        self.reservations.append(res)
+        self.version += 1
+        return res
+
+    def is_open(self, i: int) -> bool:
+        pool = self.pool_of[i]
+        return pool is not None and pool.reservation is None
+
+    # -- eligibility -------------------------------------------------------------
+
+    def groups(self, members: Iterable[Member]) -> list[Group]:
+        """Members grouped by request and constraints, biggest request first."""
+        by_key: dict[tuple[object, ...], Group] = {}
+        for m in members:
+            key = (m.request, tuple(m.node_selector.items()), m.tolerations)
+            group = by_key.get(key)
+            if group is None:
+                classes, topo_filter, host = self._classes_for(m)
+                group = by_key[key] = Group(m.request, [], classes, topo_filter,
+                                            m if host else None)
+            group.members.append(m)
+        out = list(by_key.values())
+        # Whole-node pods first: they need empty nodes; small ones fill the gaps after.
+        out.sort(key=lambda g: (g.request.gpus, g.request.cpu_milli, g.request.memory),
+                 reverse=True)
+        return out
+
+    def _classes_for(self, m: Member) -> tuple[list[NodeClass], dict[int, str], bool]:
+        key = (tuple(m.node_selector.items()), m.tolerations)
+        hit = self._eligible.get(key)
+        if hit is None:
+            topo_filter = {self.topo_keys.index(k): v for k, v in m.node_selector.items()
+                           if k in self.topo_keys}
+            host = HOSTNAME in m.node_selector
+            plain = {k: v for k, v in m.node_selector.items()
+                     if k not in self.topo_keys and k != HOSTNAME}
+            classes = [c for c in self.classes
+                       if _matches(plain, m.tolerations, c.sample)
+                       and m.request.fits_in(c.alloc)]
+            hit = self._eligible[key] = (classes, topo_filter, host)
+        return hit
+
+
+def _matches(selector: dict[str, str], tolerations: tuple[Toleration, ...], node: Node) -> bool:
+    labels = node.labels
+    if any(labels.get(k) != v for k, v in selector.items()):
+        return False
+    return all(_tolerated(t, tolerations) for t in node.taints)
+
+
+def _tolerated(taint: Taint, tolerations: tuple[Toleration, ...]) -> bool:
+    if taint.effect not in ("NoSchedule", "NoExecute"):
+        return True
+    return any(t.tolerates(taint) for t in tolerations)

@@ -1,0 +1,122 @@
+"""CustomResourceDefinitions for Experiment, Queue and NodePool.
+
+Specs are generated from the same pydantic models that validate spec files, so the
+API server rejects exactly what `shipyard launch` would. Status is written only by
+the controller, through the status subresource.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from shipyard.kube.resources import EXPERIMENTS, GROUP, NODEPOOLS, QUEUES, VERSION, Kind
+from shipyard.kube.schema import structural_schema
+from shipyard.spec import Experiment, NodePool, Queue
+
+_STRING = {"type": "string"}
+_INT = {"type": "integer"}
+
+EXPERIMENT_STATUS: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "phase": _STRING,          # Queued, Admitted, Running, Succeeded, Failed, Preempted, Cancelled
+        "message": _STRING,        # why it waits / what happened, for a person
+        "position": _INT,          # 1-based place in scheduling order while queued
+        "restarts": _INT,
+        "attempt": _INT,
+        "pods": _STRING,           # "ready/total", for `kubectl get`
+        "placement": {"type": "object", "additionalProperties": _STRING},  # pod -> node
+        "submittedAt": _STRING,
+        "admittedAt": _STRING,
+        "startedAt": _STRING,
+        "finishedAt": _STRING,
+        "nextAttemptAt": _STRING,
+        "failedPod": _STRING,
+        "conditions": {
+            "type": "array",
+            "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+        },
+    },
+}
+
+PRINTER_COLUMNS: dict[str, list[dict[str, Any]]] = {
+    "Experiment": [
+        {"name": "Queue", "type": "string", "jsonPath": ".spec.queue"},
+        {"name": "Priority", "type": "integer", "jsonPath": ".spec.priority"},
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Pods", "type": "string", "jsonPath": ".status.pods"},
+        {"name": "Restarts", "type": "integer", "jsonPath": ".status.restarts"},
+        {"name": "Position", "type": "integer", "jsonPath": ".status.position"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {"name": "Message", "type": "string", "jsonPath": ".status.message"},
+    ],
+    "Queue": [
+        {"name": "Weight", "type": "number", "jsonPath": ".spec.weight"},
+        {"name": "Pending", "type": "integer", "jsonPath": ".status.pending"},
+        {"name": "Running", "type": "integer", "jsonPath": ".status.running"},
+        {"name": "GPUs", "type": "integer", "jsonPath": ".status.usage.gpus"},
+        {"name": "Share", "type": "string", "jsonPath": ".status.share"},
+    ],
+    "NodePool": [
+        {"name": "Machine", "type": "string", "jsonPath": ".spec.machine_type"},
+        {"name": "Provider", "type": "string", "jsonPath": ".spec.provider"},
+        {"name": "Min", "type": "integer", "jsonPath": ".spec.min_nodes"},
+        {"name": "Max", "type": "integer", "jsonPath": ".spec.max_nodes"},
+        {"name": "Desired", "type": "integer", "jsonPath": ".status.desired"},
+        {"name": "Ready", "type": "integer", "jsonPath": ".status.ready"},
+        {"name": "Idle", "type": "integer", "jsonPath": ".status.idle"},
+    ],
+}
+
+SHORT_NAMES = {"Experiment": ["exp", "exps"], "Queue": ["sq"], "NodePool": ["np"]}
+
+
+def _crd(kind: Kind, model: type[BaseModel], exclude: set[str], status: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{kind.plural}.{GROUP}"},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced" if kind.namespaced else "Cluster",
+            "names": {
+                "plural": kind.plural,
+                "singular": kind.kind.lower(),
+                "kind": kind.kind,
+                "shortNames": SHORT_NAMES[kind.kind],
+                "categories": ["shipyard"],
+            },
+            "versions": [{
+                "name": VERSION,
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": PRINTER_COLUMNS[kind.kind],
+                "schema": {"openAPIV3Schema": {
+                    "type": "object",
+                    "required": ["spec"],
+                    "properties": {
+                        "apiVersion": _STRING,
+                        "kind": _STRING,
+                        "metadata": {"type": "object"},
+                        "spec": structural_schema(model, exclude),
+                        "status": status,
+                    },
+                }},
+            }],
+        },
+    }
+
+
+_OPEN_STATUS = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+
+
+def all_crds() -> list[dict[str, Any]]:
+    # name (and namespace) live in metadata, not in spec.
+    return [
+        _crd(EXPERIMENTS, Experiment, {"name", "namespace"}, EXPERIMENT_STATUS),
+        _crd(QUEUES, Queue, {"name"}, _OPEN_STATUS),
+        _crd(NODEPOOLS, NodePool, {"name"}, _OPEN_STATUS),
+    ]

@@ -1,0 +1,90 @@
+"""Client-side operations on Experiments in a cluster: what `shipyard launch --cluster`,
+`list`, `status`, `logs` and `cancel` do."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from shipyard.kube.client import KubeClient
+from shipyard.kube.errors import AlreadyExists
+from shipyard.kube.objects import experiment_resource
+from shipyard.kube.resources import EXPERIMENTS, NAMESPACES, PODS
+from shipyard.render.objects import LABEL_EXPERIMENT
+from shipyard.spec import Experiment
+
+ANNOTATION_CANCEL = "shipyard.dev/cancel-requested"
+FINISHED = ("Succeeded", "Failed", "Cancelled")
+
+
+class ExperimentExists(RuntimeError):
+    pass
+
+
+async def submit(client: KubeClient, exp: Experiment) -> dict[str, Any]:
+    """Create the Experiment (and its namespace when missing)."""
+    with contextlib.suppress(AlreadyExists):
+        await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace",
+                                         "metadata": {"name": exp.namespace}})
+    try:
+        return await client.create(EXPERIMENTS, experiment_resource(exp))
+    except AlreadyExists:
+        raise ExperimentExists(
+            f"experiment {exp.namespace}/{exp.name} already exists; delete it first or pick another name"
+        ) from None
+
+
+async def list_experiments(client: KubeClient, namespace: str | None = None) -> list[dict[str, Any]]:
+    items, _ = await client.list(EXPERIMENTS, namespace)
+    return sorted(items, key=lambda o: o["metadata"].get("creationTimestamp", ""))
+
+
+async def get_experiment(client: KubeClient, name: str, namespace: str) -> dict[str, Any]:
+    return await client.get(EXPERIMENTS, name, namespace)
+
+
+async def pods_of(client: KubeClient, name: str, namespace: str) -> list[dict[str, Any]]:
+    items, _ = await client.list(PODS, namespace, label_selector=f"{LABEL_EXPERIMENT}={name}")
+    return sorted(items, key=lambda o: o["metadata"]["name"])
+
+
+async def cancel(client: KubeClient, name: str, namespace: str, timeout_s: float = 60) -> dict[str, Any]:
+    """Ask the controller to stop the experiment, and wait until it has."""
+    await client.patch(EXPERIMENTS, name, {"metadata": {"annotations": {ANNOTATION_CANCEL: "true"}}},
+                       namespace)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        obj = await client.get(EXPERIMENTS, name, namespace)
+        if (obj.get("status") or {}).get("phase") in FINISHED or time.monotonic() > deadline:
+            return obj
+        await asyncio.sleep(0.2)
+
+
+async def pod_logs(client: KubeClient, pod: str, namespace: str) -> str:
+    try:
+        response = await client.http.get(PODS.path(namespace, pod, "log"))
+    except Exception as exc:  # the transport's own errors; shown to the user
+        return f"(no logs: {exc})"
+    if response.status_code >= 400:
+        return f"(no logs: HTTP {response.status_code}: {response.text[:200].strip()})"
+    return response.text
+
+
+async def follow_logs(client: KubeClient, name: str, namespace: str,
+                      rank: str | None = None) -> AsyncIterator[tuple[str, str]]:
+    """(pod, line) of every pod of the experiment, or of one rank."""
+    for pod in await pods_of(client, name, namespace):
+        pod_name = pod["metadata"]["name"]
+        if rank and not pod_name.endswith(f"-{rank}"):
+            continue
+        text = await pod_logs(client, pod_name, namespace)
+        for line in text.splitlines():
+            yield pod_name, line
+
+
+async def delete(client: KubeClient, name: str, namespace: str) -> None:
+    """Delete the Experiment; its pods and Service go with it (owner references)."""
+    await client.delete(EXPERIMENTS, name, namespace, missing_ok=False)

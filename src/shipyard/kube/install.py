@@ -1,0 +1,87 @@
+"""Everything `shipyard install` puts in a cluster: CRDs, least-privilege RBAC for the
+controller, and its Deployment. Applied with server-side apply, so it is idempotent."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from shipyard.kube.client import KubeClient
+from shipyard.kube.crds import all_crds
+from shipyard.kube.resources import BY_KIND, CRDS, GROUP
+
+SYSTEM_NAMESPACE = "shipyard-system"
+CONTROLLER = "shipyard-controller"
+DEFAULT_IMAGE = "shipyard/controller:0.1.0"
+
+# Exactly what the controller reads and writes, nothing more.
+CLUSTER_RULES: list[dict[str, Any]] = [
+    {"apiGroups": [GROUP], "resources": ["experiments", "queues", "nodepools"],
+     "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [GROUP], "resources": ["experiments/status", "queues/status", "nodepools/status"],
+     "verbs": ["get", "patch", "update"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "create", "delete",
+                                                         "deletecollection"]},
+    {"apiGroups": [""], "resources": ["pods/binding"], "verbs": ["create"]},
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "create", "delete"]},
+    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+]
+LEASE_RULES: list[dict[str, Any]] = [
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+     "verbs": ["get", "create", "update"]},
+]
+
+
+def manifests(image: str = DEFAULT_IMAGE, replicas: int = 1) -> list[dict[str, Any]]:
+    labels = {"app.kubernetes.io/name": CONTROLLER}
+    meta = {"name": CONTROLLER, "namespace": SYSTEM_NAMESPACE, "labels": labels}
+    subject = [{"kind": "ServiceAccount", "name": CONTROLLER, "namespace": SYSTEM_NAMESPACE}]
+    return [
+        *all_crds(),
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NAMESPACE}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": CONTROLLER, "labels": labels}, "rules": CLUSTER_RULES},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": CONTROLLER, "labels": labels}, "subjects": subject,
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": CONTROLLER}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta,
+         "rules": LEASE_RULES},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta,
+         "subjects": subject,
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": CONTROLLER}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {
+                "serviceAccountName": CONTROLLER,
+                "containers": [{
+                    "name": "controller", "image": image,
+                    "command": ["shipyard", "controller", "run", "--in-cluster",
+                                "--leader-elect"],
+                    "env": [{"name": "POD_NAME",
+                             "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                    "resources": {"requests": {"cpu": "1", "memory": "512Mi"},
+                                  "limits": {"memory": "1Gi"}},
+                }],
+            }},
+        }},
+    ]
+
+
+async def install(client: KubeClient, objects: list[dict[str, Any]], timeout_s: float = 60) -> None:
+    """Apply every object (CRDs first), then wait until the CRDs are Established."""
+    for obj in objects:
+        await client.apply(BY_KIND[obj["kind"]], obj)
+    deadline = time.monotonic() + timeout_s
+    for crd in (o for o in objects if o["kind"] == "CustomResourceDefinition"):
+        while True:
+            live = await client.get(CRDS, crd["metadata"]["name"])
+            conditions = (live.get("status") or {}).get("conditions") or []
+            if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"CRD {crd['metadata']['name']} not Established after {timeout_s}s")
+            await asyncio.sleep(0.2)
