@@ -4,7 +4,7 @@ For each size: a fresh dev cluster, N kwok nodes created concurrently, time unti
 all are Ready, then steady-state RSS and CPU of etcd, kube-apiserver, kwok (and
 the controller-manager and scheduler) averaged over a window.
 
-    python bench/devcluster_scale.py --sizes 1000,2500,5000,7500 [--window 60]
+    python bench/devcluster_scale.py --sizes 1000,2500,5000,7500 [--window 100]
 
 Needs the binaries (`shipyard dev build`). Prints a table; --json writes the rows.
 """
@@ -96,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
                                        "--sizes 1000,2500,5000,7500")
     p.add_argument("--sizes", default="1000,2500,5000,7500")
     p.add_argument("--machine", default="cpu", help="machine type of the nodes")
-    p.add_argument("--window", type=float, default=60, help="steady-state seconds sampled")
-    p.add_argument("--warmup", type=float, default=15, help="seconds after Ready first")
+    p.add_argument("--window", type=float, default=100,
+                   help="steady-state seconds sampled (>= one kwok lease renew interval)")
+    p.add_argument("--warmup", type=float, default=30, help="seconds after Ready first")
     p.add_argument("--name", default="bench")
     p.add_argument("--json", type=Path, help="also write the rows here")
     a = p.parse_args(argv)

@@ -18,7 +18,7 @@ import pytest
 
 from shipyard.dev.stages import EXIT_CODE, FAIL_AFTER, TRAIN_DURATION
 from shipyard.kube.objects import experiment_resource
-from shipyard.spec import Experiment, Resources, RetryPolicy, Role
+from shipyard.spec import Experiment, RetryPolicy, Role
 
 GROUP, VERSION = "shipyard.dev", "v1alpha1"
 GPU_NODES = 4

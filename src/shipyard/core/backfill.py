@@ -72,12 +72,7 @@ def never_fits(capacity: Capacity, groups: Sequence[Group]) -> bool:
         r = g.request
         room = 0
         for c in g.classes:
-            per_node = min(
-                c.alloc.gpus // r.gpus if r.gpus else 1 << 30,
-                c.alloc.cpu_milli // r.cpu_milli if r.cpu_milli else 1 << 30,
-                c.alloc.memory // r.memory if r.memory else 1 << 30,
-            )
-            room += per_node * len(c.nodes)
+            room += c.per_node(r) * len(c.nodes)
         if room < len(g.members):
             return True
     return False

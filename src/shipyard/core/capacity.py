@@ -3,7 +3,7 @@
 Nodes that look alike to a pod (same allocatable, labels other than topology and host
 name, taints) form a *class*: eligibility is decided once per class, not per node.
 The nodes of one class in one topology domain form a *pool*, and a pool files its
-nodes in buckets by *level* (free GPUs, or free CPU in eighths on CPU-only nodes), so
+nodes in buckets by *level* (the scarcest free resource, in GPUs or in eighths), so
 best fit is "the lowest level that is high enough" and "does not fit" is answered from
 per-class counters without looking at a node.
 
@@ -30,7 +30,7 @@ class NodeClass:
     """Nodes a pod cannot tell apart; counters cover the open (unreserved) ones."""
 
     __slots__ = (
-        "alloc", "fcpu", "fgpu", "fmem", "id", "levels", "n_level", "nodes", "pools",
+        "alloc", "fcpu", "fgpu", "fmem", "held", "id", "levels", "n_level", "nodes", "pools",
         "pools_at", "sample",
     )
 
@@ -45,14 +45,40 @@ class NodeClass:
         # Open pools with at least one node at each level: best fit for one pod in O(levels).
         self.pools_at: list[dict[int, Pool]] = [{} for _ in range(self.levels + 1)]
         self.fcpu = self.fmem = self.fgpu = 0
+        # The same counters over this class's reserved nodes, for "it would fit but
+        # for the reservations" (a reason, so one aggregate will do).
+        self.held = HeldCounters(self.levels)
 
     def min_level(self, r: Resources) -> int:
         """The lowest level at which a node of this class might hold `r`."""
-        if self.alloc.gpus:
-            return r.gpus
-        if r.gpus:
-            return self.levels + 1  # no GPUs here
-        return r.cpu_milli * CPU_LEVELS // self.alloc.cpu_milli if self.alloc.cpu_milli else 0
+        a = self.alloc
+        if r.gpus > a.gpus:
+            return self.levels + 1
+        if a.gpus and not r.gpus:
+            return 0  # a CPU-only pod on a GPU node: any level, the node check decides
+        lv = r.gpus
+        if a.cpu_milli:
+            lv = max(lv, r.cpu_milli * self.levels // a.cpu_milli)
+        if a.memory:
+            lv = max(lv, r.memory * self.levels // a.memory)
+        return lv
+
+    def per_node(self, r: Resources) -> int:
+        """At most this many pods of `r` fit on one empty node of this class."""
+        a = self.alloc
+        return min(
+            a.gpus // r.gpus if r.gpus else 1 << 30,
+            a.cpu_milli // r.cpu_milli if r.cpu_milli else 1 << 30,
+            a.memory // r.memory if r.memory else 1 << 30,
+        )
+
+
+class HeldCounters:
+    __slots__ = ("fcpu", "fgpu", "fmem", "n_level")
+
+    def __init__(self, levels: int) -> None:
+        self.n_level = [0] * (levels + 1)
+        self.fcpu = self.fmem = self.fgpu = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -99,27 +125,39 @@ class Group:
         return all(pool.topo[i] == v for i, v in self.topo_filter.items())
 
 
-def cap(pool_or_class: Pool | NodeClass, levels: list[int], r: Resources, m: int) -> float:
+def cap(where: Pool | NodeClass, r: Resources, m: int, *, held: bool = False) -> float:
     """Upper bound on how many pods of request `r` fit, from counters alone.
 
-    `levels` are node counts per level; `m` is the class's min level for `r`.
+    `m` is the class's min level for `r`. Exact for whole-node pods (level == top
+    means the node is entirely free). `held`: a class's reserved nodes count too.
     """
-    top = len(levels) - 1
+    cls = where if isinstance(where, NodeClass) else where.cls
+    top = cls.levels
     if m > top:
         return 0
-    if r.gpus:
-        bound: float = sum(levels[lv] * (lv // r.gpus) for lv in range(m, top + 1))
+    if isinstance(where, NodeClass):
+        nodes = sum(where.n_level[m:])
+        if held:
+            h = where.held
+            nodes += sum(h.n_level[m:])
+            fgpu, fcpu, fmem = where.fgpu + h.fgpu, where.fcpu + h.fcpu, where.fmem + h.fmem
+            return _bound(nodes * cls.per_node(r), r, fgpu, fcpu, fmem) if nodes else 0
     else:
-        bound = INF if any(levels[lv] for lv in range(m, top + 1)) else 0
-    if bound and r.cpu_milli:
-        bound = min(bound, pool_or_class.fcpu // r.cpu_milli)
-    if bound and r.memory:
-        bound = min(bound, pool_or_class.fmem // r.memory)
+        buckets = where.buckets
+        nodes = sum(len(buckets[lv]) for lv in range(m, top + 1))
+    if not nodes:
+        return 0
+    return _bound(nodes * cls.per_node(r), r, where.fgpu, where.fcpu, where.fmem)
+
+
+def _bound(bound: float, r: Resources, fgpu: int, fcpu: int, fmem: int) -> float:
+    if r.gpus:
+        bound = min(bound, fgpu // r.gpus)
+    if r.cpu_milli:
+        bound = min(bound, fcpu // r.cpu_milli)
+    if r.memory:
+        bound = min(bound, fmem // r.memory)
     return bound
-
-
-def pool_levels(pool: Pool) -> list[int]:
-    return [len(b) for b in pool.buckets]
 
 
 class Capacity:
@@ -135,7 +173,9 @@ class Capacity:
         self.level = [0] * len(self.nodes)
         self.pool_of: list[Pool | None] = [None] * len(self.nodes)
         self.classes: list[NodeClass] = []
+        # Reservations with a known start, which a short gang may use until then.
         self.reservations: list[Reservation] = []
+        self.held: list[Reservation] = []  # no known start: no one else may use them
         self.version = 0  # bumps on every change: keys caches of "does it fit"
         self._pools: dict[tuple[int, tuple[str | None, ...], int], Pool] = {}
         self._eligible: dict[tuple[object, ...], tuple[list[NodeClass], dict[int, str], bool]] = {}
@@ -166,13 +206,17 @@ class Capacity:
         return pool
 
     def _level(self, cls: NodeClass, i: int) -> int:
-        if cls.alloc.gpus:
-            lv = self.fgpu[i]
-        elif cls.alloc.cpu_milli:
-            lv = self.fcpu[i] * CPU_LEVELS // cls.alloc.cpu_milli
-        else:
-            lv = 0
-        return 0 if lv < 0 else min(lv, cls.levels)
+        # The scarcest resource, in steps of 1/levels of the node: a whole-node pod
+        # needs the top level, which only an entirely free node has.
+        a = cls.alloc
+        lv = cls.levels
+        if a.gpus:
+            lv = min(lv, self.fgpu[i])
+        if a.cpu_milli:
+            lv = min(lv, self.fcpu[i] * cls.levels // a.cpu_milli)
+        if a.memory:
+            lv = min(lv, self.fmem[i] * cls.levels // a.memory)
+        return max(lv, 0)
 
     def _enter(self, i: int, pool: Pool) -> None:
         cls = pool.cls
@@ -186,9 +230,13 @@ class Capacity:
         if pool.reservation is None:
             cls.n_level[lv] += 1
             cls.pools_at[lv][pool.id] = pool
-            cls.fcpu += self.fcpu[i]
-            cls.fmem += self.fmem[i]
-            cls.fgpu += self.fgpu[i]
+            counters: NodeClass | HeldCounters = cls
+        else:
+            counters = cls.held
+            counters.n_level[lv] += 1
+        counters.fcpu += self.fcpu[i]
+        counters.fmem += self.fmem[i]
+        counters.fgpu += self.fgpu[i]
 
     def _leave(self, i: int) -> Pool:
         pool = self.pool_of[i]
@@ -205,9 +253,13 @@ class Capacity:
             cls.n_level[lv] -= 1
             if not pool.buckets[lv]:
                 del cls.pools_at[lv][pool.id]
-            cls.fcpu -= self.fcpu[i]
-            cls.fmem -= self.fmem[i]
-            cls.fgpu -= self.fgpu[i]
+            counters: NodeClass | HeldCounters = cls
+        else:
+            counters = cls.held
+            counters.n_level[lv] -= 1
+        counters.fcpu -= self.fcpu[i]
+        counters.fmem -= self.fmem[i]
+        counters.fgpu -= self.fgpu[i]
         return pool
 
     def add(self, i: int, r: Resources, sign: int) -> None:
@@ -242,7 +294,7 @@ class Capacity:
             self._leave(i)
             self._enter(i, self._pool(pool.cls, pool.topo, res))
             res.nodes.append(i)
-        self.reservations.append(res)
+        (self.reservations if math.isfinite(starts_at) else self.held).append(res)
         self.version += 1
         return res
 
@@ -254,15 +306,29 @@ class Capacity:
 
     def groups(self, members: Iterable[Member]) -> list[Group]:
         """Members grouped by request and constraints, biggest request first."""
+        members = list(members)
+        # By identity of the selector first (replicas of a role share one mapping:
+        # cheap), then merged by content. Most gangs are one role: one key.
+        keys = [(m.request, id(m.node_selector), m.tolerations) for m in members]
+        by_id: dict[tuple[object, ...], list[Member]] = {}
+        if len(set(keys)) == 1:
+            by_id[keys[0]] = members
+        else:
+            for k, m in zip(keys, members, strict=True):
+                by_id.setdefault(k, []).append(m)
         by_key: dict[tuple[object, ...], Group] = {}
-        for m in members:
-            key = (m.request, tuple(m.node_selector.items()), m.tolerations)
+        for ms in by_id.values():
+            m = ms[0]
+            key = (m.request, tuple(sorted(m.node_selector.items())), m.tolerations)
             group = by_key.get(key)
             if group is None:
                 classes, topo_filter, host = self._classes_for(m)
                 group = by_key[key] = Group(m.request, [], classes, topo_filter,
                                             m if host else None)
-            group.members.append(m)
+            if group.members:
+                group.members.extend(ms)
+            else:
+                group.members = list(ms)
         out = list(by_key.values())
         # Whole-node pods first: they need empty nodes; small ones fill the gaps after.
         out.sort(key=lambda g: (g.request.gpus, g.request.cpu_milli, g.request.memory),
@@ -270,7 +336,7 @@ class Capacity:
         return out
 
     def _classes_for(self, m: Member) -> tuple[list[NodeClass], dict[int, str], bool]:
-        key = (tuple(m.node_selector.items()), m.tolerations)
+        key = (tuple(sorted(m.node_selector.items())), m.tolerations)
         hit = self._eligible.get(key)
         if hit is None:
             topo_filter = {self.topo_keys.index(k): v for k, v in m.node_selector.items()

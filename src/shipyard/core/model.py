@@ -216,6 +216,9 @@ class Policy:
         "topology.shipyard.dev/block",
     )
     preemption: bool = True
+    # Gangs per cycle that may search for victims (each search is costly; the rest
+    # try again next cycle, as Kueue tries one head per queue).
+    preemption_attempts: int = 16
     backfill: bool = True
     # How many blocked gangs (in order) get nodes reserved for their earliest start.
     reservations: int = 4

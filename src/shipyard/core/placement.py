@@ -21,7 +21,7 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 
-from shipyard.core.capacity import Capacity, Group, Pool, cap, pool_levels
+from shipyard.core.capacity import Capacity, Group, Pool, cap
 from shipyard.core.model import Member, Node, Resources, Topology
 
 INF = math.inf
@@ -48,16 +48,31 @@ def eligible(member: Member, node: Node) -> bool:
     return True
 
 
-def usable_pools(capacity: Capacity, group: Group, ends_at: float) -> list[Pool]:
-    """Open pools the group may use, then held pools it would leave in time."""
-    pools = [p for c in group.classes for p in c.pools if p.n]
+def usable_pools(capacity: Capacity, group: Group, ends_at: float) -> dict[Pool, float]:
+    """Pools with room for a member of the group -> how many might fit there.
+
+    Open pools come from the per-level index (a full cluster has few with room), then
+    held pools the gang would leave in time.
+    """
+    r = group.request
+    out: dict[Pool, float] = {}
+    for c in group.classes:
+        m = c.min_level(r)
+        # Whole-node pods: the room is exactly the number of empty nodes.
+        whole = m == c.levels and c.per_node(r) == 1
+        for lv in range(m, c.levels + 1):
+            for p in c.pools_at[lv].values():
+                if p not in out:
+                    out[p] = len(p.buckets[m]) if whole else cap(p, r, m)
     classes = set(map(id, group.classes))
     for res in capacity.reservations:
         if res.admits(ends_at):
-            pools.extend(p for p in res.pools if p.n and id(p.cls) in classes)
+            for p in res.pools:
+                if p.n and id(p.cls) in classes:
+                    out[p] = cap(p, r, p.cls.min_level(r))
     if group.topo_filter:
-        pools = [p for p in pools if group.pool_ok(p)]
-    return pools
+        return {p: n for p, n in out.items() if n and group.pool_ok(p)}
+    return {p: n for p, n in out.items() if n}
 
 
 def could_fit(capacity: Capacity, groups: Sequence[Group], ends_at: float) -> bool:
@@ -69,7 +84,7 @@ def could_fit(capacity: Capacity, groups: Sequence[Group], ends_at: float) -> bo
         r = g.request
         room: float = 0
         for c in g.classes:
-            room += cap(c, c.n_level, r, c.min_level(r))
+            room += cap(c, r, c.min_level(r))
             if c.id not in seen:
                 seen.add(c.id)
                 free_gpus += c.fgpu
@@ -77,7 +92,7 @@ def could_fit(capacity: Capacity, groups: Sequence[Group], ends_at: float) -> bo
             if res.admits(ends_at):
                 for p in res.pools:
                     if p.cls in g.classes:
-                        room += cap(p, pool_levels(p), r, p.cls.min_level(r))
+                        room += cap(p, r, p.cls.min_level(r))
                         free_gpus += p.fgpu
         if room < len(g.members):
             return False
@@ -96,15 +111,17 @@ def place(
         return None
     if len(groups) == 1 and len(groups[0].members) == 1:
         return _place_one(capacity, groups[0], ends_at)
-    pools = {id(g): usable_pools(capacity, g, ends_at) for g in groups}
+    room = {id(g): usable_pools(capacity, g, ends_at) for g in groups}
+    pools = {k: list(v) for k, v in room.items()}
     if topology is not None:
         keys: Sequence[str] = [topology.key]
         required = topology.required
     else:
         keys, required = topology_keys, False
     levels = [capacity.topo_keys.index(k) for k in keys if k in capacity.topo_keys]
+    caps_by = {ki: _domain_caps(groups, room, ki) for ki in levels}
     for ki in levels:
-        caps = _domain_caps(groups, pools, ki)
+        caps = caps_by[ki]
         need = [len(g.members) for g in groups]
         fitting = [
             d for d, per_group in caps.items()
@@ -122,13 +139,11 @@ def place(
     if levels:
         # Spread: the widest domains with the most room first, then narrower ones
         # inside them, so the gang touches as few domains as it can.
-        caps_by = [_domain_caps(groups, pools, ki) for ki in levels]
-
         def order(p: Pool) -> tuple[object, ...]:
             key: list[object] = []
-            for ki, caps in zip(reversed(levels), reversed(caps_by), strict=True):
+            for ki in reversed(levels):
                 d = p.topo[ki]
-                key += [-sum(caps[d]), d or ""]
+                key += [-sum(caps_by[ki][d]), d or ""]
             return tuple(key)
 
         pools = {k: sorted(ps, key=order) for k, ps in pools.items()}
@@ -159,13 +174,12 @@ def unplace(capacity: Capacity, taken: Taken) -> None:
 
 
 def _domain_caps(
-    groups: Sequence[Group], pools: dict[int, list[Pool]], ki: int
+    groups: Sequence[Group], room: dict[int, dict[Pool, float]], ki: int
 ) -> dict[str | None, list[float]]:
     caps: dict[str | None, list[float]] = defaultdict(lambda: [0.0] * len(groups))
     for gi, g in enumerate(groups):
-        r = g.request
-        for p in pools[id(g)]:
-            caps[p.topo[ki]][gi] += cap(p, pool_levels(p), r, p.cls.min_level(r))
+        for p, n in room[id(g)].items():
+            caps[p.topo[ki]][gi] += n
     return caps
 
 

@@ -10,11 +10,12 @@ last chosen first, so the list is close to the fewest that make room.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 from shipyard.core.capacity import Capacity, Group
 from shipyard.core.model import Running, Topology
-from shipyard.core.placement import place, unplace
+from shipyard.core.placement import could_fit, place, unplace
 
 
 def find_victims(
@@ -72,7 +73,9 @@ def find_victims(
     # Spare the ones not needed after all, the last chosen first.
     for run in reversed(chosen[:-1]):
         frees(run, -1)
-        trial = place(capacity, groups, topology, topology_keys)
+        trial = None
+        if could_fit(capacity, groups, math.inf):
+            trial = place(capacity, groups, topology, topology_keys)
         if trial is None:
             frees(run, +1)
         else:

@@ -21,7 +21,8 @@ from collections.abc import Iterable
 
 from shipyard.core import reasons
 from shipyard.core.backfill import earliest_start, never_fits
-from shipyard.core.capacity import Capacity, Group
+from shipyard.core.capacity import Capacity, Group, Reservation
+from shipyard.core.capacity import cap as capacity_cap
 from shipyard.core.model import (
     WAIT_CAPACITY,
     WAIT_NEVER,
@@ -97,12 +98,17 @@ class _Cycle:
         for run in self.running:
             q = run.gang.queue
             self.usage[q] = self.usage.get(q, Resources()) + total(run.gang)
+        # What running gangs hold (without this cycle's admissions): only that can be
+        # over quota in a way preemption reclaims.
+        self.run_usage = dict(self.usage)
         self.admitted: list[Admission] = []
         self.waiting: list[Waiting] = []
         self.preempted: list[Preemption] = []
         self.queue_waiting: dict[str, int] = {}
         self.failed: set[tuple[object, ...]] = set()
+        self.reasons: dict[tuple[object, ...], tuple[str, str]] = {}
         self.reserved_for = 0
+        self.preempt_budget = policy.preemption_attempts
         self.first_blocked: Gang | None = None
 
     # -- queues ----------------------------------------------------------------
@@ -192,27 +198,59 @@ class _Cycle:
             placement = {m.name: self.snap.nodes[i].name for m, i in taken}
             self.admitted.append(Admission(
                 gang.key, placement, borrowing=self.borrowing(gang.queue, need),
-                backfill=bool(cap.reservations),
+                backfill=self.first_blocked is not None,
             ))
             self.usage[gang.queue] = used + need
             return
         self.failed.add(memo)
         if self.first_blocked is None:
             self.first_blocked = gang
-        if self.policy.preemption and self.try_preempt(gang, groups, need):
+        if (self.policy.preemption and self.preempt_budget > 0
+                and (memo, gang.priority, gang.queue) not in self.failed
+                and self.try_preempt(gang, groups, need)):
             return
-        self.blocked(gang, groups, ends_at)
+        self.failed.add((memo, gang.priority, gang.queue))
+        if not self.reserve(gang, groups):
+            self.blocked(gang, groups, ends_at, memo)
 
     def memo_key(self, gang: Gang, groups: list[Group], ends_at: float) -> tuple[object, ...]:
         # Free capacity only shrinks during a cycle, so a shape that failed fails again.
         held = tuple(id(r) for r in self.capacity.reservations if r.admits(ends_at))
-        return (
-            tuple((g.request, len(g.members), id(g.classes), tuple(g.topo_filter.items()),
-                   g.node_check is None) for g in groups),
-            gang.topology, held,
-        )
+        return (self.memo_key_groups(groups), gang.topology, held)
 
-    def blocked(self, gang: Gang, groups: list[Group], ends_at: float) -> None:
+    @staticmethod
+    def memo_key_groups(groups: list[Group]) -> tuple[object, ...]:
+        return tuple((g.request, len(g.members), id(g.classes), tuple(g.topo_filter.items()),
+                      g.node_check is None) for g in groups)
+
+    def blocked(self, gang: Gang, groups: list[Group], ends_at: float, memo: object) -> None:
+        cap = self.capacity
+        # Gangs of one shape blocked at the same state share a reason: the state moves
+        # only with admissions and reservations, so key the text on their counts.
+        key = (memo, len(self.admitted), len(cap.reservations) + len(cap.held))
+        if self.reserved_for >= self.policy.reservations or not self.policy.backfill:
+            hit = self.reasons.get(key)
+            if hit is not None:
+                self.wait(gang, *hit)
+                return
+        kind, text = self.why_blocked(gang, groups, ends_at)
+        self.reasons[key] = (kind, text)
+        self.wait(gang, kind, text)
+
+    def why_blocked(self, gang: Gang, groups: list[Group], ends_at: float) -> tuple[str, str]:
+        cap = self.capacity
+        if gang.topology is not None and gang.topology.required and gang.topology.key in (
+            cap.topo_keys
+        ) and could_fit(cap, groups, ends_at):
+            return WAIT_TOPOLOGY, reasons.topology_text(cap, groups, gang.topology.key)
+        holder = self.held_against(groups, ends_at)
+        if holder is not None:
+            return WAIT_RESERVED, (f"needs {reasons.shape(groups)}; "
+                                   f"{reasons.blocked_by_reservation(holder, self.now)}")
+        return WAIT_CAPACITY, reasons.capacity_text(cap, groups)
+
+    def reserve(self, gang: Gang, groups: list[Group]) -> bool:
+        """Hold nodes for the gang's earliest start; False if it has none."""
         cap = self.capacity
         if self.policy.backfill and self.reserved_for < self.policy.reservations:
             runs = [(INF if r.ends_at is None else max(r.ends_at, self.now), r)
@@ -225,34 +263,22 @@ class _Cycle:
                 self.wait(gang, WAIT_CAPACITY,
                           f"{reasons.capacity_text(cap, groups)}; "
                           f"{reasons.reserved_text(start, self.now)}", start)
-                return
-        if gang.topology is not None and gang.topology.required and gang.topology.key in (
-            cap.topo_keys
-        ) and could_fit(cap, groups, ends_at):
-            self.wait(gang, WAIT_TOPOLOGY, reasons.topology_text(cap, groups, gang.topology.key))
-            return
-        for res in cap.reservations:
-            if not res.admits(ends_at) and self.fits_with_held(groups):
-                self.wait(gang, WAIT_RESERVED,
-                          f"needs {reasons.shape(groups)}; "
-                          f"{reasons.blocked_by_reservation(res, self.now)}")
-                return
-        self.wait(gang, WAIT_CAPACITY, reasons.capacity_text(cap, groups))
+                return True
+        return False
 
-    def fits_with_held(self, groups: list[Group]) -> bool:
-        """Would the gang fit now if no nodes were held? (counters only)"""
+    def held_against(self, groups: list[Group], ends_at: float) -> Reservation | None:
+        """The earliest reservation in the way, if the gang would fit without them all
+        (by counters: a reason needs no more precision)."""
+        cap = self.capacity
+        closed = [r for r in (*cap.reservations, *cap.held) if not r.admits(ends_at)]
+        if not closed:
+            return None
         for g in groups:
-            room = 0
-            for c in g.classes:
-                m = c.min_level(g.request)
-                room += sum(c.n_level[m:])
-            for res in self.capacity.reservations:
-                for p in res.pools:
-                    if p.cls in g.classes:
-                        room += sum(len(b) for b in p.buckets[p.cls.min_level(g.request):])
+            r = g.request
+            room = sum(capacity_cap(c, r, c.min_level(r), held=True) for c in g.classes)
             if room < len(g.members):
-                return False
-        return True
+                return None
+        return min(closed, key=lambda r: r.starts_at)
 
     # -- preemption ------------------------------------------------------------
 
@@ -272,17 +298,22 @@ class _Cycle:
                 if c.gang.queue == v.queue:
                     freed = freed + total(c.gang)
             q = self.queue(v.queue)
-            left = self.usage.get(v.queue, Resources()) - freed
+            left = self.run_usage.get(v.queue, Resources()) - freed
             return q is not None and left.exceeds(q.nominal)  # reclaim what it borrowed
 
         candidates = [r for r in self.running if allowed(r, [])]
         if not candidates:
             return False
 
+        def over(name: str) -> bool:
+            q = self.queue(name)
+            return q is not None and self.run_usage.get(name, Resources()).exceeds(q.nominal)
+
         def cost(run: Running) -> tuple[object, ...]:
-            return (not self.borrowing(run.gang.queue), run.gang.priority, -run.started_at,
+            return (not over(run.gang.queue), run.gang.priority, -run.started_at,
                     len(run.gang.members), run.gang.key)
 
+        self.preempt_budget -= 1
         found = find_victims(self.capacity, groups, gang.topology, self.keys, candidates,
                              cost, allowed)
         if found is None:
@@ -296,6 +327,7 @@ class _Cycle:
                 f"preempted for {gang.key} ({why}); requeued, resumes from its checkpoint",
             ))
             self.usage[v.gang.queue] = self.usage.get(v.gang.queue, Resources()) - total(v.gang)
+            self.run_usage[v.gang.queue] = self.run_usage[v.gang.queue] - total(v.gang)
         gone = {id(v) for v in victims}
         self.running = [r for r in self.running if id(r) not in gone]
         # Held for it from now: nothing else may start there while the victims stop.

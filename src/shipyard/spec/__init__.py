@@ -3,8 +3,8 @@
 from shipyard.spec.errors import SpecError
 from shipyard.spec.experiment import Experiment, Resources, RetryPolicy, Role, Topology
 from shipyard.spec.load import experiment_from_data, load_experiment
-from shipyard.spec.nodepool import NodePool
 from shipyard.spec.machines import DEFAULT_MACHINE_TYPES, MachineType, Taint
+from shipyard.spec.nodepool import NodePool
 from shipyard.spec.queue import Queue, Quota
 
 __all__ = [
