@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
 
 from shipyard.controller.controller import Controller
 from shipyard.kube.client import KubeClient
+from shipyard.kube.informer import cancel_all
 from shipyard.kube.install import CONTROLLER, SYSTEM_NAMESPACE
 from shipyard.kube.leader import LeaderElector
 
@@ -31,10 +31,6 @@ async def run_controller(client: KubeClient, *, leader_elect: bool = True,
         for task in done:
             task.result()  # re-raise LostLeadership or a crash
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_all(tasks)
         if elector is not None:
             await elector.release()

@@ -22,7 +22,6 @@ from shipyard.controller.lifecycle import HOLDING, TERMINAL, Decision, reconcile
 from shipyard.controller.views import (
     ExperimentView,
     PodView,
-    core_queue,
     experiment_view,
     format_time,
     node_view,
@@ -31,11 +30,11 @@ from shipyard.controller.views import (
     queue_view,
 )
 from shipyard.controller.writer import Writer
-from shipyard.core.from_spec import gang_for
+from shipyard.core.from_spec import gang_for, queue_for
 from shipyard.core.model import CycleResult, Gang, Node, Resources, Running, Snapshot
 from shipyard.core.queueing import schedule
 from shipyard.kube.client import KubeClient
-from shipyard.kube.informer import Informer
+from shipyard.kube.informer import Informer, cancel_all
 from shipyard.kube.resources import EXPERIMENTS, NODES, PODS, QUEUES
 
 log = logging.getLogger(__name__)
@@ -120,11 +119,7 @@ class Controller:
                 self.dirty.clear()
                 self.run_cycle()
         finally:
-            for task in [*tasks, *self.inflight.values()]:
-                task.cancel()
-            for task in [*tasks, *self.inflight.values()]:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_all([*tasks, *self.inflight.values()])
 
     def run_cycle(self) -> CycleResult:
         now = self.clock()
@@ -187,7 +182,7 @@ class Controller:
                  n.ready, n.schedulable)
             for n in self.nodes.items.values()
         )
-        queues = tuple(core_queue(q) for q in self.queues.items.values())
+        queues = tuple(queue_for(q) for q in self.queues.items.values())
         return Snapshot(nodes, tuple(pending), now, tuple(running), queues)
 
     # -- applying decisions ---------------------------------------------------------

@@ -10,10 +10,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shipyard.core.model import UNLIMITED, Node, Resources, Taint
-from shipyard.core.model import Queue as CoreQueue
+from shipyard.core.model import Node, Resources, Taint
 from shipyard.render.objects import LABEL_EXPERIMENT, LABEL_INDEX, LABEL_ROLE
-from shipyard.spec import Experiment, Queue, Quota, SpecError, experiment_from_data
+from shipyard.spec import Experiment, Queue, SpecError, experiment_from_data
 from shipyard.spec.machines import RESOURCE_GPU
 from shipyard.spec.quantity import parse_cpu_milli, parse_memory_bytes
 
@@ -157,18 +156,3 @@ def queue_view(obj: dict[str, Any]) -> Queue | None:
     except ValidationError as exc:
         log.warning("ignoring invalid Queue %s: %s", obj["metadata"]["name"], exc)
         return None
-
-
-def core_queue(queue: Queue) -> CoreQueue:
-    """spec.Queue -> core's Queue; a resource the quota leaves out is unlimited."""
-
-    def amounts(quota: Quota | None) -> Resources:
-        if quota is None:
-            return Resources(UNLIMITED, UNLIMITED, UNLIMITED)
-        return Resources(
-            UNLIMITED if quota.cpu is None else quota.cpu,
-            UNLIMITED if quota.memory is None else quota.memory,
-            UNLIMITED if quota.gpus is None else quota.gpus,
-        )
-
-    return CoreQueue(queue.name, queue.weight, amounts(queue.nominal), amounts(queue.borrowing_limit))

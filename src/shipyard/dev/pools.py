@@ -46,9 +46,7 @@ LABEL_REGION = "topology.kubernetes.io/region"
 # Short names the dev CLI accepts besides the catalog's.
 ALIASES = {"cpu": "cpu-large", "a100": "gpu-a100", "h100": "gpu-h100", "t4": "gpu-t4"}
 
-# What a kubelet keeps back from the machine (kubeadm-like reservations).
-_RESERVED_CPU_MILLI = 100
-_RESERVED_MEMORY = 512 * 2**20
+# GPU memory per model, for the nvidia.com/gpu.memory label.
 _GPU_MEMORY_MIB = {"A100-SXM4-80GB": 81920, "A100-SXM4-40GB": 40960, "H100": 81920, "T4": 15360}
 
 
@@ -137,8 +135,8 @@ def node_object(pool: PoolSpec, index: int, kube_version: str = "v1.36.3") -> di
     }
     allocatable = {
         **capacity,
-        "cpu": f"{mt.cpu - _RESERVED_CPU_MILLI}m",
-        "memory": f"{(mt.memory - _RESERVED_MEMORY) // 2**20}Mi",
+        "cpu": f"{mt.allocatable_cpu}m",
+        "memory": f"{mt.allocatable_memory // 2**20}Mi",
     }
     if mt.gpus:
         capacity[RESOURCE_GPU] = allocatable[RESOURCE_GPU] = str(mt.gpus)

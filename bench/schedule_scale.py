@@ -1,0 +1,263 @@
+"""How fast does shipyard place gangs on a real control plane with thousands of nodes?
+
+One dev cluster of N 8-GPU kwok nodes (gpu-a100) per size, and the same burst of
+experiments (1 to 512 pods each, one whole node per pod, N pods in all) placed
+three ways, one after the other, in the same run:
+
+  (a) raw ceiling   the experiments' pods created already bound to a node by a plain
+                    asyncio client (no scheduling at all);
+  (b) kube-scheduler the same pods created unbound, placed one by one by
+                    kube-scheduler (client QPS as --scheduler-qps, default 50/100:
+                    upstream's default configuration);
+  (c) shipyard      the Experiments created; the shipyard controller admits and
+                    places each gang whole and creates its pods bound.
+
+For each: pods/s (pods / time from the first submission to the last pod bound) and
+the time from submission to all Running (kwok marks bound pods Running), and
+shipyard's ratios to (a) and (b).
+
+    python bench/schedule_scale.py --sizes 2500[,5000,7500] [--scheduler-qps 50]
+
+Needs the binaries (`shipyard dev build`); takes a few minutes per size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shipyard.dev import cluster as devcluster
+from shipyard.dev import pools
+from shipyard.kube.client import KubeClient, load_connection
+from shipyard.kube.informer import Informer, cancel_all
+from shipyard.kube.objects import experiment_resource
+from shipyard.kube.resources import EXPERIMENTS, NAMESPACES, NODES, PODS, SERVICES
+from shipyard.render.objects import render_pod, render_service
+from shipyard.spec import Experiment, Role
+
+MACHINE = "gpu-a100"
+CONCURRENCY = 64  # in-flight requests, for the raw client and shipyard's writer alike
+
+
+def burst(total: int, seed: int) -> list[int]:
+    """Gang sizes from 1 to 512 (powers of two, big ones rarer), summing to `total`."""
+    rng = random.Random(seed)
+    sizes: list[int] = []
+    left = total
+    while left > 0:
+        size = min(2 ** min(int(rng.expovariate(0.45)), 9), left)
+        sizes.append(size)
+        left -= size
+    return sizes
+
+
+def experiments(sizes: list[int], namespace: str) -> list[Experiment]:
+    return [
+        Experiment(name=f"job-{i:04d}", namespace=namespace,
+                   roles=[Role(name="worker", replicas=n, machine_type=MACHINE,
+                               command=["python", "train.py"])])
+        for i, n in enumerate(sizes)
+    ]
+
+
+@dataclass
+class Outcome:
+    pods: int
+    placed_s: float
+    running_s: float
+
+    @property
+    def pods_per_s(self) -> float:
+        return self.pods / self.placed_s
+
+
+class PodWatch:
+    """Counts pods of one namespace that are bound and Running, from a watch."""
+
+    def __init__(self, client: KubeClient, namespace: str) -> None:
+        self.informer: Informer[tuple[bool, bool]] = Informer(
+            client, PODS, lambda o: (bool(o["spec"].get("nodeName")),
+                                     (o.get("status") or {}).get("phase") == "Running"),
+            namespace=namespace)
+        self.task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> PodWatch:
+        self.task = asyncio.create_task(self.informer.run())
+        await self.informer.synced.wait()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.task is not None
+        await cancel_all([self.task])
+
+    def counts(self) -> tuple[int, int, int]:
+        items = self.informer.items.values()
+        return len(items), sum(b for b, _ in items), sum(r for _, r in items)
+
+    async def until(self, total: int, start: float, label: str, timeout: float) -> Outcome:
+        placed = 0.0
+        while True:
+            seen, bound, running = self.counts()
+            now = time.monotonic()
+            if bound >= total and not placed:
+                placed = now - start
+            if running >= total:
+                return Outcome(total, placed, now - start)
+            if now - start > timeout:
+                raise TimeoutError(f"{label}: {bound}/{total} bound, {running} Running "
+                                   f"after {timeout:.0f}s")
+            print(f"\r   {label}: {seen} pods, {bound} bound, {running} Running ",
+                  end="", file=sys.stderr, flush=True)
+            await asyncio.sleep(0.1)
+
+
+async def create_all(client: KubeClient, kind: Any, bodies: list[dict[str, Any]]) -> None:
+    limit = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(body: dict[str, Any]) -> None:
+        async with limit:
+            await client.create(kind, body)
+
+    await asyncio.gather(*(one(b) for b in bodies))
+
+
+async def fresh_namespace(client: KubeClient, name: str) -> None:
+    await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace",
+                                     "metadata": {"name": name}})
+
+
+async def clear_pods(client: KubeClient, namespace: str, watch: PodWatch) -> None:
+    """Free the nodes for the next way: every pod force-deleted, and gone."""
+    await client.request("DELETE", PODS.path(namespace),
+                         body={"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0})
+    while watch.counts()[0]:
+        await asyncio.sleep(0.2)
+
+
+async def pods_way(client: KubeClient, exps: list[Experiment], nodes: list[str] | None,
+                   label: str, timeout: float) -> Outcome:
+    """(a) with `nodes` (pods created bound, in order), (b) without (kube-scheduler)."""
+    namespace = exps[0].namespace
+    await fresh_namespace(client, namespace)
+    bodies = [render_pod(e, role, i) for e in exps for role in e.roles for i in range(role.replicas)]
+    if nodes is not None:
+        for body, node in zip(bodies, nodes, strict=False):
+            body["spec"]["nodeName"] = node
+    async with PodWatch(client, namespace) as watch:
+        start = time.monotonic()
+        await create_all(client, SERVICES, [render_service(e) for e in exps])
+        await create_all(client, PODS, bodies)
+        outcome = await watch.until(len(bodies), start, label, timeout)
+        print(file=sys.stderr)
+        await clear_pods(client, namespace, watch)
+    return outcome
+
+
+async def shipyard_way(client: KubeClient, exps: list[Experiment], timeout: float) -> Outcome:
+    namespace = exps[0].namespace
+    await fresh_namespace(client, namespace)
+    total = sum(r.replicas for e in exps for r in e.roles)
+    async with PodWatch(client, namespace) as watch:
+        start = time.monotonic()
+        await create_all(client, EXPERIMENTS, [experiment_resource(e) for e in exps])
+        outcome = await watch.until(total, start, "shipyard", timeout)
+        print(file=sys.stderr)
+    return outcome
+
+
+def start_controller(c: devcluster.DevCluster) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "KUBECONFIG": str(c.kubeconfig)}
+    cli = [sys.executable, "-m", "shipyard.cli"]
+    subprocess.run([*cli, "install", "--cluster", c.context, "--replicas", "0"], env=env,
+                   check=True, timeout=300, stdout=subprocess.DEVNULL)
+    log_path = c.state_dir / "logs" / "shipyard-controller.log"
+    log_path.write_bytes(b"")
+    proc = subprocess.Popen([*cli, "controller", "run", "--cluster", c.context],
+                            env=env, stdout=log_path.open("ab"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    deadline = time.monotonic() + 300
+    while b"caches synced" not in log_path.read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"controller did not start; see {log_path}")
+        time.sleep(0.2)
+    return proc
+
+
+async def run_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
+    devcluster.down(args.name)
+    tuning = devcluster.Tuning(scheduler_qps=args.scheduler_qps)
+    print(f"== {n} x {MACHINE}: starting the cluster", file=sys.stderr, flush=True)
+    c = devcluster.up(args.name, pool_specs=[pools.parse_pool_arg(f"{MACHINE}:{n}")],
+                      tuning=tuning, merge_kubeconfig=False, nodes_timeout=3600)
+    controller = None
+    try:
+        sizes = burst(n, args.seed)
+        async with KubeClient(load_connection(str(c.kubeconfig), c.context),
+                              max_connections=CONCURRENCY) as client:
+            nodes = sorted(o["metadata"]["name"] for o in (await client.list(
+                NODES, label_selector=f"node.kubernetes.io/instance-type={MACHINE}"))[0])
+            raw = await pods_way(client, experiments(sizes, "bench-raw"), nodes, "raw", args.timeout)
+            kube = await pods_way(client, experiments(sizes, "bench-kube"), None, "kube-scheduler",
+                                  args.timeout)
+            controller = start_controller(c)
+            ours = await shipyard_way(client, experiments(sizes, "bench-shipyard"), args.timeout)
+        return {"nodes": n, "experiments": len(sizes), "largest": max(sizes),
+                "raw": vars(raw), "kube": vars(kube), "shipyard": vars(ours)}
+    finally:
+        if controller is not None:
+            controller.terminate()
+            controller.wait(timeout=30)
+        devcluster.down(args.name)
+
+
+def table(rows: list[dict[str, Any]], qps: int) -> str:
+    head = ["nodes = pods", "gangs", "way", "pods/s", "all bound s", "all Running s",
+            "shipyard / this (pods/s)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        ours = Outcome(**r["shipyard"])
+        for key, label in (("raw", "(a) raw asyncio, pre-bound"),
+                           ("kube", f"(b) kube-scheduler (QPS {qps})"),
+                           ("shipyard", "(c) shipyard gangs")):
+            o = Outcome(**r[key])
+            lines.append(f"| {r['nodes']} | {r['experiments']} (max {r['largest']}) | {label} | "
+                         f"{o.pods_per_s:.0f} | {o.placed_s:.1f} | {o.running_s:.1f} | "
+                         f"{ours.pods_per_s / o.pods_per_s:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="example: python bench/schedule_scale.py --sizes 2500,5000")
+    p.add_argument("--sizes", default="2500", help="comma-separated node counts")
+    p.add_argument("--scheduler-qps", type=int, default=50,
+                   help="kube-scheduler client QPS (burst 2x); 50 is upstream's default")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--timeout", type=float, default=1800, help="seconds per way")
+    p.add_argument("--name", default="bench-sched")
+    p.add_argument("--json", type=Path, help="also write the rows here")
+    a = p.parse_args(argv)
+    rows = []
+    try:
+        for n in (int(s) for s in a.sizes.split(",")):
+            rows.append(asyncio.run(run_size(n, a)))
+    finally:
+        if rows:
+            print(table(rows, a.scheduler_qps))
+            if a.json:
+                a.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
