@@ -18,4 +18,4 @@ echo "== layer contracts (import-linter)"
 echo "== control-plane binaries"
 .venv/bin/shipyard dev build
 echo "== tests"
-.venv/bin/python -m pytest "$@"
+HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}" .venv/bin/python -m pytest "$@"

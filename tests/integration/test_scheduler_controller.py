@@ -6,113 +6,40 @@ module; each test works in its own namespace and leaves the nodes empty behind i
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from shipyard.dev.stages import EXIT_CODE, FAIL_AFTER, TRAIN_DURATION
-from shipyard.kube.objects import experiment_resource
-from shipyard.spec import Experiment, RetryPolicy, Role
+from shipyard.spec import RetryPolicy
+from tests.integration.controller_harness import (
+    GROUP,
+    VERSION,
+    Api,
+    experiment_namespace,
+    gpu_job,
+    start_controller,
+    stop_controller,
+)
 
-GROUP, VERSION = "shipyard.dev", "v1alpha1"
 GPU_NODES = 4
 
 
 @pytest.fixture(scope="module")
 def ctl(dev_cluster_factory) -> Iterator[Any]:
     cluster = dev_cluster_factory("ctl", (f"gpu-a100:{GPU_NODES}", "cpu-small:2"))
-    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
-    subprocess.run([sys.executable, "-m", "shipyard.cli", "install", "--cluster", cluster.context,
-                    "--replicas", "0"], env=env, check=True, timeout=120)
-    log = open(cluster.state_dir / "logs" / "shipyard-controller.log", "ab")  # noqa: SIM115
-    controller = subprocess.Popen(
-        [sys.executable, "-m", "shipyard.cli", "controller", "run", "--cluster", cluster.context],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    controller = start_controller(cluster)
     cluster.controller = controller
     yield cluster
-    controller.terminate()
-    controller.wait(timeout=30)
-    log.close()
-
-
-class Api:
-    def __init__(self, cluster: Any, namespace: str) -> None:
-        from kubernetes import client
-
-        self.api = cluster.api_client(pool_size=4)
-        self.core = client.CoreV1Api(self.api)
-        self.custom = client.CustomObjectsApi(self.api)
-        self.ns = namespace
-
-    def launch(self, exp: Experiment) -> None:
-        exp = exp.model_copy(update={"namespace": self.ns})
-        self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, "experiments",
-                                                   experiment_resource(exp))
-
-    def get(self, name: str) -> dict[str, Any]:
-        return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, "experiments", name)
-
-    def status(self, name: str) -> dict[str, Any]:
-        return self.get(name).get("status") or {}
-
-    def wait(self, name: str, check: Callable[[dict[str, Any]], bool], timeout: float = 60) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            status = self.status(name)
-            if check(status):
-                return status
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{name}: timed out; status {status}")
-            time.sleep(0.1)
-
-    def pods(self, name: str | None = None) -> list[Any]:
-        selector = f"shipyard.dev/experiment={name}" if name else None
-        return self.core.list_namespaced_pod(self.ns, label_selector=selector).items
-
-    def delete(self, name: str) -> None:
-        self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.ns, "experiments", name)
-
-    def wait_no_pods(self, name: str | None = None, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while self.pods(name):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"pods still there: {[p.metadata.name for p in self.pods(name)]}")
-            time.sleep(0.1)
+    stop_controller(controller)
 
 
 @pytest.fixture
 def api(ctl, request) -> Iterator[Api]:
-    from kubernetes import client
-
-    name = f"t-{request.node.name[5:30].replace('_', '-').strip('-')}-{uuid.uuid4().hex[:5]}".lower()
-    with ctl.api_client(pool_size=1) as raw:
-        client.CoreV1Api(raw).create_namespace({"metadata": {"name": name}})
-    a = Api(ctl, name)
-    yield a
-    # Leave the nodes empty for the next test.
-    for item in a.custom.list_namespaced_custom_object(GROUP, VERSION, name, "experiments")["items"]:
-        a.delete(item["metadata"]["name"])
-    for pod in a.pods():
-        a.core.delete_namespaced_pod(pod.metadata.name, name, grace_period_seconds=0)
-    a.wait_no_pods()
-    a.core.delete_namespace(name)
-    a.api.close()
-
-
-def gpu_job(name: str, replicas: int, priority: int = 0, annotations: dict[str, str] | None = None,
-            retry: RetryPolicy | None = None) -> Experiment:
-    return Experiment(
-        name=name, priority=priority, retry=retry or RetryPolicy(max_restarts=0, backoff_seconds=0),
-        roles=[Role(name="trainer", replicas=replicas, machine_type="gpu-a100",
-                    command=["python", "train.py"], annotations=annotations or {})],
-    )
+    with experiment_namespace(ctl, request.node.name) as a:
+        yield a
 
 
 def gpus_per_node(api: Api) -> dict[str, int]:

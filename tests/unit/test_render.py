@@ -74,3 +74,28 @@ def test_user_env_overrides_shipyard_env():
     )
     env = replica_env(exp, exp.roles[0], 0, lambda r, k: ("h", 29500))
     assert env["MASTER_PORT"] == "1234"
+
+
+def test_host_pattern_names_every_replica_and_big_gangs_skip_the_lists():
+    from shipyard.render.env import HOST_LISTS_MAX_REPLICAS
+    from shipyard.render.objects import render_pod
+    from shipyard.spec import Experiment, Role
+
+    def env_of(replicas: int, index: int) -> dict[str, str]:
+        exp = Experiment(name="big", roles=[Role(name="worker", replicas=replicas,
+                                                 machine_type="gpu-a100", command=["x"])])
+        pod = render_pod(exp, exp.roles[0], index)
+        assert pod["spec"]["hostname"] == f"big-worker-{index}"
+        return {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+
+    small = env_of(HOST_LISTS_MAX_REPLICAS, 3)
+    pattern = small["SHIPYARD_HOST_PATTERN_WORKER"]
+    assert small["SHIPYARD_HOSTS_WORKER"].split(",") == [
+        pattern.format(index=i) for i in range(HOST_LISTS_MAX_REPLICAS)]
+
+    big = env_of(HOST_LISTS_MAX_REPLICAS + 1, 0)
+    assert "SHIPYARD_HOSTS_WORKER" not in big and "SHIPYARD_MPI_HOSTS" not in big
+    assert big["SHIPYARD_HOST_PATTERN_WORKER"] == pattern
+    assert big["WORLD_SIZE"] == str(HOST_LISTS_MAX_REPLICAS + 1)
+    # Constant size per pod, whatever the gang's size.
+    assert sum(len(v) for v in env_of(512, 511).values()) < 1000

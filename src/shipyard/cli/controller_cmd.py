@@ -23,11 +23,18 @@ def run(
     context: Context = None,
     in_cluster: Annotated[bool, typer.Option(help="Use the pod's service account.")] = False,
     leader_elect: Annotated[bool, typer.Option(help="Hold a Lease so only one replica acts.")] = True,
+    metrics_port: Annotated[int | None, typer.Option(
+        help="Serve Prometheus metrics on 127.0.0.1:PORT.")] = None,
+    scale_down_confirm: Annotated[float, typer.Option(
+        help="Seconds a scale-down candidate must stay idle before its node is removed.")] = 30.0,
+    pool_backoff: Annotated[float, typer.Option(
+        help="Seconds a NodePool is skipped after it failed to provision.")] = 60.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Run the scheduler controller: gang admission, fair share, preemption, lifecycle.
+    """Run the controller: gang admission, fair share, preemption, lifecycle, and the
+    autoscaler of the cluster's NodePools (none defined: nothing is scaled).
 
-    Example:  shipyard controller run --cluster shipyard-dev
+    Example:  shipyard controller run --cluster shipyard-dev --metrics-port 9090
     """
     from shipyard.controller.app import run_controller
 
@@ -37,7 +44,9 @@ def run(
 
     async def main() -> None:
         async with KubeClient(load_connection(context=context, in_cluster=in_cluster)) as client:
-            await run_controller(client, leader_elect=leader_elect)
+            await run_controller(client, leader_elect=leader_elect, metrics_port=metrics_port,
+                                 autoscale={"confirm_s": scale_down_confirm,
+                                            "backoff_s": pool_backoff})
 
     try:
         asyncio.run(main())

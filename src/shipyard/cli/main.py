@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 import yaml
 
-from shipyard.cli import cluster, controller_cmd
+from shipyard.cli import cluster, controller_cmd, fleet_cmd
 from shipyard.cli.output import Format, age, console, dump, errors, phase, table
 from shipyard.cli.reporter import ConsoleReporter
 from shipyard.local import RunNotFound, RunStatus, Store, cancel, launch, read_logs
@@ -37,6 +37,9 @@ if importlib.util.find_spec("shipyard.cli.dev") is not None:
     app.add_typer(dev.app, name="dev")
 app.add_typer(controller_cmd.app, name="controller")
 app.command("install")(controller_cmd.install)
+app.add_typer(fleet_cmd.app, name="fleet")
+app.command("clusters")(fleet_cmd.clusters)
+app.command("move")(fleet_cmd.move_cmd)
 
 SpecFile = Annotated[
     Path, typer.Argument(help="Experiment file: a .py module defining an Experiment, or YAML.")
@@ -73,18 +76,33 @@ def launch_cmd(
     detach: Annotated[
         bool, typer.Option("--detach", "-d", help="Queue it and return; follow with `shipyard logs -f`.")
     ] = False,
-    cluster_context: Cluster = None,
+    cluster_context: Annotated[
+        str | None,
+        typer.Option("--cluster", "-c", help="kubeconfig context of a cluster running shipyard, or "
+                     "`auto`: the configured cluster with capacity for it (see `shipyard clusters`); "
+                     "left out: this machine (the local backend)."),
+    ] = None,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="With --cluster auto: show how every cluster was judged.")
+    ] = False,
+    clusters_file: fleet_cmd.ClustersFile = None,
 ) -> None:
     """Launch an experiment on this machine (every replica of every role as a process),
-    or with `--cluster` on a Kubernetes cluster running the shipyard controller.
+    or with `--cluster` on a Kubernetes cluster running the shipyard controller;
+    `--cluster auto` picks, among the configured clusters, the one that can start it
+    soonest (and cheapest, and preferred for its kind of work).
 
     The whole gang starts together or waits in the local queue until this machine has
     the CPUs, memory and GPUs for all of it. Output of every rank is shown with its
     name in front and kept on disk. Ctrl-C stops every process of the experiment.
 
     Example:  shipyard launch examples/allreduce/experiment.py
+
+    Example:  shipyard launch --cluster auto --explain examples/ddp/experiment.py
     """
     exp = _load(file)
+    if cluster_context == "auto":
+        return fleet_cmd.launch_auto(exp, explain, clusters_file)
     if cluster_context:
         return cluster.launch(cluster_context, exp)
     if detach:

@@ -16,8 +16,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import replace
 from typing import Any
 
+from shipyard.controller.autoscaler import TAINT_EARMARK, Autoscaler
+from shipyard.controller.capacity import CapacityPublisher
 from shipyard.controller.lifecycle import HOLDING, TERMINAL, Decision, reconcile
 from shipyard.controller.views import (
     ExperimentView,
@@ -31,7 +34,16 @@ from shipyard.controller.views import (
 )
 from shipyard.controller.writer import Writer
 from shipyard.core.from_spec import gang_for, queue_for
-from shipyard.core.model import CycleResult, Gang, Node, Resources, Running, Snapshot
+from shipyard.core.model import (
+    CycleResult,
+    Gang,
+    Node,
+    Resources,
+    Running,
+    Snapshot,
+    Taint,
+    Toleration,
+)
 from shipyard.core.queueing import schedule
 from shipyard.kube.client import KubeClient
 from shipyard.kube.informer import Informer, cancel_all
@@ -41,9 +53,18 @@ log = logging.getLogger(__name__)
 WAITING_REFRESH_S = 5.0  # at most one position/reason update per experiment this often
 
 
+def _tolerating_earmark(gang: Gang) -> Gang:
+    toleration = Toleration(TAINT_EARMARK, gang.key, "NoSchedule")
+    members = tuple(replace(m, tolerations=(*m.tolerations, toleration)) for m in gang.members)
+    return replace(gang, members=members)
+
+
 class Controller:
     def __init__(self, client: KubeClient, *, clock: Callable[[], float] = time.time,
-                 coalesce_s: float = 0.05, write_concurrency: int = 64) -> None:
+                 coalesce_s: float = 0.05, write_concurrency: int = 64,
+                 autoscale: Mapping[str, Any] | None = None) -> None:
+        """`autoscale`: options of the Autoscaler (None: defaults); it acts only on
+        NodePools, so a cluster without any is left alone."""
         self.client = client
         self.clock = clock
         self.coalesce_s = coalesce_s
@@ -62,6 +83,9 @@ class Controller:
         self.gangs: dict[tuple[str, str], Gang] = {}  # (key, uid) -> gang
         self.cycles = 0
         self.last_result: CycleResult | None = None
+        self.autoscaler = Autoscaler(client, self.writer, self.dirty.set, **(autoscale or {}))
+        self.earmarks: dict[str, str] = {}  # node -> gang it was provisioned for
+        self.capacity = CapacityPublisher(client)
 
     # -- cache bookkeeping ------------------------------------------------------
 
@@ -106,7 +130,7 @@ class Controller:
     # -- the loop ---------------------------------------------------------------
 
     async def run(self) -> None:
-        informers = [self.nodes, self.pods, self.experiments, self.queues]
+        informers = [self.nodes, self.pods, self.experiments, self.queues, *self.autoscaler.informers]
         tasks = [asyncio.create_task(i.run(), name=f"informer-{i.kind.plural}") for i in informers]
         try:
             await asyncio.gather(*(i.synced.wait() for i in informers))
@@ -119,7 +143,7 @@ class Controller:
                 self.dirty.clear()
                 self.run_cycle()
         finally:
-            await cancel_all([*tasks, *self.inflight.values()])
+            await cancel_all([*tasks, *self.inflight.values(), *self.autoscaler.tasks])
 
     def run_cycle(self) -> CycleResult:
         now = self.clock()
@@ -129,7 +153,8 @@ class Controller:
                 self._apply_lifecycle(exp, reconcile(exp, self.status(key),
                                                      list(self.pods_of.get(key, {}).values()),
                                                      self.nodes.items, now), now)
-        result = schedule(self.snapshot(now))
+        snapshot = self.snapshot(now)
+        result = schedule(snapshot)
         self.last_result = result
         for victim in result.preempted:
             self._preempt(victim.gang, victim.for_gang, victim.reason, now)
@@ -137,7 +162,20 @@ class Controller:
             self._admit(admission.gang, admission.placement, now)
         for waiting in result.waiting:
             self._waiting(waiting.gang, waiting.position, waiting.reason, now)
+        self.autoscaler.step(snapshot, result, self._busy_nodes(snapshot), self.earmarks, now)
+        if self.capacity.due(now):
+            status = self.capacity.status_for(snapshot, self.autoscaler.last_states, result.waiting, now)
+            if status is not None:
+                self.autoscaler.spawn(self.capacity.write(status))
         return result
+
+    def _busy_nodes(self, snapshot: Snapshot) -> set[str]:
+        """Nodes holding any part of a shipyard gang: never idle, never removed."""
+        busy = {p.node for pods in self.pods_of.values() for p in pods.values()
+                if p.node and p.holds_resources}
+        for run in snapshot.running:
+            busy.update(run.placement.values())
+        return busy
 
     # -- snapshot -----------------------------------------------------------------
 
@@ -172,14 +210,21 @@ class Controller:
                 started = parse_time(status.get("startedAt") or status.get("admittedAt")) or now
                 running.append(Running(gang, placement, started))
             elif phase == "Queued" and key not in self.inflight and not exp.deleting \
-                    and not exp.cancel_requested:
+                    and not exp.cancel_requested and not exp.held:
                 due = parse_time(status.get("nextAttemptAt"))
                 gang = self._gang(exp, submitted)
                 if gang is not None and (due is None or due <= now):
                     pending.append(gang)
+        # Nodes provisioned for a waiting gang are that gang's alone: a taint only it tolerates.
+        self.earmarks = self.autoscaler.active_earmarks((g.key for g in pending),
+                                                       self.nodes.items, now)
+        held_by = set(self.earmarks.values())
+        pending = [_tolerating_earmark(g) if g.key in held_by else g for g in pending]
         nodes = tuple(
-            Node(n.name, n.allocatable, n.labels, n.taints, used.get(n.name, Resources()),
-                 n.ready, n.schedulable)
+            Node(n.name, n.allocatable, n.labels,
+                 n.taints + ((Taint(TAINT_EARMARK, self.earmarks[n.name]),)
+                             if n.name in self.earmarks else ()),
+                 used.get(n.name, Resources()), n.ready, n.schedulable)
             for n in self.nodes.items.values()
         )
         queues = tuple(queue_for(q) for q in self.queues.items.values())

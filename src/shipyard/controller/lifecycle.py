@@ -19,7 +19,11 @@ from shipyard.core.model import Node
 
 HOLDING = ("Admitted", "Starting", "Running")  # resources counted from the placement
 STOPPING = ("Restarting", "Preempted")  # pods being deleted before requeueing
+HELD = ("Holding", "Held")  # stopped by the hold annotation: pods going, then none
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
+# How long after admission a created pod may still be missing from the watch cache
+# before it counts as deleted.
+POD_VISIBLE_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,8 @@ def reconcile(
         return Decision(_next(status, phase="Cancelled", message="cancelled", position=None,
                               finishedAt=format_time(now)),
                         delete="active", event=("Cancelled", "cancelled; pods removed"))
+    if exp.held or phase in HELD:
+        return _hold(exp, status, pods)
     if phase in STOPPING:
         if pods:
             return Decision(delete="all") if any(not p.terminating for p in pods) else Decision()
@@ -78,9 +84,13 @@ def _watch_gang(exp: ExperimentView, status: Mapping[str, Any], pods: Sequence[P
         return Decision()
     placement: Mapping[str, str] = status.get("placement") or {}
     by_member = {p.member: p for p in pods if p.member}
+    admitted = parse_time(status.get("admittedAt")) or now
     problem = None
     for member, node_name in sorted(placement.items()):
         pod = by_member.get(member)
+        if pod is None and status.get("phase") == "Starting" and now - admitted < POD_VISIBLE_S:
+            # Created, but the watch has not shown it yet (a big gang on a busy server).
+            return Decision()
         if pod is None or pod.terminating:
             problem = f"pod {spec.name}-{member} was deleted"
             break
@@ -114,6 +124,23 @@ def _watch_gang(exp: ExperimentView, status: Mapping[str, Any], pods: Sequence[P
     if status.get("pods") != pods_text:
         return Decision(_next(status, pods=pods_text))
     return Decision()
+
+
+def _hold(exp: ExperimentView, status: Mapping[str, Any], pods: Sequence[PodView]) -> Decision:
+    """Holding (pods being deleted) -> Held (none left); released: back to the queue."""
+    phase = status.get("phase")
+    if not exp.held:
+        return Decision(_next(status, phase="Queued", placement=None, message="released from hold"))
+    live = [p for p in pods if not p.terminating]
+    if pods:
+        new = None if phase == "Holding" else _next(
+            status, phase="Holding", position=None, message=f"held: stopping {len(pods)} pod(s)")
+        return Decision(new, delete="all" if live else None)
+    if phase == "Held":
+        return Decision()
+    return Decision(_next(status, phase="Held", placement=None, position=None, pods=None,
+                          message="held: not scheduled until the shipyard.dev/hold annotation is removed"),
+                    event=("Held", "stopped and kept out of scheduling"))
 
 
 def _fail(spec: Any, status: Mapping[str, Any], problem: str, now: float) -> Decision:

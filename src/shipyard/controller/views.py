@@ -18,8 +18,14 @@ from shipyard.spec.quantity import parse_cpu_milli, parse_memory_bytes
 
 log = logging.getLogger(__name__)
 ANNOTATION_CANCEL = "shipyard.dev/cancel-requested"
+# "true": stop the experiment (no pods) and keep it out of scheduling until removed;
+# how `shipyard move` makes sure two clusters never run it at once.
+ANNOTATION_HOLD = "shipyard.dev/hold"
 LABEL_ATTEMPT = "shipyard.dev/attempt"
 TERMINAL_POD_PHASES = ("Succeeded", "Failed")
+# Taints the node lifecycle controller derives from the Ready condition, seconds late:
+# a Ready node still wearing one is a fresh node, not a broken one (Ready is the truth).
+CONDITION_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
 
 
 def parse_time(text: str | None) -> float | None:
@@ -48,6 +54,7 @@ def node_view(obj: dict[str, Any]) -> Node:
     )
     taints = tuple(
         Taint(t["key"], t.get("value", ""), t.get("effect", "NoSchedule")) for t in spec.get("taints") or []
+        if not (ready and t.get("effect") == "NoSchedule" and t["key"] in CONDITION_TAINTS)
     )
     return Node(
         name=meta["name"],
@@ -119,6 +126,7 @@ class ExperimentView:
     created_at: float
     cancel_requested: bool
     deleting: bool
+    held: bool = False
 
     @property
     def revision(self) -> int:
@@ -145,6 +153,7 @@ def experiment_view(obj: dict[str, Any]) -> ExperimentView:
         created_at=parse_time(meta.get("creationTimestamp")) or 0.0,
         cancel_requested=annotations.get(ANNOTATION_CANCEL) == "true",
         deleting=bool(meta.get("deletionTimestamp")),
+        held=annotations.get(ANNOTATION_HOLD) == "true",
     )
 
 

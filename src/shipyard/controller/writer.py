@@ -85,11 +85,19 @@ class Writer:
 
     async def event(self, exp: ExperimentView, reason: str, message: str, now: float,
                     kind: str = "Normal") -> None:
+        ref = {"apiVersion": EXPERIMENTS.api_version, "kind": "Experiment",
+               "name": exp.name, "namespace": exp.namespace, "uid": exp.uid}
+        await self.event_on(ref, reason, message, now, kind)
+
+    async def event_on(self, ref: Mapping[str, str], reason: str, message: str, now: float,
+                       kind: str = "Normal") -> None:
+        """An Event about any object (`ref` is its involvedObject); cluster-scoped
+        objects get theirs in the default namespace, as kubectl describe expects."""
+        namespace = ref.get("namespace") or "default"
         body = {
             "apiVersion": "v1", "kind": "Event",
-            "metadata": {"generateName": f"{exp.name}.", "namespace": exp.namespace},
-            "involvedObject": {"apiVersion": EXPERIMENTS.api_version, "kind": "Experiment",
-                               "name": exp.name, "namespace": exp.namespace, "uid": exp.uid},
+            "metadata": {"generateName": f"{ref['name']}.", "namespace": namespace},
+            "involvedObject": dict(ref),
             "reason": reason, "message": message[:1000], "type": kind,
             "firstTimestamp": format_time(now), "lastTimestamp": format_time(now), "count": 1,
             "source": {"component": "shipyard-controller"},

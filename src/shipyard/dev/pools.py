@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -109,23 +109,41 @@ def _fmt_mem(b: int) -> str:
 
 def node_object(pool: PoolSpec, index: int, kube_version: str = "v1.36.3") -> dict[str, Any]:
     """The Node for machine number `index` of `pool` (a pure function of its inputs)."""
-    mt = pool.mt
     name = f"{pool.name}-{index:05d}"
     rack_global = index // pool.nodes_per_rack
     zone = pool.zones[rack_global % len(pool.zones)]  # racks, not nodes, live in a zone
     block = rack_global // pool.racks_per_block
-    labels = {
-        "kubernetes.io/hostname": name,
-        "kubernetes.io/os": "linux",
-        "kubernetes.io/arch": "amd64",
-        "type": "kwok",
+    topology = {
         LABEL_REGION: pool.region,
         LABEL_ZONE: zone,
         LABEL_POOL: pool.name,
         LABEL_BLOCK: f"{pool.name}-b{block:03d}",
         LABEL_RACK: f"{pool.name}-r{rack_global:04d}",
+    }
+    return machine_node(pool.mt, name, topology=topology, labels=pool.labels, kube_version=kube_version)
+
+
+def machine_node(
+    mt: MachineType,
+    name: str,
+    *,
+    topology: Mapping[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    kube_version: str = "v1.36.3",
+) -> dict[str, Any]:
+    """A kwok Node of machine type `mt`: labels, capacity, allocatable and taints.
+
+    Label precedence (later wins): the basics, `topology`, the machine type's labels,
+    `labels`, the GPU-feature-discovery labels. Node providers use this too."""
+    all_labels = {
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        "type": "kwok",
+        **(topology or {}),
         **mt.node_labels(),
-        **pool.labels,
+        **(labels or {}),
     }
     capacity = {
         "cpu": f"{mt.cpu}m" if mt.cpu % 1000 else str(mt.cpu // 1000),
@@ -141,7 +159,7 @@ def node_object(pool: PoolSpec, index: int, kube_version: str = "v1.36.3") -> di
     if mt.gpus:
         capacity[RESOURCE_GPU] = allocatable[RESOURCE_GPU] = str(mt.gpus)
         product = mt.gpu_model or "NVIDIA-GPU"
-        labels.update({
+        all_labels.update({
             "nvidia.com/gpu.present": "true",
             "nvidia.com/gpu.count": str(mt.gpus),
             "nvidia.com/gpu.product": product,
@@ -154,10 +172,11 @@ def node_object(pool: PoolSpec, index: int, kube_version: str = "v1.36.3") -> di
         "kind": "Node",
         "metadata": {
             "name": name,
-            "labels": labels,
+            "labels": all_labels,
             "annotations": {
                 KWOK_NODE_ANNOTATION[0]: KWOK_NODE_ANNOTATION[1],
                 "node.alpha.kubernetes.io/ttl": "0",
+                **(annotations or {}),
             },
         },
         "spec": {"taints": [t.model_dump() for t in mt.taints]} if mt.taints else {},

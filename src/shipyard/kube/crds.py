@@ -11,7 +11,15 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from shipyard.kube.resources import EXPERIMENTS, GROUP, NODEPOOLS, QUEUES, VERSION, Kind
+from shipyard.kube.resources import (
+    CLUSTER_CAPACITIES,
+    EXPERIMENTS,
+    GROUP,
+    NODEPOOLS,
+    QUEUES,
+    VERSION,
+    Kind,
+)
 from shipyard.kube.schema import structural_schema
 from shipyard.spec import Experiment, NodePool, Queue
 
@@ -68,12 +76,21 @@ PRINTER_COLUMNS: dict[str, list[dict[str, Any]]] = {
         {"name": "Ready", "type": "integer", "jsonPath": ".status.ready"},
         {"name": "Idle", "type": "integer", "jsonPath": ".status.idle"},
     ],
+
+    "ClusterCapacity": [
+        {"name": "GPUs", "type": "integer", "jsonPath": ".status.totalGpus"},
+        {"name": "Running GPUs", "type": "integer", "jsonPath": ".status.runningGpus"},
+        {"name": "Updated", "type": "string", "jsonPath": ".status.updatedAt"},
+    ],
 }
 
-SHORT_NAMES = {"Experiment": ["exp", "exps"], "Queue": ["sq"], "NodePool": ["np"]}
+SHORT_NAMES = {"Experiment": ["exp", "exps"], "Queue": ["sq"], "NodePool": ["np"],
+               "ClusterCapacity": ["capacity"]}
 
 
-def _crd(kind: Kind, model: type[BaseModel], exclude: set[str], status: dict[str, Any]) -> dict[str, Any]:
+def _crd(kind: Kind, model: type[BaseModel] | None, exclude: set[str],
+         status: dict[str, Any]) -> dict[str, Any]:
+    """`model`: the spec's pydantic model (None: a status-only resource)."""
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -96,12 +113,13 @@ def _crd(kind: Kind, model: type[BaseModel], exclude: set[str], status: dict[str
                 "additionalPrinterColumns": PRINTER_COLUMNS[kind.kind],
                 "schema": {"openAPIV3Schema": {
                     "type": "object",
-                    "required": ["spec"],
+                    "required": ["spec"] if model is not None else [],
                     "properties": {
                         "apiVersion": _STRING,
                         "kind": _STRING,
                         "metadata": {"type": "object"},
-                        "spec": structural_schema(model, exclude),
+                        "spec": structural_schema(model, exclude) if model is not None
+                        else {"type": "object"},
                         "status": status,
                     },
                 }},
@@ -119,4 +137,5 @@ def all_crds() -> list[dict[str, Any]]:
         _crd(EXPERIMENTS, Experiment, {"name", "namespace"}, EXPERIMENT_STATUS),
         _crd(QUEUES, Queue, {"name"}, _OPEN_STATUS),
         _crd(NODEPOOLS, NodePool, {"name"}, _OPEN_STATUS),
+        _crd(CLUSTER_CAPACITIES, None, set(), _OPEN_STATUS),
     ]

@@ -21,11 +21,22 @@ CLUSTER_RULES: list[dict[str, Any]] = [
      "verbs": ["get", "list", "watch"]},
     {"apiGroups": [GROUP], "resources": ["experiments/status", "queues/status", "nodepools/status"],
      "verbs": ["get", "patch", "update"]},
+    # Its capacity summary: the one object it creates and keeps current.
+    {"apiGroups": [GROUP], "resources": ["clustercapacities", "clustercapacities/status"],
+     "verbs": ["get", "create", "patch"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "create", "delete",
                                                          "deletecollection"]},
     {"apiGroups": [""], "resources": ["pods/binding"], "verbs": ["create"]},
     {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "create", "delete"]},
-    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
+    # Nodes: read by the scheduler; patched (earmarks, scale-down marks) by the
+    # autoscaler; created and deleted only by the kwok provider (simulated pools).
+    {"apiGroups": [""], "resources": ["nodes"],
+     "verbs": ["get", "list", "watch", "patch", "create", "delete"]},
+    # Cluster API pools: scale MachineDeployments, mark the Machines to remove.
+    {"apiGroups": ["cluster.x-k8s.io"], "resources": ["machinedeployments"],
+     "verbs": ["get", "list", "watch", "update", "patch"]},
+    {"apiGroups": ["cluster.x-k8s.io"], "resources": ["machines"],
+     "verbs": ["get", "list", "watch", "patch"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
 ]
 LEASE_RULES: list[dict[str, Any]] = [

@@ -52,10 +52,19 @@ DEPLOYMENTS = Kind("apps", "v1", "deployments", "Deployment", True)
 EXPERIMENTS = Kind(GROUP, VERSION, "experiments", "Experiment", True)
 QUEUES = Kind(GROUP, VERSION, "queues", "Queue", False)
 NODEPOOLS = Kind(GROUP, VERSION, "nodepools", "NodePool", False)
+# One object, CLUSTER_CAPACITY_NAME: the controller's compact capacity summary, so a
+# multi-cluster client reads one object per cluster instead of every node and pod.
+CLUSTER_CAPACITIES = Kind(GROUP, VERSION, "clustercapacities", "ClusterCapacity", False)
+CLUSTER_CAPACITY_NAME = "shipyard"
+
+# Cluster API (the clusterapi node provider); v1beta2 is the storage version since v1.11.
+CAPI_GROUP = "cluster.x-k8s.io"
+MACHINE_DEPLOYMENTS = Kind(CAPI_GROUP, "v1beta2", "machinedeployments", "MachineDeployment", True)
+MACHINES = Kind(CAPI_GROUP, "v1beta2", "machines", "Machine", True)
 
 BY_KIND = {
     k.kind: k
     for k in (PODS, NODES, SERVICES, NAMESPACES, EVENTS, SERVICE_ACCOUNTS, LEASES, CRDS,
               CLUSTER_ROLES, CLUSTER_ROLE_BINDINGS, ROLES, ROLE_BINDINGS, DEPLOYMENTS,
-              EXPERIMENTS, QUEUES, NODEPOOLS)
+              EXPERIMENTS, QUEUES, NODEPOOLS, CLUSTER_CAPACITIES, MACHINE_DEPLOYMENTS, MACHINES)
 }

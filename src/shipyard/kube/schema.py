@@ -7,9 +7,11 @@ exclusive bounds become OpenAPI 3.0's boolean form.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic.json_schema import PydanticJsonSchemaWarning
 
 # What OpenAPI v3 (as CRDs use it) understands; anything else pydantic emits is dropped.
 _KEEP = {
@@ -19,7 +21,11 @@ _KEEP = {
 
 
 def structural_schema(model: type[BaseModel], exclude: set[str] = frozenset()) -> dict[str, Any]:
-    raw = model.model_json_schema(mode="serialization")
+    with warnings.catch_warnings():
+        # Quantity defaults ("100m") have no JSON form; the schema simply has no default
+        # for them, which is right: the server must not fill in what the client parses.
+        warnings.simplefilter("ignore", PydanticJsonSchemaWarning)
+        raw = model.model_json_schema(mode="serialization")
     defs = raw.get("$defs", {})
     schema = _convert(raw, defs)
     for name in exclude:

@@ -48,8 +48,20 @@ def pod_name(exp: Experiment, role: Role | str, index: int) -> str:
     return f"{exp.name}-{name}-{index}"
 
 
-def replica_env(exp: Experiment, role: Role, index: int, address: Addressing) -> dict[str, str]:
-    """Environment of replica `index` of `role`, in a stable order (user env last wins)."""
+# Above this many replicas in all, the per-host lists are left out of the
+# environment: they grow with the gang in every pod (O(n^2) bytes: 50 KB per pod of a
+# 512-replica gang, 25 MB written for the gang), and a 512-node job is not launched
+# with `mpirun -H`. SHIPYARD_HOST_PATTERN_<ROLE> names every host in constant space.
+HOST_LISTS_MAX_REPLICAS = 64
+
+
+def replica_env(exp: Experiment, role: Role, index: int, address: Addressing,
+                host_pattern: Callable[[Role], str] | None = None) -> dict[str, str]:
+    """Environment of replica `index` of `role`, in a stable order (user env last wins).
+
+    `host_pattern(role)`: the host name of every replica of `role` with `{index}` in
+    place of the index, where names follow a pattern (a cluster's, not the local
+    machine's ports)."""
     layout = rank_layout(exp)
     master_role = exp.role(layout.master[0])
     master_host, master_port = address(master_role, layout.master[1])
@@ -67,15 +79,21 @@ def replica_env(exp: Experiment, role: Role, index: int, address: Addressing) ->
         "WORLD_SIZE": str(layout.world_size),
         "NNODES": str(layout.nnodes),
     }
+    lists = sum(r.replicas for r in exp.roles) <= HOST_LISTS_MAX_REPLICAS or host_pattern is None
     mpi_hosts: list[str] = []
     for other in exp.roles:
+        if host_pattern is not None:
+            env[f"SHIPYARD_HOST_PATTERN_{env_key(other.name)}"] = host_pattern(other)
+        if not lists:
+            continue
         addrs = [address(other, i) for i in range(other.replicas)]
         env[f"SHIPYARD_HOSTS_{env_key(other.name)}"] = ",".join(h for h, _ in addrs)
         env[f"SHIPYARD_ADDRS_{env_key(other.name)}"] = ",".join(f"{h}:{p}" for h, p in addrs)
         if other.distributed:
             mpi_hosts += [f"{h}:{other.procs_per_replica}" for h, _ in addrs]
-    # `mpirun -H $SHIPYARD_MPI_HOSTS`: every distributed replica with its slots.
-    env["SHIPYARD_MPI_HOSTS"] = ",".join(mpi_hosts)
+    if lists:
+        # `mpirun -H $SHIPYARD_MPI_HOSTS`: every distributed replica with its slots.
+        env["SHIPYARD_MPI_HOSTS"] = ",".join(mpi_hosts)
     key = (role.name, index)
     if key in layout.node_rank:
         env |= {

@@ -26,6 +26,13 @@ def cluster_address(exp: Experiment):
     return address
 
 
+def cluster_host_pattern(exp: Experiment):
+    def pattern(role: Role) -> str:
+        return f"{exp.name}-{role.name}-{{index}}.{exp.name}"
+
+    return pattern
+
+
 def render_service(exp: Experiment) -> dict[str, Any]:
     ports = sorted({r.port for r in exp.roles})
     return {
@@ -57,7 +64,7 @@ def render_pod(exp: Experiment, role: Role, index: int) -> dict[str, Any]:
     if request.gpus:
         # Extended resources must be equal in requests and limits.
         requests[RESOURCE_GPU] = limits[RESOURCE_GPU] = str(request.gpus)
-    env = replica_env(exp, role, index, cluster_address(exp))
+    env = replica_env(exp, role, index, cluster_address(exp), cluster_host_pattern(exp))
     container: dict[str, Any] = {
         "name": role.name,
         "image": role.image,

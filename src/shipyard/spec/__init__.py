@@ -1,5 +1,12 @@
 """The user-facing model: experiments, roles, machine types, queues; validation and loading."""
 
+from shipyard.spec.clusters import (
+    ClusterRef,
+    ClustersConfig,
+    ClustersConfigMissing,
+    clusters_config_from_data,
+    load_clusters_config,
+)
 from shipyard.spec.errors import SpecError
 from shipyard.spec.experiment import Experiment, Resources, RetryPolicy, Role, Topology
 from shipyard.spec.load import experiment_from_data, load_experiment
@@ -9,6 +16,9 @@ from shipyard.spec.queue import Queue, Quota
 
 __all__ = [
     "DEFAULT_MACHINE_TYPES",
+    "ClusterRef",
+    "ClustersConfig",
+    "ClustersConfigMissing",
     "Experiment",
     "MachineType",
     "NodePool",
@@ -20,6 +30,8 @@ __all__ = [
     "SpecError",
     "Taint",
     "Topology",
+    "clusters_config_from_data",
     "experiment_from_data",
+    "load_clusters_config",
     "load_experiment",
 ]

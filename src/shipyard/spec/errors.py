@@ -11,11 +11,11 @@ from pydantic import BaseModel, ValidationError
 class SpecError(ValueError):
     """A spec (or config) that cannot be used; `problems` holds one line each."""
 
-    def __init__(self, source: str, problems: list[str]) -> None:
+    def __init__(self, source: str, problems: list[str], what: str = "the experiment spec") -> None:
         self.source = source
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"{source}: {len(problems)} problem(s) in the experiment spec:\n{lines}")
+        super().__init__(f"{source}: {len(problems)} problem(s) in {what}:\n{lines}")
 
 
 def format_path(loc: tuple[Any, ...]) -> str:
@@ -87,7 +87,9 @@ def _describe(error: dict[str, Any], root: type[BaseModel]) -> str:
     return f"{format_path(loc)}: {message[:1].lower()}{message[1:]}, got {value!r}"
 
 
-def spec_error(source: str, exc: ValidationError, root: type[BaseModel]) -> SpecError:
+def spec_error(
+    source: str, exc: ValidationError, root: type[BaseModel], what: str = "the experiment spec"
+) -> SpecError:
     """One SpecError for every problem in `exc`. When a nested model failed on its own
     (a `Role(...)` built in a .py file), paths start at that model's name: `Role.replicas`."""
     owner, prefix = root, ""
@@ -98,7 +100,7 @@ def spec_error(source: str, exc: ValidationError, root: type[BaseModel]) -> Spec
     for error in exc.errors(include_url=False):
         text = _describe(dict(error), owner)
         problems.extend(prefix + line for line in text.split("\n"))
-    return SpecError(source, problems)
+    return SpecError(source, problems, what)
 
 
 def _nested_model(root: type[BaseModel], title: str) -> type[BaseModel] | None:

@@ -1,0 +1,249 @@
+"""What does autoscaling save, and what does it cost in waiting? A day of real arrivals.
+
+Replays a day of experiment arrivals through the simulator (src/shipyard/sim), which
+runs the same policy as the controller (core.queueing.schedule, core.autoscale.plan)
+on a virtual clock, three ways in one run:
+
+  shipyard, warm buffer   autoscaled gpu-a100 pool keeping --warm-buffer idle nodes
+  fixed cluster           a static pool sized for the peak demand, paid all the time
+  shipyard, no buffer     autoscaled, nothing kept idle
+
+Default trace: the busiest 24 h of creation times in the Alibaba GPU trace 2023
+(openb_pod_list_default.csv; Weng et al., "Beware of Fragmentation", USENIX ATC'23),
+found under $SHIPYARD_TRACES or --traces-dir (default ../shared/traces beside the repo).
+An experiment of g GPUs becomes ceil(g/8) members of min(g,8) GPUs on 8-GPU nodes.
+`--trace FILE` replays a CSV `submit_s,gpus,duration_s` instead.
+
+Then the planner's decision latency: wall time of plan() (and of schedule() + plan(),
+the whole path from a gang turning pending to its scale-up decision) on a 5,000-node
+snapshot with running gangs and a few dozen pending ones, beside Cluster Autoscaler's
+documented SLO (kubernetes/autoscaler, cluster-autoscaler/FAQ.md, "What are the Service
+Level Objectives"): at most 30 s on clusters under 100 nodes, 60 s on 100-1,000 nodes.
+
+    python bench/autoscale_trace.py [--trace FILE] [--speedup K] [--provisioning-delay S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import random
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from shipyard.core.autoscale import AutoscaleInput, PoolState, plan
+from shipyard.core.model import Gang, Node, Running, Snapshot
+from shipyard.core.queueing import schedule
+from shipyard.sim import (
+    Arrival,
+    SimConfig,
+    SimPool,
+    SimResult,
+    TraceError,
+    gang_for,
+    load_alibaba,
+    load_csv,
+    simulate,
+)
+from shipyard.sim.trace import alibaba_path
+from shipyard.spec import DEFAULT_MACHINE_TYPES
+
+A100 = DEFAULT_MACHINE_TYPES["gpu-a100"]
+POOL = "gpu-a100"
+RACK = "topology.shipyard.dev/rack"
+CA_SLO = "30 s (< 100 nodes), 60 s (100-1,000 nodes)"
+
+
+# -- the day ------------------------------------------------------------------------
+
+
+def peak_demand(arrivals: list[Arrival]) -> tuple[int, int]:
+    """(GPUs, nodes) held at the busiest instant if every experiment started on arrival."""
+    events: list[tuple[float, int]] = []
+    for a in arrivals:
+        held = math.ceil(a.gpus / A100.gpus) * min(a.gpus, A100.gpus)
+        events += [(a.submit_s, held), (a.submit_s + a.duration_s, -held)]
+    events.sort()  # at a tie the end (negative) comes first: a node is reused at once
+    now = peak = 0
+    for _, d in events:
+        now += d
+        peak = max(peak, now)
+    return peak, math.ceil(peak / A100.gpus)
+
+
+def run(arrivals: list[Arrival], pool: SimPool, cfg: SimConfig, k: float) -> tuple[SimResult, float]:
+    """Simulate with every time divided by k; returns the result and the wall time."""
+    fast = [Arrival(a.name, a.submit_s / k, a.gpus, a.duration_s / k) for a in arrivals]
+    pool = replace(pool, idle_timeout_s=pool.idle_timeout_s / k)
+    cfg = replace(cfg, provisioning_delay_s=cfg.provisioning_delay_s / k, confirm_s=cfg.confirm_s / k,
+                  step_s=cfg.step_s / k, failure_backoff_s=cfg.failure_backoff_s / k)
+    t0 = time.perf_counter()
+    result = simulate(fast, [pool], cfg)
+    return result, time.perf_counter() - t0
+
+
+def fmt_s(s: float) -> str:
+    return f"{s:,.0f} s" if s < 600 else f"{s / 60:,.1f} min"
+
+
+def compare(arrivals: list[Arrival], args: argparse.Namespace) -> None:
+    k = args.speedup
+    gpus, nodes = peak_demand(arrivals)
+    cap = max(4 * nodes, nodes + args.warm_buffer + 16)
+    cfg = SimConfig(provisioning_delay_s=args.provisioning_delay, failure_rate=args.failure_rate,
+                    seed=args.seed)
+    base = SimPool(POOL, A100, max_nodes=cap, idle_timeout_s=args.idle_timeout)
+    runs = [
+        (f"shipyard, warm {args.warm_buffer}", replace(base, warm_buffer=args.warm_buffer)),
+        (f"fixed {nodes} nodes", replace(base, static=True, start_nodes=nodes, max_nodes=nodes)),
+        ("shipyard, no buffer", base),
+    ]
+    print(f"peak demand: {gpus} GPUs at once if every experiment started on arrival = {nodes} x 8-GPU "
+          f"nodes; autoscaled pool max_nodes {cap}; {A100.name} at ${A100.cost_per_hour}/h per node")
+    print(f"provisioning delay {args.provisioning_delay:g} s, idle timeout {args.idle_timeout:g} s + 30 s "
+          f"confirmation, failure rate {args.failure_rate:g}, time compressed x{k:g} "
+          f"(all figures below in trace time)\n")
+    results = []
+    for name, pool in runs:
+        r, wall = run(arrivals, pool, cfg, k)
+        results.append((name, r, wall))
+    rows = [
+        ("node-hours paid", lambda r: f"{r.node_hours * k:,.1f}"),
+        ("idle node-hours", lambda r: f"{r.idle_node_hours * k:,.1f}"),
+        ("cost", lambda r: f"${r.cost * k:,.0f}"),
+        ("queueing delay mean", lambda r: fmt_s(r.mean_wait_s * k)),
+        ("queueing delay p95", lambda r: fmt_s(r.p95_wait_s * k)),
+        ("queueing delay max", lambda r: fmt_s((r.waits[-1] if r.waits else 0) * k)),
+        ("not started", lambda r: f"{r.not_started}"),
+        ("nodes requested", lambda r: f"{r.requested_nodes}"),
+        ("nodes never used (a)", lambda r: f"{r.never_used}"),
+        ("peak nodes - peak busy (b)", lambda r: f"{r.peak_nodes} - {r.peak_busy_nodes} = "
+                                                 f"{r.peak_nodes - r.peak_busy_nodes}"),
+        ("provisioning failures", lambda r: f"{r.failures}"),
+        ("run ends (last experiment)", lambda r: f"{r.end_s * k / 3600:.1f} h ({r.last_end_s * k / 3600:.1f} h)"),
+        ("simulated in", None),
+    ]
+    width = max(len(n) for n, _ in rows) + 2
+    col = max(26, *(len(n) + 2 for n, _, _ in results))
+    print(" " * width + "".join(f"{n:>{col}}" for n, _, _ in results))
+    for label, cell in rows:
+        if cell is None:
+            cells = [f"{wall:.1f} s wall, {r.cycles} cycles" for _, r, wall in results]
+        else:
+            cells = [cell(r) for _, r, _ in results]
+        print(f"{label:<{width}}" + "".join(f"{c:>{col}}" for c in cells))
+    print("\n(a) nodes that never ran a member of any experiment before their removal or the end of the run"
+          "\n(b) most nodes paid for at one instant (registered or provisioning) minus most nodes running"
+          " work at one instant")
+    print("paid: from the request to the removal (a fixed node: the whole run); a run ends when nothing is"
+          " left to happen (autoscaled: its last idle node removed)")
+
+
+# -- decision latency at 5,000 nodes ---------------------------------------------------
+
+
+def latency_snapshot(n_nodes: int, n_pending: int, seed: int = 7) -> tuple[Snapshot, PoolState]:
+    """n_nodes 8-GPU nodes nearly full of running gangs (whole-node and partial pods), and
+    n_pending gangs of 1..128 pods that mostly need new nodes."""
+    rng = random.Random(seed)
+    template = SimPool(POOL, A100).template()
+    alloc = template.allocatable
+    used = [alloc.scaled(0)] * n_nodes
+    names = [f"node-{i:05d}" for i in range(n_nodes)]
+    runs: list[Running] = []
+    cursor = 0
+    while cursor < n_nodes - 8:
+        size = rng.choice([1, 1, 1, 2, 4, 8, 16, 32, 64])
+        g = gang_for(Arrival(f"run-{len(runs)}", -1.0, rng.choice([1, 2, 4, 8]) if size == 1 else 8 * size,
+                             3600.0), A100)
+        placement = {}
+        for m in g.members:
+            while cursor < n_nodes and not m.request.fits_in(alloc - used[cursor]):
+                cursor += 1
+            if cursor == n_nodes:
+                break
+            used[cursor] = used[cursor] + m.request
+            placement[m.name] = names[cursor]
+        if len(placement) < len(g.members):
+            break
+        runs.append(Running(g, placement, -rng.uniform(0, 3600)))
+    nodes = tuple(Node(names[i], alloc, {**template.labels, RACK: f"r{i // 16}"}, template.taints, used[i])
+                  for i in range(n_nodes))
+    pending: list[Gang] = []
+    for j in range(n_pending):
+        size = rng.choice([1, 2, 4, 8, 16, 32, 64, 128])
+        gpus = rng.choice([1, 2, 4, 8]) if size == 1 else 8 * size
+        pending.append(gang_for(Arrival(f"exp-{j}", float(j), gpus, 3600.0), A100))
+    pool = PoolState(POOL, template, A100.cost_per_hour, 0, n_nodes * 2, 2, 600.0, nodes=tuple(names))
+    return Snapshot(nodes, tuple(pending), 0.0, tuple(runs)), pool
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[max(math.ceil(q * len(xs)) - 1, 0)]
+
+
+def latency(args: argparse.Namespace) -> None:
+    snap, pool = latency_snapshot(args.nodes, args.pending)
+    gc.freeze()  # long-lived input, as a controller's caches are
+    members = sum(len(g.members) for g in snap.pending)
+    result = schedule(snap)
+    inp = AutoscaleInput(snap, (pool,), result.waiting, admitted=result.admitted)
+    p = plan(inp)
+    print(f"\ndecision latency: {len(snap.nodes)} nodes, {len(snap.running)} running gangs, "
+          f"{len(snap.pending)} pending ({members} pods), {len(result.waiting)} waiting for capacity; "
+          f"plan: {sum(u.count for u in p.scale_up)} nodes in {len(p.scale_up)} scale-up(s), "
+          f"{len(p.cannot_fit)} cannot fit")
+    plan_t, both_t = [], []
+    for _ in range(args.latency_runs):
+        t0 = time.perf_counter()
+        plan(inp)
+        plan_t.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        r = schedule(snap)
+        plan(AutoscaleInput(snap, (pool,), r.waiting, admitted=r.admitted))
+        both_t.append(time.perf_counter() - t0)
+    for name, xs in (("plan()", plan_t), ("schedule() + plan()", both_t)):
+        print(f"  {name:<22} median {statistics.median(xs) * 1000:7.0f} ms   p95 {pct(xs, 0.95) * 1000:7.0f} ms"
+              f"   ({args.latency_runs} runs, wall time)")
+    print(f"  Cluster Autoscaler SLO (pod unschedulable -> scale-up request): {CA_SLO}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trace", type=Path, help="CSV with columns submit_s,gpus,duration_s")
+    ap.add_argument("--traces-dir", type=Path, help="where alibaba-gpu-2023/ is (default: $SHIPYARD_TRACES "
+                                                    "or ../shared/traces beside the repository)")
+    ap.add_argument("--speedup", type=float, default=1.0, help="divide every time by K")
+    ap.add_argument("--provisioning-delay", type=float, default=120.0)
+    ap.add_argument("--idle-timeout", type=float, default=600.0)
+    ap.add_argument("--warm-buffer", type=int, default=2)
+    ap.add_argument("--failure-rate", type=float, default=0.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--nodes", type=int, default=5000, help="nodes of the latency snapshot")
+    ap.add_argument("--pending", type=int, default=40, help="pending gangs of the latency snapshot")
+    ap.add_argument("--latency-runs", type=int, default=20)
+    args = ap.parse_args()
+    if args.speedup <= 0:
+        ap.error("--speedup: must be above 0")
+    try:
+        if args.trace is not None:
+            arrivals, source = load_csv(args.trace), str(args.trace)
+        else:
+            path = alibaba_path(args.traces_dir)
+            arrivals, source = load_alibaba(path), f"{path} (busiest 24 h of creation_time)"
+    except TraceError as e:
+        sys.exit(f"error: {e}")
+    total = sum(a.gpus for a in arrivals)
+    print(f"trace: {source}: {len(arrivals)} experiments, {total} GPUs requested in all, "
+          f"arrivals over {(arrivals[-1].submit_s - arrivals[0].submit_s) / 3600:.1f} h\n")
+    compare(arrivals, args)
+    latency(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,330 @@
+"""Autoscale planning: which nodes to add for waiting gangs, which idle ones to remove.
+
+A pure function of an AutoscaleInput (the snapshot, the pools, what was already
+requested) that returns an AutoscalePlan:
+
+1. scale-up, for each gang waiting for capacity, in scheduling order: the cheapest new
+   nodes that let the WHOLE gang fit, found with the scheduler's own placement on the
+   snapshot plus hypothetical nodes (scaleup.py). Free nodes count first; what an
+   earlier gang was given (free or new) is not counted again; a gang's earmark (nodes
+   already requested for it) counts as its own. No partial scale-up: a gang that does
+   not fit even with every pool at max gets a NoScaleUp saying why;
+2. warm buffer: top each pool up to `warm_buffer` idle nodes (and to `min_nodes`);
+3. scale-down: decide, wait, re-check. Idle nodes past their pool's timeout are marked;
+   one still a candidate `confirm_s` later is removed, never below min_nodes or the
+   warm buffer, never more than half a pool per step, never under a running or earmarked
+   gang.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from shipyard.core import reasons
+from shipyard.core.capacity import Group
+from shipyard.core.model import (
+    WAIT_CAPACITY,
+    WAIT_NEVER,
+    WAIT_TOPOLOGY,
+    Admission,
+    Gang,
+    Node,
+    Policy,
+    Resources,
+    Snapshot,
+    Waiting,
+)
+from shipyard.core.placement import eligible
+from shipyard.core.scaleup import Extended
+
+# Only these waits can end by adding nodes (quota, preemption and reservations cannot).
+SCALE_UP_KINDS = frozenset({WAIT_CAPACITY, WAIT_NEVER, WAIT_TOPOLOGY})
+
+
+@dataclass(frozen=True, slots=True)
+class PoolState:
+    name: str
+    template: Node  # allocatable, labels and taints of one new node (name and used ignored)
+    cost_per_hour: float
+    min_nodes: int
+    max_nodes: int
+    warm_buffer: int  # idle nodes kept on purpose (the "balloon")
+    idle_timeout_s: float
+    static: bool = False  # on-prem, already paid for: never created nor deleted
+    nodes: tuple[str, ...] = ()  # this pool's registered nodes
+    provisioning: int = 0  # requested from the provider, not yet registered
+    unavailable_until: float = 0.0  # after a provisioning failure: skipped until then
+
+    @property
+    def headroom(self) -> int:
+        return max(self.max_nodes - len(self.nodes) - self.provisioning, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class AutoscaleInput:
+    snapshot: Snapshot
+    pools: tuple[PoolState, ...]
+    # schedule(snapshot).waiting, in scheduling order; only SCALE_UP_KINDS count.
+    waiting: tuple[Waiting, ...] = ()
+    # gang -> pool -> nodes requested for it and not yet used (provisioning or registered).
+    earmarked: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    earmarked_nodes: Mapping[str, str] = field(default_factory=dict)  # node -> gang
+    idle_since: Mapping[str, float] = field(default_factory=dict)  # absent: busy
+    marked: Mapping[str, float] = field(default_factory=dict)  # node -> when marked
+    confirm_s: float = 30.0
+    # Admissions of the same cycle not yet in snapshot.used: their nodes are taken.
+    admitted: tuple[Admission, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleUp:
+    pool: str
+    count: int
+    gang: str | None  # None: warm buffer or min_nodes top-up
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleDown:
+    pool: str
+    nodes: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class NoScaleUp:
+    gang: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AutoscalePlan:
+    scale_up: tuple[ScaleUp, ...]  # gangs in scheduling order, then top-ups by pool name
+    mark: tuple[str, ...]
+    unmark: tuple[str, ...]
+    scale_down: tuple[ScaleDown, ...]  # most expensive pool first
+    cannot_fit: tuple[NoScaleUp, ...]
+
+
+def plan(inp: AutoscaleInput, policy: Policy = Policy()) -> AutoscalePlan:
+    names = [p.name for p in inp.pools]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"pools: duplicate name(s) {', '.join(dup)}; pool names must be unique")
+    ups, cannot, claimed = _scale_up(inp, policy)
+    ups += _top_up(inp, ups, claimed)
+    mark, unmark, down = _scale_down(inp, claimed)
+    return AutoscalePlan(tuple(ups), mark, unmark, down, tuple(cannot))
+
+
+# -- scale-up ---------------------------------------------------------------------
+
+
+def _coming(inp: AutoscaleInput) -> dict[str, dict[str, int]]:
+    """gang -> pool -> earmarked nodes still provisioning (earmark minus registered).
+
+    A node that registered but is not Ready yet is still coming: placement cannot use
+    it, so counting it as arrived would ask for it a second time."""
+    pool_of = {n: p.name for p in inp.pools for n in p.nodes}
+    usable = {n.name for n in inp.snapshot.nodes if n.ready and n.schedulable}
+    registered: dict[tuple[str, str], int] = {}
+    for node, gang in inp.earmarked_nodes.items():
+        pool = pool_of.get(node)
+        if pool is not None and node in usable:
+            registered[gang, pool] = registered.get((gang, pool), 0) + 1
+    out: dict[str, dict[str, int]] = {}
+    for gang, per_pool in inp.earmarked.items():
+        for pool, n in per_pool.items():
+            left = n - registered.get((gang, pool), 0)
+            if left > 0:
+                out.setdefault(gang, {})[pool] = left
+    return out
+
+
+def _scale_up(inp: AutoscaleInput, policy: Policy) -> tuple[list[ScaleUp], list[NoScaleUp], set[str]]:
+    snap = inp.snapshot
+    pending = {g.key: g for g in snap.pending}
+    gangs: list[Gang] = []
+    for w in inp.waiting:
+        g = pending.pop(w.gang, None)  # pop: a gang listed twice is decided once
+        if g is not None and w.kind in SCALE_UP_KINDS and g.members:
+            gangs.append(g)
+    by_name = {p.name: p for p in inp.pools}
+    growable = sorted((p for p in inp.pools if not p.static and snap.now >= p.unavailable_until),
+                      key=lambda p: (p.cost_per_hour, p.name))
+    # No gang takes more new nodes than it has members: that bounds the hypothetical set.
+    budget = sum(len(g.members) for g in gangs)
+    spare = [(p.name, p.template, min(p.headroom, budget)) for p in growable]
+    coming = {
+        g: [(pool, by_name[pool].template, n) for pool, n in sorted(per.items()) if pool in by_name]
+        for g, per in _coming(inp).items()
+    }
+    keys = [*policy.topology_keys, *(g.topology.key for g in gangs if g.topology is not None)]
+    ext = Extended(snap, keys, spare, coming, inp.earmarked_nodes)
+    claimed: set[str] = set()
+    everything = {g.key: g for g in snap.pending}
+    for adm in inp.admitted:
+        g = everything.get(adm.gang)
+        for m in g.members if g is not None else ():
+            i = ext.index(adm.placement.get(m.name, ""))
+            if i is not None:
+                ext.cap.take(i, m.request)
+                claimed.add(ext.cap.nodes[i].name)
+    ups: list[ScaleUp] = []
+    cannot: list[NoScaleUp] = []
+    for g in gangs:
+        ext.open_own(g.key)
+        groups = ext.cap.groups(g.members)
+        free = _free_nodes(groups[0])
+        taken = ext.smallest(groups, g, keys)
+        if taken is None:
+            ext.show_counts({})
+            cannot.append(NoScaleUp(g.key, _why_not(inp, g, groups, free)))
+        else:
+            claimed |= ext.existing(taken)
+            counts = ext.settle(taken)
+            if counts:
+                # Which of its nodes keep spare room (the existing ones or its new ones)
+                # is only decided at admission, so later gangs may not count on that room.
+                for _, i in taken:
+                    if i < ext.base and i not in ext.hidden:
+                        ext.hide(i)
+            shape = reasons.shape(groups)
+            for pool in sorted(counts, key=lambda p: (by_name[p].cost_per_hour, p)):
+                n = counts[pool]
+                ups.append(ScaleUp(pool, n, g.key, f"{n} x {pool} for {g.key} (needs {shape}; "
+                                                   f"{free} such node(s) free)"))
+        ext.close_own(g.key)
+    return ups, cannot, claimed
+
+
+def _free_nodes(group: Group) -> int:
+    """Open nodes with room for one member (by level; hidden nodes sit at level 0)."""
+    r = group.request
+    return sum(sum(c.n_level[max(c.min_level(r), 1):]) for c in group.classes)
+
+
+def _per_node(r: Resources, alloc: Resources) -> int:
+    return min(alloc.gpus // r.gpus if r.gpus else 1 << 30,
+               alloc.cpu_milli // r.cpu_milli if r.cpu_milli else 1 << 30,
+               alloc.memory // r.memory if r.memory else 1 << 30)
+
+
+def _why_not(inp: AutoscaleInput, gang: Gang, groups: Sequence[Group], free: int) -> str:
+    """Why no scale-up can make the gang fit, in words a person can act on."""
+    now = inp.snapshot.now
+    shape = reasons.shape(groups)
+    growable = [p for p in inp.pools if not p.static]
+    for g in groups:
+        m = g.members[0]
+        able = [p for p in growable
+                if eligible(m, p.template) and m.request.fits_in(p.template.allocatable)]
+        if not able:
+            return (f"needs {shape}; no growable node pool has a machine for ({m.request.describe()}) "
+                    "(node selector, taints, size): pick another machine type or add such a pool")
+        topo = gang.topology
+        if topo is not None and topo.required and not any(topo.key in p.template.labels for p in able):
+            return (f"needs {shape} within one {topo.key}; new nodes of "
+                    f"{', '.join(sorted(p.name for p in able))} carry no {topo.key} label, "
+                    f"so added nodes cannot promise one {topo.key}")
+        cheapest = min(able, key=lambda p: (p.cost_per_hour, p.name))
+        need = math.ceil(len(g.members) / max(_per_node(m.request, cheapest.template.allocatable), 1))
+        opened = [p for p in able if now >= p.unavailable_until]
+        room = sum(p.headroom for p in opened)
+        if need - free > room or len(groups) == 1:
+            limits = ", ".join(f"{p.name}: {len(p.nodes)} nodes + {p.provisioning} provisioning "
+                               f"of max_nodes {p.max_nodes}" for p in sorted(opened, key=lambda p: p.name))
+            text = (f"needs {shape}; {free} such node(s) free, about {need} x {cheapest.name} in all, "
+                    f"pools allow at most {room} more (max_nodes{'; ' + limits if limits else ''})")
+            down = sorted(p.name for p in able if now < p.unavailable_until)
+            if down:
+                wait = min(p.unavailable_until for p in able if now < p.unavailable_until) - now
+                text += (f"; {', '.join(down)} unavailable after a provisioning failure, "
+                         f"retried in {reasons.duration(wait)}")
+            return text + "; raise max_nodes, make it smaller, or it starts as running work ends"
+    return (f"needs {shape}; the pools cannot add enough nodes for the whole gang at once "
+            "(max_nodes); raise max_nodes or make it smaller")
+
+
+# -- warm buffer and min_nodes ------------------------------------------------------
+
+
+def _top_up(inp: AutoscaleInput, ups: Sequence[ScaleUp], claimed: set[str]) -> list[ScaleUp]:
+    snap = inp.snapshot
+    registered = {n.name for n in snap.nodes}
+    asked: dict[str, int] = {}
+    for u in ups:
+        asked[u.pool] = asked.get(u.pool, 0) + u.count
+    coming_for: dict[str, int] = {}
+    for per in _coming(inp).values():
+        for pool, n in per.items():
+            coming_for[pool] = coming_for.get(pool, 0) + n
+    busy = set(claimed)
+    for run in snap.running:
+        busy.update(run.placement.values())
+    out: list[ScaleUp] = []
+    for p in sorted(inp.pools, key=lambda p: p.name):
+        if p.static or snap.now < p.unavailable_until:
+            continue
+        idle = sum(1 for n in p.nodes if n in registered and n in inp.idle_since
+                   and n not in inp.earmarked_nodes and n not in busy)
+        spare_coming = max(p.provisioning - coming_for.get(p.name, 0), 0)
+        total = len(p.nodes) + p.provisioning + asked.get(p.name, 0)
+        warm = p.warm_buffer - idle - spare_coming
+        low = p.min_nodes - total
+        n = min(max(warm, low, 0), max(p.max_nodes - total, 0))
+        if n <= 0:
+            continue
+        if low >= warm:
+            why = f"{n} x {p.name}: {total} node(s) are below min_nodes {p.min_nodes}"
+        else:
+            why = (f"{n} x {p.name}: warm buffer of {p.warm_buffer} idle node(s), "
+                   f"{idle} idle and {spare_coming} unclaimed on the way")
+        out.append(ScaleUp(p.name, n, None, why))
+    return out
+
+
+# -- scale-down --------------------------------------------------------------------
+
+
+def _scale_down(
+    inp: AutoscaleInput, claimed: set[str]
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[ScaleDown, ...]]:
+    snap = inp.snapshot
+    now = snap.now
+    registered = {n.name for n in snap.nodes}
+    busy = set(claimed)
+    for run in snap.running:
+        busy.update(run.placement.values())
+    candidates: set[str] = set()
+    mark: list[str] = []
+    down: list[ScaleDown] = []
+    for p in sorted(inp.pools, key=lambda p: (-p.cost_per_hour, p.name)):
+        if p.static:
+            continue
+        nodes = [n for n in p.nodes if n in registered]
+        idle = [n for n in nodes if n in inp.idle_since and n not in inp.earmarked_nodes
+                and n not in busy]
+        # Removable at all: above min_nodes, and leaving warm_buffer idle nodes.
+        allowed = min(len(nodes) - p.min_nodes, len(idle) - p.warm_buffer)
+        if allowed <= 0:
+            continue
+        timed_out = [n for n in idle if now >= inp.idle_since[n] + p.idle_timeout_s]
+        # Already-marked first, so a mark is not dropped for an equal node; then idlest.
+        timed_out.sort(key=lambda n: (n not in inp.marked, inp.idle_since[n], n))
+        chosen = timed_out[:allowed]
+        candidates.update(chosen)
+        mark += [n for n in chosen if n not in inp.marked]
+        confirmed = [n for n in chosen if n in inp.marked and now >= inp.marked[n] + inp.confirm_s]
+        # At most half a pool per step; max(1, ...) so a one-node pool can still reach zero.
+        confirmed = confirmed[:max(1, len(nodes) // 2)]
+        if confirmed:
+            down.append(ScaleDown(p.name, tuple(sorted(confirmed)), (
+                f"{len(confirmed)} node(s) of {p.name} idle for over "
+                f"{reasons.duration(p.idle_timeout_s)} and still idle {reasons.duration(inp.confirm_s)} "
+                f"after being marked; {len(nodes) - len(confirmed)} left (min_nodes {p.min_nodes}, "
+                f"warm buffer {p.warm_buffer})")))
+    unmark = sorted(n for n in inp.marked if n not in candidates)
+    return tuple(sorted(mark)), tuple(unmark), tuple(down)

@@ -1,0 +1,34 @@
+"""Several clusters, from the client's side: read every cluster's capacity summary,
+choose where an experiment goes, launch it there, move it between clusters.
+
+Joins kube/ (the API servers) and core/ (the pure choice); never imports controller/
+or cli/. The logic is async, written once; the CLI runs it with asyncio.run.
+"""
+
+from shipyard.fleet.capacity import ClusterReading, read_capacities
+from shipyard.fleet.connect import Unreachable
+from shipyard.fleet.launch import launch_many, submit
+from shipyard.fleet.move import MoveError, MoveResult, move
+from shipyard.fleet.placement import NoClusterFits, Placement, demand_of, pick, pick_many, place, place_many
+from shipyard.fleet.redispatch import redispatch_once
+from shipyard.fleet.report import capacity_rows
+
+__all__ = [
+    "ClusterReading",
+    "MoveError",
+    "MoveResult",
+    "NoClusterFits",
+    "Placement",
+    "Unreachable",
+    "capacity_rows",
+    "demand_of",
+    "launch_many",
+    "move",
+    "pick",
+    "pick_many",
+    "place",
+    "place_many",
+    "read_capacities",
+    "redispatch_once",
+    "submit",
+]

@@ -1,0 +1,371 @@
+"""Discrete-event simulation of shipyard on node pools, over a virtual clock.
+
+Experiments arrive from a trace; at every instant something happens (an arrival, a
+node registering or failing to, a gang finishing, a timer of the autoscaler), the
+simulator runs the SAME policy as a cluster does: core.queueing.schedule for admissions
+and preemptions, then core.autoscale.plan for scaling. New nodes register after a
+provisioning delay (or fail to, at a given rate, which makes their pool unavailable for
+a while). Nodes requested for a gang carry a taint only that gang tolerates until it
+starts, as the controller's earmark does. Between events nothing changes, so costs and
+idle time are integrated exactly.
+
+Accounting: a node is paid for from its request until its removal (or its failure, or
+the end of the run); it is idle while registered without a member of any gang. The run
+ends when nothing is left to happen (the last experiment has finished and the
+autoscaler has removed what it will), or at the horizon.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from shipyard.core.autoscale import AutoscaleInput, AutoscalePlan, PoolState, plan
+from shipyard.core.model import (
+    Gang,
+    Member,
+    Node,
+    Policy,
+    Resources,
+    Running,
+    Snapshot,
+    Taint,
+    Toleration,
+    Waiting,
+)
+from shipyard.core.queueing import schedule
+from shipyard.sim.model import SimConfig, SimPool, SimResult, gang_for
+from shipyard.sim.trace import Arrival
+
+EARMARK = "sim.shipyard.dev/earmarked-for"
+
+
+@dataclass(slots=True)
+class _Node:
+    name: str
+    pool: str
+    requested_at: float
+    ready: bool = False
+    gang_for: str | None = None  # earmark: requested for this gang, not yet used by it
+    used: Resources = field(default_factory=Resources)
+    members: int = 0
+    idle_since: float | None = None
+    ever_used: bool = False
+
+
+@dataclass(slots=True)
+class _Run:
+    gang: Gang
+    placement: dict[str, str]
+    started_at: float
+    ends_at: float
+    token: int
+
+
+@dataclass(slots=True)
+class _Pool:
+    spec: SimPool
+    template: Node
+    unavailable_until: float = 0.0
+    node_s: float = 0.0
+    nodes: dict[str, _Node] = field(default_factory=dict)
+
+
+class Simulation:
+    def __init__(self, arrivals: Sequence[Arrival], pools: Sequence[SimPool],
+                 config: SimConfig = SimConfig()) -> None:
+        if not pools:
+            raise ValueError("pools: at least one pool is needed")
+        self.cfg = config
+        self.policy: Policy = config.policy
+        self.rng = random.Random(config.seed)
+        self.pools = {p.name: _Pool(p, p.template()) for p in pools}
+        self.machine = config.machine or pools[0].machine
+        self.gangs = {a.name: gang_for(a, self.machine, config.time_limits) for a in arrivals}
+        if len(self.gangs) != len(arrivals):
+            raise ValueError("arrivals: experiment names must be unique")
+        self.duration = {a.name: a.duration_s for a in arrivals}
+        self.submit = {a.name: a.submit_s for a in arrivals}
+        self.started: dict[str, float] = {}
+        self.ended: dict[str, float] = {}
+        self.pending: dict[str, Gang] = {}
+        self.running: dict[str, _Run] = {}
+        self.marked: dict[str, float] = {}
+        self.events: list[tuple[float, int, str, str]] = []
+        self.seq = 0
+        self.ticks: set[float] = set()
+        self.index: dict[str, _Node] = {}
+        self.now = 0.0
+        self.requested = self.never_used = self.failures = self.cycles = 0
+        self.idle_s = self.prov_s = self.busy_gpu_s = 0.0
+        self.waiting: tuple[Waiting, ...] = ()  # the last cycle's, for a capacity summary
+        self.peak_nodes = self.peak_busy = 0
+        self.horizon = config.horizon_s
+        if self.horizon is None:
+            self.horizon = max((a.submit_s for a in arrivals), default=0.0) + 30 * 86400.0
+        for a in arrivals:
+            self.push(a.submit_s, "arrive", a.name)
+        for p in self.pools.values():
+            for _ in range(p.spec.start_nodes):
+                n = self.new_node(p, None)
+                n.ready, n.idle_since = True, 0.0
+        self.requested = 0  # nodes there from the start were not requested by scaling
+
+    # -- events ----------------------------------------------------------------
+
+    def push(self, t: float, kind: str, what: str = "") -> None:
+        heapq.heappush(self.events, (t, self.seq, kind, what))
+        self.seq += 1
+
+    def run(self) -> SimResult:
+        # Until nothing is left to happen: after the last experiment, the autoscaler's
+        # timers still run (the idle nodes it removes are paid for until then).
+        while self.events and self.events[0][0] <= self.horizon:
+            self.step()
+        return self.result()
+
+    def next_time(self) -> float | None:
+        """When the next event happens (None: nothing is left to happen)."""
+        return self.events[0][0] if self.events else None
+
+    def step(self) -> None:
+        """Handle every event of the next instant, then run one cycle of the policy."""
+        t = self.events[0][0]
+        self.advance(t)
+        while self.events and self.events[0][0] == t:
+            _, _, kind, what = heapq.heappop(self.events)
+            self.handle(kind, what)
+        self.cycle()
+
+    def arrive(self, arrival: Arrival) -> None:
+        """An experiment submitted now, not in the trace given at the start (a driver of
+        several clusters routes it here); decided at once."""
+        if arrival.name in self.gangs:
+            raise ValueError(f"arrivals: experiment names must be unique ({arrival.name} twice)")
+        if arrival.submit_s < self.now:
+            raise ValueError(f"{arrival.name}: submitted at {arrival.submit_s:g}, before the clock "
+                             f"({self.now:g})")
+        self.advance(arrival.submit_s)
+        self.gangs[arrival.name] = gang_for(arrival, self.machine, self.cfg.time_limits)
+        self.duration[arrival.name] = arrival.duration_s
+        self.submit[arrival.name] = arrival.submit_s
+        self.pending[arrival.name] = self.gangs[arrival.name]
+        self.cycle()
+
+    def state(self) -> tuple[Snapshot, tuple[PoolState, ...], tuple[Waiting, ...]]:
+        """What a cluster's controller sees now: snapshot, pool states and waiting gangs."""
+        snap = self.snapshot()
+        return snap, self.autoscale_input(snap, self.waiting).pools, self.waiting
+
+    def handle(self, kind: str, what: str) -> None:
+        if kind == "arrive":
+            self.pending[what] = self.gangs[what]
+        elif kind == "finish":
+            key, _, token = what.rpartition("#")
+            run = self.running.get(key)
+            if run is not None and run.token == int(token):
+                self.stop(run)
+                self.ended[key] = self.now
+        elif kind == "ready":
+            n = self.find(what)
+            if n is not None:
+                n.ready, n.idle_since = True, self.now
+                if n.gang_for is not None and n.gang_for not in self.pending:
+                    n.gang_for = None  # its gang started elsewhere meanwhile
+        elif kind == "fail":
+            n = self.find(what)
+            if n is not None:
+                pool = self.pools[n.pool]
+                del pool.nodes[n.name], self.index[n.name]
+                pool.unavailable_until = self.now + self.cfg.failure_backoff_s
+                self.failures += 1
+        else:
+            self.ticks.discard(self.now)
+
+    def find(self, name: str) -> _Node | None:
+        return self.index.get(name)
+
+    def new_node(self, pool: _Pool, gang: str | None) -> _Node:
+        self.seq += 1
+        n = _Node(f"{pool.spec.name}-{self.seq}", pool.spec.name, self.now, gang_for=gang)
+        pool.nodes[n.name] = self.index[n.name] = n
+        self.requested += 1
+        return n
+
+    # -- accounting ------------------------------------------------------------
+
+    def advance(self, t: float) -> None:
+        """Integrate costs and idle time up to `t` (nothing changes between events)."""
+        dt = t - self.now
+        for p in self.pools.values():
+            p.node_s += len(p.nodes) * dt
+            for n in p.nodes.values():
+                if not n.ready:
+                    self.prov_s += dt
+                elif n.members == 0:
+                    self.idle_s += dt
+                else:
+                    self.busy_gpu_s += n.used.gpus * dt
+        self.now = t
+
+    # -- one cycle of the policy -----------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        nodes: list[Node] = []
+        for p in self.pools.values():
+            t = p.template
+            for n in p.nodes.values():
+                if n.ready:
+                    taints = t.taints if n.gang_for is None else (*t.taints, Taint(EARMARK, n.gang_for))
+                    nodes.append(Node(n.name, t.allocatable, t.labels, taints, n.used))
+        marked = {n.gang_for for p in self.pools.values() for n in p.nodes.values() if n.gang_for}
+        pending = tuple(_tolerating(g) if g.key in marked else g for g in self.pending.values())
+        running = tuple(Running(r.gang, r.placement, r.started_at) for r in self.running.values())
+        return Snapshot(tuple(nodes), pending, self.now, running)
+
+    def cycle(self) -> None:
+        self.cycles += 1
+        result = schedule(self.snapshot(), self.policy)
+        for pre in result.preempted:
+            run = self.running.get(pre.gang)
+            if run is not None:
+                self.stop(run)
+                self.duration[pre.gang] = run.ends_at - self.now  # resumes from its checkpoint
+                self.pending[pre.gang] = self.gangs[pre.gang]
+        if result.preempted:
+            self.push(self.now, "tick")  # the requeued gangs are decided next cycle
+        for adm in result.admitted:
+            self.start(adm.gang, adm.placement)
+        snap = self.snapshot()
+        waiting = tuple(w for w in result.waiting if w.gang in self.pending)
+        self.waiting = waiting
+        self.apply(plan(self.autoscale_input(snap, waiting), self.policy))
+        self.peaks()
+        self.wake()
+
+    def autoscale_input(self, snap: Snapshot, waiting: tuple[Waiting, ...]) -> AutoscaleInput:
+        earmarked: dict[str, dict[str, int]] = {}
+        earmarked_nodes: dict[str, str] = {}
+        idle: dict[str, float] = {}
+        states = []
+        for p in self.pools.values():
+            s = p.spec
+            for n in p.nodes.values():
+                if n.gang_for is not None:
+                    per = earmarked.setdefault(n.gang_for, {})
+                    per[s.name] = per.get(s.name, 0) + 1
+                    if n.ready:
+                        earmarked_nodes[n.name] = n.gang_for
+                if n.ready and n.idle_since is not None:
+                    idle[n.name] = n.idle_since
+            states.append(PoolState(
+                s.name, p.template, s.cost, s.min_nodes, s.max_nodes, s.warm_buffer, s.idle_timeout_s,
+                s.static, tuple(n.name for n in p.nodes.values() if n.ready),
+                sum(1 for n in p.nodes.values() if not n.ready), p.unavailable_until))
+        return AutoscaleInput(snap, tuple(states), waiting, earmarked, earmarked_nodes, idle,
+                              dict(self.marked), self.cfg.confirm_s)
+
+    def apply(self, decided: AutoscalePlan) -> None:
+        for up in decided.scale_up:
+            pool = self.pools[up.pool]
+            for _ in range(up.count):
+                n = self.new_node(pool, up.gang)
+                rate = self.cfg.failure_rate if pool.spec.failure_rate is None else pool.spec.failure_rate
+                fails = rate > 0 and self.rng.random() < rate
+                self.push(self.now + self.cfg.provisioning_delay_s, "fail" if fails else "ready", n.name)
+        for name in decided.unmark:
+            self.marked.pop(name, None)
+        for name in decided.mark:
+            self.marked[name] = self.now
+        for down in decided.scale_down:
+            pool = self.pools[down.pool]
+            for name in down.nodes:
+                n = pool.nodes.pop(name)
+                del self.index[name]
+                self.marked.pop(name, None)
+                self.never_used += not n.ever_used
+
+    def start(self, key: str, placement: dict[str, str]) -> None:
+        gang = self.pending.pop(key)
+        self.seq += 1
+        run = _Run(gang, dict(placement), self.now, self.now + self.duration[key], self.seq)
+        self.running[key] = run
+        self.started.setdefault(key, self.now)
+        for m in gang.members:
+            n = self.find(placement[m.name])
+            if n is None:
+                raise RuntimeError(f"{key}: placed on unknown node {placement[m.name]}")
+            n.used = n.used + m.request
+            n.members += 1
+            n.idle_since = None
+            n.ever_used = True
+        for p in self.pools.values():
+            for n in p.nodes.values():
+                if n.gang_for == key:
+                    n.gang_for = None  # started: what is left of its earmark is free
+        self.push(run.ends_at, "finish", f"{key}#{run.token}")
+
+    def stop(self, run: _Run) -> None:
+        del self.running[run.gang.key]
+        for m in run.gang.members:
+            n = self.find(run.placement[m.name])
+            if n is None:
+                continue
+            n.used = n.used - m.request
+            n.members -= 1
+            if n.members == 0:
+                n.idle_since = self.now
+
+    def peaks(self) -> None:
+        nodes = sum(len(p.nodes) for p in self.pools.values())
+        busy = sum(1 for p in self.pools.values() for n in p.nodes.values() if n.members)
+        self.peak_nodes = max(self.peak_nodes, nodes)
+        self.peak_busy = max(self.peak_busy, busy)
+
+    def wake(self) -> None:
+        """A tick at the next instant a timer of the autoscaler may change its mind."""
+        due = math.inf
+        for p in self.pools.values():
+            if p.unavailable_until > self.now:
+                due = min(due, p.unavailable_until)
+            if p.spec.static:
+                continue
+            for n in p.nodes.values():
+                if n.idle_since is not None and n.ready:
+                    t = n.idle_since + p.spec.idle_timeout_s
+                    if t > self.now:
+                        due = min(due, t)
+        for t in self.marked.values():
+            if t + self.cfg.confirm_s > self.now:
+                due = min(due, t + self.cfg.confirm_s)
+            else:  # confirmed but held back (half a pool per step): the next step
+                due = min(due, self.now + self.cfg.step_s)
+        if due < math.inf and due not in self.ticks:
+            self.ticks.add(due)
+            self.push(due, "tick")
+
+    def result(self) -> SimResult:
+        leftover = sum(1 for p in self.pools.values() for n in p.nodes.values() if not n.ever_used)
+        paid = {p.spec.name: p.node_s for p in self.pools.values()}
+        cost = sum(p.node_s / 3600 * p.spec.cost for p in self.pools.values())
+        return SimResult(
+            submit=dict(self.submit), started=dict(self.started), ended=dict(self.ended),
+            end_s=self.now, node_s=paid, idle_node_s=self.idle_s, provisioning_node_s=self.prov_s,
+            cost=cost, requested_nodes=self.requested, never_used=self.never_used + leftover,
+            failures=self.failures, peak_nodes=self.peak_nodes, peak_busy_nodes=self.peak_busy,
+            cycles=self.cycles, busy_gpu_s=self.busy_gpu_s)
+
+
+def _tolerating(g: Gang) -> Gang:
+    """The gang as allowed onto the nodes earmarked for it."""
+    tol = Toleration(EARMARK, g.key)
+    return replace(g, members=tuple(
+        Member(m.role, m.index, m.request, m.node_selector, (*m.tolerations, tol)) for m in g.members))
+
+
+def simulate(arrivals: Sequence[Arrival], pools: Sequence[SimPool],
+             config: SimConfig = SimConfig()) -> SimResult:
+    return Simulation(arrivals, pools, config).run()

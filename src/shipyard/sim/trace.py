@@ -1,0 +1,144 @@
+"""Traces of experiment arrivals for the simulator: a plain CSV, or the Alibaba GPU trace.
+
+Plain CSV: a header `submit_s,gpus,duration_s` (any column order; an optional `name`
+column), one experiment a row: when it is submitted (seconds from the start), how many
+GPUs it needs, how long it runs once started.
+
+Alibaba (cluster-trace-gpu-v2023, openb_pod_list_default.csv; Weng et al., "Beware of
+Fragmentation", USENIX ATC 2023): one task a row. The busiest window (24 h by default)
+of creation_time is kept; duration = deletion_time - (scheduled_time or creation_time);
+tasks without GPUs are left out (they do not use a GPU pool).
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ALIBABA_POD_LIST = Path("alibaba-gpu-2023") / "openb_pod_list_default.csv"
+CSV_COLUMNS = ("submit_s", "gpus", "duration_s")
+DAY_S = 86400.0
+
+
+class TraceError(ValueError):
+    """A trace that cannot be read; the message names the file, row and column."""
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    name: str
+    submit_s: float
+    gpus: int
+    duration_s: float
+
+
+def traces_dir() -> Path:
+    """$SHIPYARD_TRACES, else the shared traces beside the repository (../shared/traces)."""
+    env = os.environ.get("SHIPYARD_TRACES")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[3].parent / "shared" / "traces"
+
+
+def alibaba_path(root: Path | None = None) -> Path:
+    return (root or traces_dir()) / ALIBABA_POD_LIST
+
+
+def _number(path: Path, line: int, column: str, text: str, *, integer: bool = False) -> float:
+    where = f"{path}: row {line}, column {column}"
+    try:
+        value = float(text)
+    except ValueError:
+        raise TraceError(f"{where}: {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise TraceError(f"{where}: {text!r} is not a finite number")
+    if integer and value != int(value):
+        raise TraceError(f"{where}: {text!r} must be a whole number")
+    return value
+
+
+def _rows(path: Path, required: Sequence[str]) -> Iterable[tuple[int, dict[str, str]]]:
+    """(file line number, row) for each data row, after checking the header."""
+    try:
+        f = path.open(newline="")
+    except OSError as e:
+        raise TraceError(f"{path}: cannot read the trace: {e.strerror}") from None
+    with f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise TraceError(f"{path}: row 1 (header): missing column(s) {', '.join(missing)}; "
+                             f"the header must name {', '.join(required)}")
+        for row in reader:
+            if None in row or any(v is None for v in row.values()):
+                raise TraceError(f"{path}: row {reader.line_num}: expected {len(header)} "
+                                 "columns as in the header")
+            yield reader.line_num, row
+
+
+def load_csv(path: Path | str) -> list[Arrival]:
+    """Arrivals from a `submit_s,gpus,duration_s` CSV, in submission order."""
+    path = Path(path)
+    out: list[Arrival] = []
+    for line, row in _rows(path, CSV_COLUMNS):
+        submit = _number(path, line, "submit_s", row["submit_s"])
+        gpus = _number(path, line, "gpus", row["gpus"], integer=True)
+        duration = _number(path, line, "duration_s", row["duration_s"])
+        if submit < 0:
+            raise TraceError(f"{path}: row {line}, column submit_s: {submit:g} is negative; "
+                             "times count from 0")
+        if gpus < 1:
+            raise TraceError(f"{path}: row {line}, column gpus: must be at least 1, got {gpus:g}")
+        if duration <= 0:
+            raise TraceError(f"{path}: row {line}, column duration_s: must be above 0, "
+                             f"got {duration:g}")
+        name = (row.get("name") or "").strip() or f"exp-{line - 1:05d}"
+        out.append(Arrival(name, submit, int(gpus), duration))
+    if not out:
+        raise TraceError(f"{path}: no experiments (only a header?)")
+    out.sort(key=lambda a: (a.submit_s, a.name))
+    return out
+
+
+def busiest_window(times: Sequence[float], window_s: float) -> float:
+    """Start of the window [t, t + window_s) holding the most of `times` (the earliest if
+    several do); windows start at an event, which loses nothing."""
+    ordered = sorted(times)
+    best, start = -1, 0.0
+    for i, t in enumerate(ordered):
+        n = bisect.bisect_left(ordered, t + window_s) - i
+        if n > best:
+            best, start = n, t
+    return start
+
+
+def load_alibaba(path: Path | str | None = None, window_s: float = DAY_S) -> list[Arrival]:
+    """The busiest `window_s` of the Alibaba GPU trace, times shifted to start at 0."""
+    path = Path(path) if path is not None else alibaba_path()
+    cols = ("name", "num_gpu", "creation_time", "deletion_time", "scheduled_time")
+    tasks: list[tuple[str, float, int, float]] = []
+    for line, row in _rows(path, cols):
+        gpus = _number(path, line, "num_gpu", row["num_gpu"], integer=True)
+        if gpus <= 0:
+            continue
+        created = _number(path, line, "creation_time", row["creation_time"])
+        if not row["deletion_time"].strip():
+            continue  # still running when the trace was taken: no known duration
+        deleted = _number(path, line, "deletion_time", row["deletion_time"])
+        started = (_number(path, line, "scheduled_time", row["scheduled_time"])
+                   if row["scheduled_time"].strip() else created)
+        # A task deleted the instant it started ran for no time: count one second.
+        tasks.append((row["name"], created, int(gpus), max(deleted - started, 1.0)))
+    if not tasks:
+        raise TraceError(f"{path}: no GPU tasks with a known end")
+    start = busiest_window([t[1] for t in tasks], window_s)
+    chosen = [Arrival(name, created - start, gpus, duration)
+              for name, created, gpus, duration in tasks if start <= created < start + window_s]
+    chosen.sort(key=lambda a: (a.submit_s, a.name))
+    return chosen
