@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from typing import Annotated
 
 import typer
@@ -29,29 +30,61 @@ def run(
         help="Seconds a scale-down candidate must stay idle before its node is removed.")] = 30.0,
     pool_backoff: Annotated[float, typer.Option(
         help="Seconds a NodePool is skipped after it failed to provision.")] = 60.0,
+    lease_duration: Annotated[float, typer.Option(
+        "--leader-elect-lease-duration", min=2,
+        help="Seconds a standby waits, seeing the lease unrenewed, before taking over.")] = 15.0,
+    renew_deadline: Annotated[float, typer.Option(
+        "--leader-elect-renew-deadline", min=1,
+        help="Seconds the leader may go without renewing before it stops writing and exits; "
+             "must be below the lease duration (the gap is the safety margin).")] = 10.0,
+    retry_period: Annotated[float, typer.Option(
+        "--leader-elect-retry-period", min=0.1,
+        help="Seconds between renewals (and between a standby's tries).")] = 2.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the controller: gang admission, fair share, preemption, lifecycle, and the
     autoscaler of the cluster's NodePools (none defined: nothing is scaled).
 
+    With --leader-elect (the default) replicas share a Lease and one acts; the leader
+    writes only while its renewal is fresh and exits with status 1 when it loses the
+    lease (3 if it could not stop), so its supervisor restarts it as a standby.
+
     Example:  shipyard controller run --cluster shipyard-dev --metrics-port 9090
     """
     from shipyard.controller.app import run_controller
+    from shipyard.controller.controller import InformerStopped
+    from shipyard.kube.leader import LostLeadership
 
+    if not retry_period < renew_deadline < lease_duration:
+        errors.print("[red]error:[/red] leader election needs --leader-elect-retry-period < "
+                     "--leader-elect-renew-deadline < --leader-elect-lease-duration, got "
+                     f"{retry_period:g}, {renew_deadline:g}, {lease_duration:g}")
+        raise typer.Exit(2)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
     async def main() -> None:
+        # SIGTERM (a pod being stopped) ends the loop like Ctrl-C, so the lease is released.
+        task = asyncio.current_task()
+        if task is not None:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
         async with KubeClient(load_connection(context=context, in_cluster=in_cluster)) as client:
             await run_controller(client, leader_elect=leader_elect, metrics_port=metrics_port,
                                  autoscale={"confirm_s": scale_down_confirm,
-                                            "backoff_s": pool_backoff})
+                                            "backoff_s": pool_backoff},
+                                 lease={"lease_s": lease_duration, "renew_deadline_s": renew_deadline,
+                                        "retry_s": retry_period})
 
     try:
         asyncio.run(main())
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+    except asyncio.CancelledError:  # SIGTERM: stopped on purpose, lease released
+        raise typer.Exit(0) from None
+    except (LostLeadership, InformerStopped) as exc:
+        errors.print(f"controller stopped: {exc}")
+        raise typer.Exit(1) from None
 
 
 def install(

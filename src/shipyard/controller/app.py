@@ -1,4 +1,13 @@
-"""`shipyard controller run`: caches, leader election and the scheduling loop."""
+"""`shipyard controller run`: caches, leader election and the scheduling loop.
+
+With leader election the controller writes through a fenced client: every write
+first checks that this replica's last lease renewal began within the renew deadline
+(kube/leader.py), so a leader paused past its lease writes nothing when it resumes.
+Losing the lease stops the loop; if the loop has not stopped within `stop_bound_s`
+(a cancellation swallowed somewhere, a blocked event loop) a watchdog thread ends the
+process with EXIT_STUCK. Either way the process exits non-zero and its supervisor (the
+Deployment) restarts it as a fresh candidate.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +15,7 @@ import asyncio
 import logging
 import os
 import socket
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,30 +23,56 @@ from shipyard.controller.controller import Controller
 from shipyard.kube.client import KubeClient
 from shipyard.kube.informer import cancel_all
 from shipyard.kube.install import CONTROLLER, SYSTEM_NAMESPACE
-from shipyard.kube.leader import LeaderElector
+from shipyard.kube.leader import LeaderElector, LostLeadership
 
 log = logging.getLogger(__name__)
+EXIT_STUCK = 3
+
+
+def _watchdog(bound_s: float) -> threading.Timer:
+    def stuck() -> None:
+        log.critical("the controller did not stop within %gs of losing leadership; exiting", bound_s)
+        logging.shutdown()
+        os._exit(EXIT_STUCK)
+
+    timer = threading.Timer(bound_s, stuck)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 async def run_controller(client: KubeClient, *, leader_elect: bool = True,
                          namespace: str = SYSTEM_NAMESPACE, identity: str | None = None,
                          autoscale: Mapping[str, Any] | None = None,
-                         metrics_port: int | None = None) -> None:
+                         metrics_port: int | None = None,
+                         lease: Mapping[str, float] | None = None,
+                         stop_bound_s: float = 5.0) -> None:
+    """Run until cancelled; raises LostLeadership when the lease is lost. `lease`:
+    LeaderElector's timings (lease_s, renew_deadline_s, retry_s)."""
     identity = identity or os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
-    elector = LeaderElector(client, namespace, CONTROLLER, identity) if leader_elect else None
+    elector = (LeaderElector(client, namespace, CONTROLLER, identity, **(lease or {}))
+               if leader_elect else None)
     if elector is not None:
         await elector.acquire()
+        client = client.fenced(elector.check)
     controller = Controller(client, autoscale=autoscale)
     if metrics_port is not None:
         controller.autoscaler.metrics.serve(metrics_port)
     tasks = [asyncio.create_task(controller.run(), name="controller")]
     if elector is not None:
         tasks.append(asyncio.create_task(elector.hold(), name="lease"))
+        tasks.append(asyncio.create_task(elector.lost.wait(), name="fence"))
+    watchdog = None
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        if elector is not None and elector.lost.is_set():
+            watchdog = _watchdog(stop_bound_s)
+            raise LostLeadership(f"{identity}: {elector.lost_reason}")
         for task in done:
-            task.result()  # re-raise LostLeadership or a crash
+            task.result()  # re-raise a crash
     finally:
         await cancel_all(tasks)
+        if watchdog is not None:
+            watchdog.cancel()
         if elector is not None:
             await elector.release()

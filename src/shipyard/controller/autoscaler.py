@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from shipyard.controller.views import format_time
-from shipyard.controller.writer import Writer
+from shipyard.controller.writer import Writer, log_write_failure
 from shipyard.core.autoscale import AutoscaleInput, AutoscalePlan, PoolState, plan
 from shipyard.core.model import (
     WAIT_CAPACITY,
@@ -133,9 +133,11 @@ class Autoscaler:
         self.catalog, self.provider_for = catalog, providers
         self.metrics = metrics or AutoscalerMetrics()
         changed = lambda *_: wake()  # noqa: E731
-        self.pools: Informer[PoolView] = Informer(client, NODEPOOLS, pool_view, changed)
+        self.pools: Informer[PoolView] = Informer(client, NODEPOOLS, pool_view, changed,
+                                                  outage=writer.outage)
         self.nodes: Informer[PoolNode] = Informer(client, NODES, pool_node_view, changed,
-                                                  label_selector=LABEL_NODEPOOL)
+                                                  label_selector=LABEL_NODEPOOL,
+                                                  outage=writer.outage)
         self.requested: dict[tuple[str, str], int] = {}  # (gang, pool) -> requested, unregistered
         self.unavailable_until: dict[str, float] = {}
         self.idle_since: dict[str, float] = {}
@@ -281,7 +283,7 @@ class Autoscaler:
             try:
                 await coro
             except Exception as exc:  # the next step sees the world as it is
-                log.warning("autoscaler write failed: %s", exc)
+                log_write_failure(log, "autoscaler", exc)
             finally:
                 self.wake()
 

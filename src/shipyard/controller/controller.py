@@ -7,6 +7,13 @@ the queued ones over a snapshot, (3) starts the writes. Writes run as background
 tasks, one per experiment at a time; until the watch shows what was written, the
 controller's own last status for an experiment (the overlay) is the one it uses,
 so the next cycle never double-books a node.
+
+A gang's pods go through the writer's URGENT lane; queue positions and reasons through
+the ROUTINE one, so status refreshes never delay a gang's pods (after a restart, the
+first cycle completes half-created gangs before anything else). A Queued experiment
+holds no pods: leftovers of a rolled-back admission are deleted, and the gang is not
+placed again until they are gone. If an informer dies, the controller stops loudly
+rather than go on blind.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from shipyard.controller.views import (
     pod_view,
     queue_view,
 )
-from shipyard.controller.writer import Writer
+from shipyard.controller.writer import ROUTINE, URGENT, Writer, log_write_failure
 from shipyard.core.from_spec import gang_for, queue_for
 from shipyard.core.model import (
     CycleResult,
@@ -47,10 +54,16 @@ from shipyard.core.model import (
 from shipyard.core.queueing import schedule
 from shipyard.kube.client import KubeClient
 from shipyard.kube.informer import Informer, cancel_all
+from shipyard.kube.outage import Outage
 from shipyard.kube.resources import EXPERIMENTS, NODES, PODS, QUEUES
+from shipyard.monitor.metrics import CacheCollector
 
 log = logging.getLogger(__name__)
 WAITING_REFRESH_S = 5.0  # at most one position/reason update per experiment this often
+
+
+class InformerStopped(RuntimeError):
+    """A watch cache died: the controller must not go on scheduling from it."""
 
 
 def _tolerating_earmark(gang: Gang) -> Gang:
@@ -68,13 +81,18 @@ class Controller:
         self.client = client
         self.clock = clock
         self.coalesce_s = coalesce_s
-        self.writer = Writer(client, write_concurrency)
+        # One outage for every request of this controller: logged once, backed off together.
+        self.outage = Outage("API server")
+        self.writer = Writer(client, write_concurrency, self.outage)
         self.dirty = asyncio.Event()
-        self.nodes: Informer[Node] = Informer(client, NODES, node_view, self._changed)
-        self.pods: Informer[PodView] = Informer(client, PODS, pod_view, self._pod_changed)
-        self.experiments: Informer[ExperimentView] = Informer(client, EXPERIMENTS, experiment_view,
-                                                              self._exp_changed)
-        self.queues: Informer[Any] = Informer(client, QUEUES, queue_view, self._changed)
+        self.nodes: Informer[Node] = Informer(client, NODES, node_view, self._changed,
+                                              outage=self.outage)
+        self.pods: Informer[PodView] = Informer(client, PODS, pod_view, self._pod_changed,
+                                                outage=self.outage)
+        self.experiments: Informer[ExperimentView] = Informer(
+            client, EXPERIMENTS, experiment_view, self._exp_changed, outage=self.outage)
+        self.queues: Informer[Any] = Informer(client, QUEUES, queue_view, self._changed,
+                                              outage=self.outage)
         self.pods_of: dict[str, dict[str, PodView]] = {}  # experiment -> pod name -> pod
         self.pod_used: dict[str, Resources] = {}  # node -> requests of pods holding it
         self.overlay: dict[str, dict[str, Any]] = {}  # experiment -> status we wrote
@@ -86,6 +104,8 @@ class Controller:
         self.autoscaler = Autoscaler(client, self.writer, self.dirty.set, **(autoscale or {}))
         self.earmarks: dict[str, str] = {}  # node -> gang it was provisioned for
         self.capacity = CapacityPublisher(client)
+        self.autoscaler.metrics.registry.register(
+            CacheCollector(lambda: self.informers, self.outage))
 
     # -- cache bookkeeping ------------------------------------------------------
 
@@ -129,21 +149,42 @@ class Controller:
 
     # -- the loop ---------------------------------------------------------------
 
+    @property
+    def informers(self) -> list[Informer[Any]]:
+        return [self.nodes, self.pods, self.experiments, self.queues, *self.autoscaler.informers]
+
     async def run(self) -> None:
-        informers = [self.nodes, self.pods, self.experiments, self.queues, *self.autoscaler.informers]
-        tasks = [asyncio.create_task(i.run(), name=f"informer-{i.kind.plural}") for i in informers]
+        """Run until cancelled; raise InformerStopped if a watch cache dies."""
+        tasks = [asyncio.create_task(i.run(), name=f"informer-{i.kind.plural}")
+                 for i in self.informers]
+        loop = asyncio.create_task(self._loop(), name="scheduling-loop")
         try:
-            await asyncio.gather(*(i.synced.wait() for i in informers))
-            log.info("caches synced: %d nodes, %d pods, %d experiments", len(self.nodes.items),
-                     len(self.pods.items), len(self.experiments.items))
-            while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.dirty.wait(), timeout=1.0)
-                await asyncio.sleep(self.coalesce_s)
-                self.dirty.clear()
-                self.run_cycle()
+            done, _ = await asyncio.wait([loop, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is loop:
+                    task.result()
+                    continue
+                exc = None if task.cancelled() else task.exception()
+                log.critical("%s stopped (%r): stopping the controller rather than "
+                             "scheduling from a cache that no longer follows the cluster",
+                             task.get_name(), exc)
+                raise InformerStopped(f"{task.get_name()} stopped: {exc!r}") from exc
         finally:
-            await cancel_all([*tasks, *self.inflight.values(), *self.autoscaler.tasks])
+            await cancel_all([loop, *tasks, *self.inflight.values(), *self.autoscaler.tasks])
+
+    async def _loop(self) -> None:
+        await asyncio.gather(*(i.synced.wait() for i in self.informers))
+        log.info("caches synced: %d nodes, %d pods, %d experiments", len(self.nodes.items),
+                 len(self.pods.items), len(self.experiments.items))
+        while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that
+            # lands as the event fires, and a deposed leader would go on scheduling.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self.dirty.wait()
+            await asyncio.sleep(self.coalesce_s)
+            self.dirty.clear()
+            self.run_cycle()
 
     def run_cycle(self) -> CycleResult:
         now = self.clock()
@@ -210,7 +251,7 @@ class Controller:
                 started = parse_time(status.get("startedAt") or status.get("admittedAt")) or now
                 running.append(Running(gang, placement, started))
             elif phase == "Queued" and key not in self.inflight and not exp.deleting \
-                    and not exp.cancel_requested and not exp.held:
+                    and not exp.cancel_requested and not exp.held and key not in self.pods_of:
                 due = parse_time(status.get("nextAttemptAt"))
                 gang = self._gang(exp, submitted)
                 if gang is not None and (due is None or due <= now):
@@ -237,7 +278,7 @@ class Controller:
             try:
                 await coro
             except Exception as exc:  # the next cycle sees the world as it is
-                log.warning("%s: write failed: %s", key, exc)
+                log_write_failure(log, key, exc)
                 self.overlay.pop(key, None)
             finally:
                 self.inflight.pop(key, None)
@@ -255,9 +296,12 @@ class Controller:
             self._set_status(exp.key, decision.status)
         pods = list(self.pods_of.get(exp.key, {}).values())
 
+        # Only what frees or takes nodes is urgent; a lone status change can wait its turn.
+        lane = URGENT if decision.create or decision.delete else ROUTINE
+
         async def act() -> None:
             if decision.status is not None:
-                await self.writer.patch_status(exp, decision.status)
+                await self.writer.patch_status(exp, decision.status, lane)
             if decision.delete == "all":
                 await self.writer.delete_pods(exp, [p.name for p in pods if not p.terminating])
             elif decision.delete == "active":
@@ -340,4 +384,4 @@ class Controller:
         new = {**status, "phase": "Queued", "position": position, "message": reason,
                "revision": int(status.get("revision", 0)) + 1}
         self._set_status(key, new)
-        self._spawn(key, self.writer.patch_status(exp, new))
+        self._spawn(key, self.writer.patch_status(exp, new, ROUTINE))

@@ -67,14 +67,20 @@ def reconcile(
         return _hold(exp, status, pods)
     if phase in STOPPING:
         if pods:
-            return Decision(delete="all") if any(not p.terminating for p in pods) else Decision()
+            return _delete_all(pods)
         cause = "preemption" if phase == "Preempted" else "failure"
         return Decision(_next(status, phase="Queued", placement=None, message=f"requeued after {cause}"))
     if phase == "Admitted":
         return Decision(create=True)
     if phase in ("Starting", "Running"):
         return _watch_gang(exp, status, pods, nodes, now)
-    return Decision()  # Queued: the scheduler's business
+    # Queued: the scheduler's business, once no pod is left (say, of an admission whose
+    # rollback could not delete them all): a queued gang holds no nodes.
+    return _delete_all(pods)
+
+
+def _delete_all(pods: Sequence[PodView]) -> Decision:
+    return Decision(delete="all") if any(not p.terminating for p in pods) else Decision()
 
 
 def _watch_gang(exp: ExperimentView, status: Mapping[str, Any], pods: Sequence[PodView],

@@ -100,6 +100,10 @@ def pod_view(obj: dict[str, Any]) -> PodView:
         terminated = (cs.get("state") or {}).get("terminated")
         if terminated and terminated.get("exitCode"):
             exit_code = int(terminated["exitCode"])
+    # Labels are anyone's to write: a pod with a role and no index, or a bad attempt, is
+    # still seen (it holds its node), just never taken for a member of the gang.
+    role, index = labels.get(LABEL_ROLE), labels.get(LABEL_INDEX)
+    attempt = labels.get(LABEL_ATTEMPT, "0")
     return PodView(
         namespace=meta.get("namespace", ""),
         name=meta["name"],
@@ -107,8 +111,8 @@ def pod_view(obj: dict[str, Any]) -> PodView:
         request=total,
         phase=status.get("phase", "Pending"),
         experiment=f"{meta.get('namespace')}/{exp}" if exp else None,
-        member=f"{labels[LABEL_ROLE]}-{labels[LABEL_INDEX]}" if exp and LABEL_ROLE in labels else None,
-        attempt=int(labels.get(LABEL_ATTEMPT, "0")),
+        member=f"{role}-{index}" if exp and role and index and index.isascii() and index.isdigit() else None,
+        attempt=int(attempt) if attempt.isascii() and attempt.isdigit() else -1,
         exit_code=exit_code,
         terminating=bool(meta.get("deletionTimestamp")),
     )

@@ -1,15 +1,25 @@
-"""Writing decisions: a gang's pods created already bound to their nodes, all or none."""
+"""Writing decisions: a gang's pods created already bound to their nodes, all or none.
+
+Writes share one concurrency limit with two lanes: URGENT (a gang's pods and the
+status changes that go with them) is always served before ROUTINE (queue positions,
+waiting reasons, events), so a thousand status refreshes never hold up a gang's pods.
+While the API server fails, writes go one at a time with backoff (kube/outage.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+import logging
+from collections import deque
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 from shipyard.controller.views import LABEL_ATTEMPT, ExperimentView, format_time
 from shipyard.kube.client import KubeClient
-from shipyard.kube.errors import AlreadyExists, ApiError
+from shipyard.kube.errors import AlreadyExists, ApiError, Transient
+from shipyard.kube.leader import LostLeadership
+from shipyard.kube.outage import Outage
 from shipyard.kube.resources import EVENTS, EXPERIMENTS, PODS, SERVICES
 from shipyard.render.objects import LABEL_EXPERIMENT, render_pod, render_service
 
@@ -39,18 +49,83 @@ def bound_pods(exp: ExperimentView, placement: Mapping[str, str], attempt: int) 
     return pods
 
 
+URGENT, ROUTINE = 0, 1
+
+
+def log_write_failure(logger: logging.Logger, what: str, exc: BaseException) -> None:
+    """One line per failed write, except where one line per outage is already said: an
+    API server failing (Outage) or this replica no longer leading (LeaderElector)."""
+    quiet = isinstance(exc, Transient | LostLeadership)
+    logger.log(logging.DEBUG if quiet else logging.WARNING, "%s: write failed: %s", what, exc)
+
+
+class Lanes:
+    """A counting semaphore whose waiters are served URGENT first, FIFO within a lane."""
+
+    def __init__(self, limit: int) -> None:
+        self.free = limit
+        self.waiting: tuple[deque[asyncio.Future[None]], ...] = (deque(), deque())
+
+    async def acquire(self, lane: int) -> None:
+        if self.free > 0 and not any(self.waiting):
+            self.free -= 1
+            return
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiting[lane].append(granted)
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self.release()  # handed a slot just as we were cancelled: pass it on
+            else:
+                self.waiting[lane].remove(granted)
+            raise
+
+    def release(self) -> None:
+        for queue in self.waiting:
+            while queue:
+                granted = queue.popleft()
+                if not granted.done():
+                    granted.set_result(None)
+                    return
+        self.free += 1
+
+
 class Writer:
-    def __init__(self, client: KubeClient, concurrency: int = 64) -> None:
+    def __init__(self, client: KubeClient, concurrency: int = 64, outage: Outage | None = None) -> None:
         self.client = client
-        self.limit = asyncio.Semaphore(concurrency)
+        self.lanes = Lanes(concurrency)
+        self.outage = outage or Outage("API server writes")
+        self._probe = asyncio.Lock()  # during an outage: one request at a time
 
-    async def _call(self, coro: Any) -> Any:
-        async with self.limit:
-            return await coro
+    async def _call(self, coro: Coroutine[Any, Any, Any], lane: int = URGENT) -> Any:
+        await self.lanes.acquire(lane)
+        try:
+            if self.outage.failing:
+                async with self._probe:
+                    if self.outage.failing:
+                        await asyncio.sleep(self.outage.wait_s())
+                        return await self._attempt(coro)
+            return await self._attempt(coro)
+        finally:
+            self.lanes.release()
 
-    async def patch_status(self, exp: ExperimentView, status: Mapping[str, Any]) -> None:
+    async def _attempt(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        try:
+            result = await coro
+        except Transient as exc:
+            self.outage.failed(exc)
+            raise
+        except ApiError:
+            self.outage.succeeded()  # an answer, if not the one we wanted
+            raise
+        self.outage.succeeded()
+        return result
+
+    async def patch_status(self, exp: ExperimentView, status: Mapping[str, Any],
+                           lane: int = URGENT) -> None:
         await self._call(self.client.patch(EXPERIMENTS, exp.name, {"status": dict(status)},
-                                           exp.namespace, subresource="status"))
+                                           exp.namespace, subresource="status"), lane)
 
     async def create_gang(self, exp: ExperimentView, placement: Mapping[str, str], attempt: int,
                           existing: set[str]) -> None:
@@ -103,4 +178,4 @@ class Writer:
             "source": {"component": "shipyard-controller"},
         }
         with contextlib.suppress(ApiError):  # events are best effort
-            await self._call(self.client.create(EVENTS, body))
+            await self._call(self.client.create(EVENTS, body), ROUTINE)

@@ -8,9 +8,10 @@ objects. Every error answer becomes one of the classes in kube/errors.py.
 
 from __future__ import annotations
 
+import copy
 import json
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +70,7 @@ class KubeClient:
         if conn.token:
             headers["Authorization"] = f"Bearer {conn.token}"
         self.conn = conn
+        self.write_fence: Callable[[], None] | None = None
         self.http = httpx.AsyncClient(
             base_url=conn.host, verify=conn.ssl_context, headers=headers,
             timeout=httpx.Timeout(timeout_s, connect=10.0),
@@ -81,6 +83,14 @@ class KubeClient:
                         **kwargs: Any) -> KubeClient:
         return cls(load_connection(kubeconfig, context), **kwargs)
 
+    def fenced(self, check: Callable[[], None]) -> KubeClient:
+        """The same connection, with `check()` called before every request that writes
+        (it raises to refuse): how a controller stops writing the moment it cannot
+        prove it still leads. Reads and watches are never fenced."""
+        clone = copy.copy(self)
+        clone.write_fence = check
+        return clone
+
     async def close(self) -> None:
         await self.http.aclose()
 
@@ -92,6 +102,8 @@ class KubeClient:
 
     async def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
                       body: Any = None, content_type: str = "application/json") -> Any:
+        if self.write_fence is not None and method != "GET":
+            self.write_fence()
         content = None
         headers = {}
         if body is not None:

@@ -5,6 +5,12 @@ resourceVersion; when the version is too old (410 Gone) it lists again, and on a
 lost connection it retries with backoff. Each object is passed through `project`
 and only the projection is kept, so 60,000 pods cost a few small tuples each, not
 a full JSON tree.
+
+An object that `project` cannot read (a hand-written pod with a bad label, say) is
+logged once by name and skipped, keeping what was known of it before: one bad
+object must never stop the cache, since every later event would be lost with it.
+Relists after 410 are logged and counted (`relists`), and so are unreadable
+objects (`malformed`), for the controller's metrics.
 """
 
 from __future__ import annotations
@@ -17,10 +23,12 @@ from typing import Any, Generic, TypeVar
 
 from shipyard.kube.client import KubeClient
 from shipyard.kube.errors import ApiError, Gone, Transient
+from shipyard.kube.outage import Outage
 from shipyard.kube.resources import Kind
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+_UNREADABLE = object()  # what _read returns for an object `project` raised on
 
 
 def object_key(obj: dict[str, Any]) -> str:
@@ -40,7 +48,10 @@ class Informer(Generic[T]):
         namespace: str | None = None,
         label_selector: str | None = None,
         field_selector: str | None = None,
+        outage: Outage | None = None,
     ) -> None:
+        """`outage`: shared with the other informers and writers of one controller, so an
+        API-server outage backs all of them off together and is logged once."""
         self.client = client
         self.kind = kind
         self.project = project
@@ -51,6 +62,24 @@ class Informer(Generic[T]):
         self.items: dict[str, T] = {}
         self.synced = asyncio.Event()
         self.resource_version = ""
+        self.relists = 0  # lists after the first, each forced by a 410 or an error
+        self.malformed = 0  # objects `project` could not read
+        self._bad: set[str] = set()  # keys logged as unreadable, to log each once
+        self.outage = outage or Outage(f"watch {kind.plural}", logger=log)
+
+    def _read(self, key: str, obj: dict[str, Any]) -> Any:
+        """`project(obj)`, or _UNREADABLE (logged once per object) when it raises."""
+        try:
+            value = self.project(obj)
+        except Exception as exc:  # any bug or bad field in one object
+            self.malformed += 1
+            if key not in self._bad:
+                self._bad.add(key)
+                log.warning("%s %s: cannot read it (%s: %s); skipping it, keeping what was known",
+                            self.kind.plural, key, type(exc).__name__, exc)
+            return _UNREADABLE
+        self._bad.discard(key)
+        return value
 
     def _apply(self, key: str, new: T | None) -> None:
         old = self.items.get(key)
@@ -68,9 +97,12 @@ class Informer(Generic[T]):
         )
         fresh: dict[str, T] = {}
         for obj in objects:
-            projected = self.project(obj)
+            key = object_key(obj)
+            projected = self._read(key, obj)
+            if projected is _UNREADABLE:
+                projected = self.items.get(key)
             if projected is not None:
-                fresh[object_key(obj)] = projected
+                fresh[key] = projected
         for key in [k for k in self.items if k not in fresh]:
             self._apply(key, None)
         for key, value in fresh.items():
@@ -79,30 +111,39 @@ class Informer(Generic[T]):
         self.synced.set()
 
     async def run(self) -> None:
-        backoff = 0.2
         need_list = True
+        listed = False
         while True:
             try:
                 if need_list:
+                    if listed:
+                        self.relists += 1
                     await self._relist()
-                    need_list = False
+                    need_list, listed = False, True
+                    self.outage.succeeded()
                 async for kind, obj in self.client.watch(
                     self.kind, self.resource_version, self.namespace,
                     label_selector=self.label_selector, field_selector=self.field_selector,
                 ):
+                    self.outage.succeeded()
                     self.resource_version = obj["metadata"].get("resourceVersion", self.resource_version)
                     if kind == "BOOKMARK":
                         continue
                     key = object_key(obj)
-                    self._apply(key, None if kind == "DELETED" else self.project(obj))
-                backoff = 0.2
+                    if kind == "DELETED":
+                        self._bad.discard(key)
+                        self._apply(key, None)
+                        continue
+                    projected = self._read(key, obj)
+                    if projected is not _UNREADABLE:
+                        self._apply(key, projected)
             except Gone:
+                log.info("watch %s: resourceVersion %s is too old (410); listing again (relist %d)",
+                         self.kind.plural, self.resource_version, self.relists + 1)
                 need_list = True
             except (Transient, ApiError) as exc:
-                log.warning("watch %s: %s; retrying in %.1fs", self.kind.plural, exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
-                need_list = isinstance(exc, ApiError) and not isinstance(exc, Transient)
+                await asyncio.sleep(self.outage.failed(exc))
+                need_list = need_list or not isinstance(exc, Transient)
 
 
 async def run_all(informers: list[Informer[Any]]) -> None:

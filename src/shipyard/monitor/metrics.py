@@ -5,7 +5,11 @@ Each controller owns its registry (tests run several in one process).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily
 
 from shipyard.core.model import Resources
 
@@ -48,3 +52,26 @@ class AutoscalerMetrics:
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> None:
         start_http_server(port, addr=addr, registry=self.registry)
+
+
+class CacheCollector:
+    """The controller's watch caches and API-server outages, read at scrape time.
+
+    `informers`: objects with `.kind.plural`, `.relists`, `.malformed` (kube.Informer);
+    `outage`: one with `.outages` (kube.outage.Outage)."""
+
+    def __init__(self, informers: Callable[[], Iterable[Any]], outage: Any) -> None:
+        self.informers, self.outage = informers, outage
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        relists = CounterMetricFamily("shipyard_informer_relists", "Lists after the first, "
+                                      "forced by an expired watch (410) or an error", labels=["kind"])
+        unreadable = CounterMetricFamily("shipyard_informer_unreadable_objects", "Objects a "
+                                         "watch cache could not read and skipped", labels=["kind"])
+        for informer in self.informers():
+            relists.add_metric([informer.kind.plural], informer.relists)
+            unreadable.add_metric([informer.kind.plural], informer.malformed)
+        yield relists
+        yield unreadable
+        yield CounterMetricFamily("shipyard_api_outages", "Times the API server began failing "
+                                  "this controller's requests", value=self.outage.outages)

@@ -1,0 +1,208 @@
+"""Invariants of the scheduler, sampled from the API server itself (never from the
+controller's own view), for the fault suite.
+
+A `Sampler` thread lists nodes, pods and one namespace's Experiments every
+`interval_s` and counts, per sample:
+- over capacity: a node whose non-terminal pods (terminating ones included: they
+  still hold it) request more cpu, memory or GPUs than it has;
+- duplicates: two live pods for one (experiment, role, replica index);
+- partial gangs: an experiment whose live pods are more than none and fewer than
+  its replicas, outside the phases that delete pods on purpose (Restarting,
+  Preempted, Holding, and the terminal ones). A window is timed from the first
+  sample that saw it partial to the first that did not, less the time the API
+  server did not answer (no controller can finish a gang then).
+`final_check` then looks for orphans (live pods of a missing or finished
+experiment), lost experiments and restart counts other than expected.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from shipyard.dev.client import RawClient
+from shipyard.render.objects import LABEL_EXPERIMENT, LABEL_INDEX, LABEL_ROLE
+from shipyard.spec.machines import RESOURCE_GPU
+from shipyard.spec.quantity import parse_cpu_milli, parse_memory_bytes
+
+EXPERIMENTS_PATH = "/apis/shipyard.dev/v1alpha1/namespaces/{ns}/experiments"
+DELETING_ON_PURPOSE = ("Restarting", "Preempted", "Holding", "Held", "Succeeded", "Failed",
+                       "Cancelled")
+TERMINAL = ("Succeeded", "Failed", "Cancelled")
+
+
+def _amounts(values: Mapping[str, Any] | None) -> tuple[int, int, int]:
+    values = values or {}
+    return (parse_cpu_milli(values["cpu"]) if "cpu" in values else 0,
+            parse_memory_bytes(values["memory"]) if "memory" in values else 0,
+            int(values.get(RESOURCE_GPU, 0)))
+
+
+def _live(pod: Mapping[str, Any]) -> bool:
+    return (not pod["metadata"].get("deletionTimestamp")
+            and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"))
+
+
+def _replicas(exp: Mapping[str, Any]) -> int:
+    return sum(int(r.get("replicas", 1)) for r in (exp.get("spec") or {}).get("roles") or [])
+
+
+@dataclass
+class Violations:
+    samples: int = 0
+    unavailable_s: float = 0.0  # time the API server did not answer the sampler
+    over_capacity: int = 0  # samples with a node over capacity
+    duplicates: int = 0  # samples with two live pods for one member
+    partial_windows: list[tuple[str, float]] = field(default_factory=list)  # (experiment, s)
+    examples: list[str] = field(default_factory=list)  # the first few, for the report
+
+    def note(self, text: str) -> None:
+        if len(self.examples) < 10:
+            self.examples.append(text)
+
+    def longest_partial(self) -> float:
+        return max((s for _, s in self.partial_windows), default=0.0)
+
+    def partial_over(self, bound_s: float) -> int:
+        return sum(1 for _, s in self.partial_windows if s > bound_s)
+
+
+class Sampler(threading.Thread):
+    def __init__(self, api: RawClient, namespace: str, interval_s: float = 0.5) -> None:
+        super().__init__(name="invariant-sampler", daemon=True)
+        self.api, self.namespace, self.interval_s = api, namespace, interval_s
+        self.violations = Violations()
+        self._stop_event = threading.Event()
+        self._partial_since: dict[str, tuple[float, float]] = {}  # exp -> (since, outage then)
+        self._outage_total = 0.0
+
+    def _list(self, path: str) -> list[dict[str, Any]]:
+        status, body = self.api.request("GET", path)
+        if status != 200:
+            raise OSError(f"GET {path}: HTTP {status}")
+        return json.loads(body)["items"]
+
+    def sample_once(self) -> bool:
+        """One sample; False when the API server did not answer."""
+        try:
+            nodes = self._list("/api/v1/nodes")
+            pods = self._list("/api/v1/pods")
+            exps = self._list(EXPERIMENTS_PATH.format(ns=self.namespace))
+        except (OSError, ValueError):
+            return False
+        v = self.violations
+        v.samples += 1
+        self._check_capacity(nodes, pods)
+        self._check_members(pods, exps, time.monotonic())
+        return True
+
+    def _check_capacity(self, nodes: list[dict[str, Any]], pods: list[dict[str, Any]]) -> None:
+        used: dict[str, list[int]] = {}
+        for pod in pods:
+            node = (pod.get("spec") or {}).get("nodeName")
+            if not node or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                continue
+            total = used.setdefault(node, [0, 0, 0])
+            for c in (pod.get("spec") or {}).get("containers") or []:
+                for i, amount in enumerate(_amounts((c.get("resources") or {}).get("requests"))):
+                    total[i] += amount
+        over = []
+        for node in nodes:
+            name = node["metadata"]["name"]
+            have = _amounts((node.get("status") or {}).get("allocatable"))
+            if name in used and any(u > h for u, h in zip(used[name], have, strict=True)):
+                over.append(f"{name} uses {used[name]} of {list(have)}")
+        if over:
+            self.violations.over_capacity += 1
+            self.violations.note("over capacity: " + "; ".join(over[:3]))
+
+    def _check_members(self, pods: list[dict[str, Any]], exps: list[dict[str, Any]],
+                       now: float) -> None:
+        live: dict[str, int] = {}
+        members: dict[tuple[str, str, str], int] = {}
+        for pod in pods:
+            meta = pod["metadata"]
+            labels = meta.get("labels") or {}
+            exp = labels.get(LABEL_EXPERIMENT)
+            if meta.get("namespace") != self.namespace or not exp or not _live(pod):
+                continue
+            live[exp] = live.get(exp, 0) + 1
+            member = (exp, labels.get(LABEL_ROLE, ""), labels.get(LABEL_INDEX, ""))
+            members[member] = members.get(member, 0) + 1
+        dup = [m for m, n in members.items() if n > 1]
+        if dup:
+            self.violations.duplicates += 1
+            self.violations.note(f"two live pods for {dup[:3]}")
+        partial_now = set()
+        for exp in exps:
+            name = exp["metadata"]["name"]
+            phase = (exp.get("status") or {}).get("phase")
+            if phase in DELETING_ON_PURPOSE:
+                continue
+            if 0 < live.get(name, 0) < _replicas(exp):
+                partial_now.add(name)
+                self._partial_since.setdefault(name, (now, self._outage_total))
+        for name in [n for n in self._partial_since if n not in partial_now]:
+            self._close_window(name, now)
+
+    def _close_window(self, name: str, now: float) -> None:
+        since, outage_then = self._partial_since.pop(name)
+        seconds = max(0.0, now - since - (self._outage_total - outage_then))
+        self.violations.partial_windows.append((name, seconds))
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            started = time.monotonic()
+            if not self.sample_once():
+                self._outage_total += self.interval_s
+                self.violations.unavailable_s += self.interval_s
+                self._stop_event.wait(self.interval_s)
+                continue
+            self._stop_event.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
+
+    def stop(self) -> Violations:
+        self._stop_event.set()
+        self.join(timeout=30)
+        now = time.monotonic()
+        for name in list(self._partial_since):
+            self._close_window(name, now)
+        return self.violations
+
+
+@dataclass
+class Outcome:
+    lost: list[str]  # submitted, and missing or not in the phase expected
+    orphans: list[str]  # live pods of a missing or finished experiment
+    wrong_restarts: list[str]  # "<exp>: N restarts, expected M"
+
+
+def final_check(api: RawClient, namespace: str, expected_phase: Mapping[str, str],
+                expected_restarts: Mapping[str, int]) -> Outcome:
+    """After convergence: every submitted experiment in its expected phase with the
+    expected restart count, and no live pod outside a running gang."""
+    status, body = api.request("GET", EXPERIMENTS_PATH.format(ns=namespace))
+    if status != 200:
+        raise OSError(f"listing experiments: HTTP {status}")
+    exps = {e["metadata"]["name"]: e for e in json.loads(body)["items"]}
+    lost, wrong = [], []
+    for name, want in expected_phase.items():
+        st = (exps.get(name) or {}).get("status") or {}
+        if name not in exps or st.get("phase") != want:
+            lost.append(f"{name}: {st.get('phase') if name in exps else 'missing'}, expected {want}"
+                        f" ({st.get('message', '')})")
+        restarts = int(st.get("restarts", 0))
+        if name in exps and restarts != expected_restarts.get(name, 0):
+            wrong.append(f"{name}: {restarts} restarts, expected {expected_restarts.get(name, 0)}"
+                         f" ({st.get('failedPod', '')})")
+    status, body = api.request("GET", f"/api/v1/namespaces/{namespace}/pods")
+    orphans = []
+    for pod in json.loads(body)["items"] if status == 200 else []:
+        exp = (pod["metadata"].get("labels") or {}).get(LABEL_EXPERIMENT)
+        phase = ((exps.get(exp or "") or {}).get("status") or {}).get("phase")
+        if exp and _live(pod) and (exp not in exps or phase in TERMINAL or phase == "Queued"):
+            orphans.append(f"{pod['metadata']['name']} ({phase or 'no experiment'})")
+    return Outcome(lost, orphans, wrong)
