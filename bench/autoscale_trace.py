@@ -35,6 +35,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from shipyard.cli.flags import arg
 from shipyard.core.autoscale import AutoscaleInput, PoolState, plan
 from shipyard.core.model import Gang, Node, Running, Snapshot
 from shipyard.core.queueing import schedule
@@ -51,6 +52,8 @@ from shipyard.sim import (
 )
 from shipyard.sim.trace import alibaba_path
 from shipyard.spec import DEFAULT_MACHINE_TYPES
+from shipyard.spec.nodepool import MAX_NODES
+from shipyard.spec.quantity import MAX_SECONDS
 
 A100 = DEFAULT_MACHINE_TYPES["gpu-a100"]
 POOL = "gpu-a100"
@@ -218,18 +221,17 @@ def main() -> None:
     ap.add_argument("--trace", type=Path, help="CSV with columns submit_s,gpus,duration_s")
     ap.add_argument("--traces-dir", type=Path, help="where alibaba-gpu-2023/ is (default: $SHIPYARD_TRACES "
                                                     "or ../shared/traces beside the repository)")
-    ap.add_argument("--speedup", type=float, default=1.0, help="divide every time by K")
-    ap.add_argument("--provisioning-delay", type=float, default=120.0)
-    ap.add_argument("--idle-timeout", type=float, default=600.0)
-    ap.add_argument("--warm-buffer", type=int, default=2)
-    ap.add_argument("--failure-rate", type=float, default=0.0)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--nodes", type=int, default=5000, help="nodes of the latency snapshot")
-    ap.add_argument("--pending", type=int, default=40, help="pending gangs of the latency snapshot")
-    ap.add_argument("--latency-runs", type=int, default=20)
+    ap.add_argument("--speedup", type=arg(above=0, high=1e9), default=1.0, help="divide every time by K")
+    ap.add_argument("--provisioning-delay", type=arg(low=0, high=MAX_SECONDS), default=120.0)
+    ap.add_argument("--idle-timeout", type=arg(low=0, high=MAX_SECONDS), default=600.0)
+    ap.add_argument("--warm-buffer", type=arg(integer=True, low=0, high=MAX_NODES), default=2)
+    ap.add_argument("--failure-rate", type=arg(low=0, high=1), default=0.0,
+                    help="chance (0 to 1) that a requested node never registers")
+    ap.add_argument("--seed", type=arg(integer=True, low=0, high=2**63 - 1), default=0)
+    ap.add_argument("--nodes", type=arg(integer=True, low=1, high=MAX_NODES), default=5000, help="nodes of the latency snapshot")
+    ap.add_argument("--pending", type=arg(integer=True, low=0, high=10_000), default=40, help="pending gangs of the latency snapshot")
+    ap.add_argument("--latency-runs", type=arg(integer=True, low=1, high=10_000), default=20)
     args = ap.parse_args()
-    if args.speedup <= 0:
-        ap.error("--speedup: must be above 0")
     try:
         if args.trace is not None:
             arrivals, source = load_csv(args.trace), str(args.trace)

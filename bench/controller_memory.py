@@ -22,6 +22,7 @@ import time
 
 import psutil
 
+from shipyard.cli.flags import arg
 from shipyard.dev.pools import PoolSpec, node_object
 from shipyard.kube.informer import object_key
 from shipyard.render.objects import render_pod
@@ -95,8 +96,8 @@ def measure(nodes: int, pods: int, keep_whole: bool) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--nodes", type=int, default=7500)
-    parser.add_argument("--pods", type=int, default=60000)
+    parser.add_argument("--nodes", type=arg(integer=True, low=1, high=1_000_000), default=7500)
+    parser.add_argument("--pods", type=arg(integer=True, low=0, high=10_000_000), default=60000)
     parser.add_argument("--child", choices=["slim", "whole"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psutil
 
+from shipyard.cli.flags import arg, counts
 from shipyard.dev import cluster as devcluster
 from shipyard.dev import pools
 from shipyard.dev.client import http_get
@@ -94,11 +95,11 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="example: python bench/devcluster_scale.py "
                                        "--sizes 1000,2500,5000,7500")
-    p.add_argument("--sizes", default="1000,2500,5000,7500")
+    p.add_argument("--sizes", type=counts(high=100_000), default="1000,2500,5000,7500")
     p.add_argument("--machine", default="cpu", help="machine type of the nodes")
-    p.add_argument("--window", type=float, default=100,
+    p.add_argument("--window", type=arg(above=0, high=86400), default=100,
                    help="steady-state seconds sampled (>= one kwok lease renew interval)")
-    p.add_argument("--warmup", type=float, default=30, help="seconds after Ready first")
+    p.add_argument("--warmup", type=arg(low=0, high=86400), default=30, help="seconds after Ready first")
     p.add_argument("--name", default="bench")
     p.add_argument("--json", type=Path, help="also write the rows here")
     a = p.parse_args(argv)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from shipyard.cli.flags import arg, counts
 from shipyard.local import Store, launch
 from shipyard.spec import experiment_from_data
 
@@ -79,8 +80,8 @@ def shipyard_cli(ranks: int, out: Path, workdir: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ranks", default="1,4,16", help="comma-separated rank counts")
-    parser.add_argument("--repeat", type=int, default=5, help="runs per cell; the median is shown")
+    parser.add_argument("--ranks", type=counts(high=4096), default="1,4,16", help="comma-separated rank counts")
+    parser.add_argument("--repeat", type=arg(integer=True, low=1, high=1000), default=5, help="runs per cell; the median is shown")
     args = parser.parse_args()
     sizes = [int(x) for x in args.ranks.split(",")]
 

@@ -44,6 +44,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
+from shipyard.cli.flags import arg
 from shipyard.core.clusters import ClusterOption, RoleDemand, choose_cluster, summarize
 from shipyard.sim import (
     Arrival,
@@ -60,6 +61,8 @@ from shipyard.sim import (
 )
 from shipyard.sim.trace import DAY_S, alibaba_path, busiest_window
 from shipyard.spec import DEFAULT_MACHINE_TYPES
+from shipyard.spec.nodepool import MAX_NODES
+from shipyard.spec.quantity import MAX_SECONDS
 
 A100 = DEFAULT_MACHINE_TYPES["gpu-a100"]
 ONPREM_A100 = A100.model_copy(update={"name": "a100-80g", "cost_per_hour": 0.0})
@@ -198,19 +201,15 @@ def main() -> None:
     ap.add_argument("--trace", type=Path, help="CSV with columns submit_s,gpus,duration_s")
     ap.add_argument("--traces-dir", type=Path, help="where alibaba-gpu-2023/ is (default: $SHIPYARD_TRACES "
                                                     "or ../shared/traces beside the repository)")
-    ap.add_argument("--days", type=int, default=2, help="overlay the K busiest days of the Alibaba trace")
-    ap.add_argument("--speedup", type=float, default=1.0, help="divide every time by K")
-    ap.add_argument("--onprem-nodes", type=int, help="static 8-GPU nodes (default: half the peak)")
-    ap.add_argument("--cloud-max-nodes", type=int, help="the cloud's GPU quota in nodes (default: half the peak)")
-    ap.add_argument("--provisioning-delay", type=float, default=120.0)
-    ap.add_argument("--idle-timeout", type=float, default=600.0)
-    ap.add_argument("--warm-buffer", type=int, default=0)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--days", type=arg(integer=True, low=1, high=365), default=2, help="overlay the K busiest days of the Alibaba trace")
+    ap.add_argument("--speedup", type=arg(above=0, high=1e9), default=1.0, help="divide every time by K")
+    ap.add_argument("--onprem-nodes", type=arg(integer=True, low=0, high=MAX_NODES), help="static 8-GPU nodes (default: half the peak)")
+    ap.add_argument("--cloud-max-nodes", type=arg(integer=True, low=0, high=MAX_NODES), help="the cloud's GPU quota in nodes (default: half the peak)")
+    ap.add_argument("--provisioning-delay", type=arg(low=0, high=MAX_SECONDS), default=120.0)
+    ap.add_argument("--idle-timeout", type=arg(low=0, high=MAX_SECONDS), default=600.0)
+    ap.add_argument("--warm-buffer", type=arg(integer=True, low=0, high=MAX_NODES), default=0)
+    ap.add_argument("--seed", type=arg(integer=True, low=0, high=2**63 - 1), default=0)
     args = ap.parse_args()
-    if args.speedup <= 0:
-        ap.error("--speedup: must be above 0")
-    if args.days < 1:
-        ap.error("--days: must be at least 1")
     try:
         if args.trace is not None:
             arrivals, source = load_csv(args.trace), str(args.trace)

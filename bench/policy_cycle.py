@@ -26,6 +26,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from shipyard.cli.flags import arg
 from shipyard.core.model import (
     Gang,
     Member,
@@ -123,10 +124,10 @@ def cpu_times(fn, repeat: int) -> list[float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--nodes", type=int, default=7500)
-    ap.add_argument("--gangs", type=int, default=10_000)
-    ap.add_argument("--naive-gangs", type=int, default=40)
+    ap.add_argument("--repeat", type=arg(integer=True, low=1, high=1000), default=5)
+    ap.add_argument("--nodes", type=arg(integer=True, low=1, high=1_000_000), default=7500)
+    ap.add_argument("--gangs", type=arg(integer=True, low=1, high=1_000_000), default=10_000)
+    ap.add_argument("--naive-gangs", type=arg(integer=True, low=0, high=1_000_000), default=40)
     ap.add_argument("--profile", choices=["cumulative", "tottime"],
                     help="print a cProfile of one cycle, sorted so")
     args = ap.parse_args()

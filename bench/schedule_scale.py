@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shipyard.cli.flags import arg, counts
 from shipyard.dev import cluster as devcluster
 from shipyard.dev import pools
 from shipyard.kube.client import KubeClient, load_connection
@@ -254,11 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="example: python bench/schedule_scale.py --sizes 2500,5000")
-    p.add_argument("--sizes", default="2500", help="comma-separated node counts")
-    p.add_argument("--scheduler-qps", type=int, default=50,
+    p.add_argument("--sizes", type=counts(high=100_000), default="2500", help="comma-separated node counts")
+    p.add_argument("--scheduler-qps", type=arg(integer=True, low=1, high=100_000), default=50,
                    help="kube-scheduler client QPS (burst 2x); 50 is upstream's default")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--timeout", type=float, default=1800, help="seconds per way")
+    p.add_argument("--seed", type=arg(integer=True, low=0, high=2**63 - 1), default=1)
+    p.add_argument("--timeout", type=arg(above=0, high=86400), default=1800, help="seconds per way")
     p.add_argument("--name", default="bench-sched")
     p.add_argument("--json", type=Path, help="also write the rows here")
     a = p.parse_args(argv)

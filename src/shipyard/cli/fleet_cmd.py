@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from shipyard.cli.output import Format, console, dump, errors, table
+from shipyard.cli.flags import check
+from shipyard.cli.output import Format, console, dump, errors, fail, table
 from shipyard.core.clusters import ClusterScore
 from shipyard.fleet import (
     ClusterReading,
@@ -29,6 +30,7 @@ from shipyard.kube.errors import ApiError
 from shipyard.kube.experiments import ExperimentExists
 from shipyard.spec import Experiment, SpecError
 from shipyard.spec.clusters import ClustersConfig, load_clusters_config
+from shipyard.spec.quantity import MAX_SECONDS
 
 app = typer.Typer(help="Work across the configured clusters (see `shipyard clusters`).",
                   no_args_is_help=True)
@@ -45,8 +47,7 @@ def load_config(path: Path | None) -> ClustersConfig:
     try:
         return load_clusters_config(path)
     except (SpecError, FileNotFoundError) as exc:
-        errors.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        fail(str(exc), 2)
 
 
 def _progress(text: str) -> None:
@@ -126,7 +127,8 @@ def move_cmd(
     source: Annotated[str | None, typer.Option(
         "--from", help="Cluster it is in (default: looked up in every configured cluster).")] = None,
     hold_timeout: Annotated[float, typer.Option(
-        help="Seconds to wait for the source to stop the experiment.")] = 300.0,
+        help="Seconds to wait for the source to stop the experiment.",
+        callback=check(above=0, high=MAX_SECONDS))] = 300.0,
     clusters_file: ClustersFile = None,
 ) -> None:
     """Move an experiment to another cluster: hold it where it is (its pods stop), wait
@@ -155,7 +157,8 @@ def move_cmd(
 @app.command("redispatch")
 def redispatch_cmd(
     once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
-    interval: Annotated[float, typer.Option(help="Seconds between passes.")] = 30.0,
+    interval: Annotated[float, typer.Option(help="Seconds between passes.",
+                                            callback=check(above=0, high=MAX_SECONDS))] = 30.0,
     clusters_file: ClustersFile = None,
 ) -> None:
     """Move experiments that have waited in one cluster's queue longer than the config's

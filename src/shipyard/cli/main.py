@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -11,11 +12,14 @@ import typer
 import yaml
 
 from shipyard.cli import cluster, controller_cmd, fleet_cmd
-from shipyard.cli.output import Format, age, console, dump, errors, phase, table
+from shipyard.cli.output import Format, age, console, dump, fail, phase, table
 from shipyard.cli.reporter import ConsoleReporter
 from shipyard.local import RunNotFound, RunStatus, Store, cancel, launch, read_logs
+from shipyard.local.machine import SettingError
+from shipyard.local.preflight import LaunchError
 from shipyard.render import render_experiment
 from shipyard.spec import Experiment, SpecError, load_experiment
+from shipyard.spec.inputs import short
 
 app = typer.Typer(
     name="shipyard",
@@ -52,22 +56,36 @@ Cluster = Annotated[
 ]
 Namespace = Annotated[str, typer.Option("--namespace", "-n", help="Namespace (cluster only).")]
 RunRef = Annotated[str, typer.Argument(help="Run id (e.g. allreduce-3) or experiment name (its latest run).")]
+Debug = Annotated[
+    bool, typer.Option("--debug", help="When a .py spec raises, also show its traceback.")
+]
 
 
-def _load(path: Path) -> Experiment:
+def _load(path: Path, debug: bool = False) -> Experiment:
     try:
         return load_experiment(path)
-    except (SpecError, FileNotFoundError) as exc:
-        errors.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+    except SpecError as exc:
+        details = getattr(exc, "details", None)
+        if details and debug:
+            print(details.rstrip(), file=sys.stderr)
+        hint = " (run with --debug for its traceback)" if details and not debug else ""
+        fail(f"{exc}{hint}", 2, prefix="" if details else "error: ")  # it says "error in spec file"
+    except FileNotFoundError as exc:
+        fail(str(exc), 2)
+
+
+def _store() -> Store:
+    try:
+        return Store()
+    except SettingError as exc:
+        fail(str(exc), 2)
 
 
 def _resolve(store: Store, ref: str) -> RunStatus:
     try:
         return store.resolve(ref)
     except RunNotFound:
-        errors.print(f"[red]error:[/red] no run or experiment named {ref!r}; see `shipyard list`")
-        raise typer.Exit(1) from None
+        fail(f"no run or experiment named {short(ref)} in {store.runs}; see `shipyard list`")
 
 
 @app.command("launch")
@@ -86,6 +104,7 @@ def launch_cmd(
         bool, typer.Option("--explain", help="With --cluster auto: show how every cluster was judged.")
     ] = False,
     clusters_file: fleet_cmd.ClustersFile = None,
+    debug: Debug = False,
 ) -> None:
     """Launch an experiment on this machine (every replica of every role as a process),
     or with `--cluster` on a Kubernetes cluster running the shipyard controller;
@@ -100,16 +119,19 @@ def launch_cmd(
 
     Example:  shipyard launch --cluster auto --explain examples/ddp/experiment.py
     """
-    exp = _load(file)
+    exp = _load(file, debug)
     if cluster_context == "auto":
         return fleet_cmd.launch_auto(exp, explain, clusters_file)
     if cluster_context:
         return cluster.launch(cluster_context, exp)
-    if detach:
-        status = launch(exp, file, detach=True)
-        console.print(f"{status.id} queued; follow it with: shipyard logs -f {status.id}")
-        return
-    status = launch(exp, file, reporter=ConsoleReporter(console))
+    try:
+        if detach:
+            status = launch(exp, file, detach=True)
+            console.print(f"{status.id} queued; follow it with: shipyard logs -f {status.id}")
+            return
+        status = launch(exp, file, reporter=ConsoleReporter(console))
+    except (SettingError, LaunchError) as exc:
+        fail(str(exc), 2)
     code = {"Succeeded": 0, "Cancelled": 130}.get(status.phase, 1)
     raise typer.Exit(code)
 
@@ -118,6 +140,7 @@ def launch_cmd(
 def render(
     file: SpecFile,
     output: Annotated[Format, typer.Option("--output", "-o", help="yaml or json.")] = Format.yaml,
+    debug: Debug = False,
 ) -> None:
     """Print the Kubernetes objects the experiment becomes (a dry run; needs no cluster).
 
@@ -126,7 +149,7 @@ def render(
 
     Example:  shipyard render examples/ddp/experiment.py -o json
     """
-    objects = render_experiment(_load(file))
+    objects = render_experiment(_load(file, debug))
     if output is Format.json:
         print(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}, indent=2))
     else:
@@ -157,7 +180,7 @@ def list_cmd(
     """
     if cluster_context:
         return cluster.list_experiments(cluster_context, namespace, output)
-    runs = [s for s in Store().all() if all_runs or s.active]
+    runs = [s for s in _store().all() if all_runs or s.active]
     if output is not Format.table:
         return dump([_summary(s) for s in runs], output)
     rows = [
@@ -176,7 +199,7 @@ def status(ref: RunRef, output: Output = Format.table, cluster_context: Cluster 
     """
     if cluster_context:
         return cluster.status(cluster_context, ref, namespace, output)
-    s = _resolve(Store(), ref)
+    s = _resolve(_store(), ref)
     if output is not Format.table:
         data = _summary(s) | {"ranks": {k: vars(v) for k, v in s.ranks.items()}}
         return dump(data, output)
@@ -204,14 +227,13 @@ def logs(
     """
     if cluster_context:
         return cluster.logs(cluster_context, ref, namespace, rank)
-    store = Store()
+    store = _store()
     s = _resolve(store, ref)
     try:
         for name, line in read_logs(s.id, follow=follow, rank=rank, store=store):
             print(f"[{name}] {line}")
     except KeyError:
-        errors.print(f"[red]error:[/red] {s.id} has no rank {rank!r}")
-        raise typer.Exit(1) from None
+        fail(f"{s.id} has no rank {short(rank)}")
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 
@@ -224,7 +246,7 @@ def cancel_cmd(ref: RunRef, cluster_context: Cluster = None, namespace: Namespac
     """
     if cluster_context:
         return cluster.cancel(cluster_context, ref, namespace)
-    store = Store()
+    store = _store()
     s = _resolve(store, ref)
     if not s.active:
         console.print(f"{s.id} already finished: {s.phase}")

@@ -6,14 +6,23 @@ import enum
 import json
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
+import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
 errors = Console(stderr=True)
+
+
+def fail(text: str, code: int = 1, prefix: str = "error: ") -> NoReturn:
+    """One error on stderr, then exit `code`. The text is printed as it is: never read as
+    markup (a spec may contain `[/x]`) and never wrapped (a message is one line to grep)."""
+    errors.print(f"[red]{escape(prefix)}[/red]{escape(text)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
 
 
 class Format(enum.StrEnum):

@@ -11,6 +11,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from shipyard.local.machine import detect_machine
+from shipyard.local.preflight import check_launch
 from shipyard.local.store import RunStatus, Store
 from shipyard.local.supervisor import Reporter, Supervisor, pid_alive
 from shipyard.spec import Experiment
@@ -24,15 +26,21 @@ def launch(
     reporter: Reporter | None = None,
     store: Store | None = None,
 ) -> RunStatus:
-    """Queue the experiment; in the foreground, run it to the end; detached, return at once."""
+    """Queue the experiment; in the foreground, run it to the end; detached, return at once.
+
+    Nothing is recorded unless it can start here: a bad SHIPYARD_LOCAL_* or SHIPYARD_HOME
+    setting is a SettingError, a missing program or working directory a LaunchError."""
+    machine = detect_machine()
     store = store or Store()
+    workdir = source.resolve().parent
+    check_launch(exp, workdir)
     status = RunStatus(
         id="", name=exp.name, queue=exp.queue, priority=exp.priority,
-        submitted_at=time.time(), source=str(source), workdir=str(source.resolve().parent),
+        submitted_at=time.time(), source=str(source), workdir=str(workdir),
     )
     store.create(exp, status)
     if not detach:
-        return Supervisor(store, status.id, reporter).run()
+        return Supervisor(store, status.id, reporter, machine=machine).run()
     with open(store.run_dir(status.id) / "supervisor.log", "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "shipyard.local.supervisor", status.id],

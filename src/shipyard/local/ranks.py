@@ -12,12 +12,15 @@ import ctypes
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
+
+from shipyard.spec import Role
 
 LineSink = Callable[[str, str], None]  # (rank name, line without newline)
 PR_SET_PDEATHSIG = 1
@@ -80,6 +83,20 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         os.killpg(pid, sig)
 
 
+def local_command(command: list[str]) -> list[str]:
+    # `python` (and `torchrun`) in a spec mean "with the Python shipyard runs on".
+    if command and command[0] in ("python", "python3"):
+        return [sys.executable, *command[1:]]
+    if command and command[0] == "torchrun":
+        return [sys.executable, "-m", "torch.distributed.run", *command[1:]]
+    return command
+
+
+def role_cwd(workdir: Path, role: Role) -> Path:
+    """Where the role's processes start: its working_dir, relative to the spec's folder."""
+    return workdir / role.working_dir if role.working_dir else workdir
+
+
 def _pump(name: str, stream: BinaryIO, log: BinaryIO, sink: LineSink | None) -> None:
     with stream, log:
         for raw in iter(stream.readline, b""):
@@ -110,7 +127,7 @@ def start_rank(
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
-    except OSError as exc:
+    except (OSError, ValueError, subprocess.SubprocessError) as exc:
         message = f"shipyard: cannot start {command[0]!r}: {exc}\n"
         log.write(message.encode())
         log.close()

@@ -19,15 +19,22 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shipyard.local.machine import SettingError
 from shipyard.spec import Experiment, experiment_from_data
+from shipyard.spec.inputs import short
 
 ACTIVE = ("Queued", "Starting", "Running", "Restarting")
 FINISHED = ("Succeeded", "Failed", "Cancelled")
 
 
+# What a run id or experiment name can be: a DNS label (an experiment name) and -<n>.
+RUN_REF = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
 def home() -> Path:
-    default = Path.home() / ".local" / "share" / "shipyard" / "local"
-    return Path(os.environ.get("SHIPYARD_HOME", default))
+    """$SHIPYARD_HOME, else ~/.local/share/shipyard/local."""
+    env = os.environ.get("SHIPYARD_HOME", "").strip()
+    return Path(env) if env else Path.home() / ".local" / "share" / "shipyard" / "local"
 
 
 @dataclass
@@ -69,6 +76,14 @@ class RunStatus:
         return self.phase in ACTIVE
 
 
+def _home_problem(root: Path, exc: OSError) -> str:
+    where = f"SHIPYARD_HOME={short(str(root))}" if os.environ.get("SHIPYARD_HOME") else str(root)
+    file = isinstance(exc, FileExistsError | NotADirectoryError)
+    reason = "it, or a folder above it, is a file" if file else exc.strerror or str(exc)
+    return (f"{where}: cannot keep runs there ({reason}); point SHIPYARD_HOME at a directory "
+            "you can write, or unset it")
+
+
 class RunNotFound(LookupError):
     pass
 
@@ -77,7 +92,10 @@ class Store:
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or home()
         self.runs = self.root / "runs"
-        self.runs.mkdir(parents=True, exist_ok=True)
+        try:
+            self.runs.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SettingError(_home_problem(self.root, exc)) from None
 
     @contextlib.contextmanager
     def queue_lock(self) -> Iterator[None]:
@@ -90,6 +108,9 @@ class Store:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def run_dir(self, run_id: str) -> Path:
+        """The run's folder: always directly under runs/ (a ref like ../x is no run)."""
+        if len(run_id) > 80 or not RUN_REF.match(run_id):
+            raise RunNotFound(run_id)
         return self.runs / run_id
 
     def log_dir(self, run_id: str) -> Path:
@@ -126,12 +147,14 @@ class Store:
     def all(self) -> list[RunStatus]:
         out = []
         for path in self.runs.glob("*/status.json"):
-            with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+            # A run being written, or a file someone broke: not a run to show.
+            with contextlib.suppress(OSError, ValueError, TypeError):
                 out.append(RunStatus.from_json(json.loads(path.read_text())))
         return sorted(out, key=lambda s: s.submitted_at)
 
     def resolve(self, ref: str) -> RunStatus:
-        """A run id (`allreduce-3`) or an experiment name (its latest run)."""
+        """A run id (`allreduce-3`) or an experiment name (its latest run); anything else,
+        a path included, is RunNotFound."""
         if (self.run_dir(ref) / "status.json").exists():
             return self.load(ref)
         named = [s for s in self.all() if s.name == ref]

@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from shipyard.local.machine import LocalMachine, detect_machine
 from shipyard.local.store import RankState, RunStatus, Store
 from shipyard.render.env import pod_name, replica_env
 from shipyard.spec import Experiment, Role
+from shipyard.spec.inputs import clip
 
 HOLDING = ("Starting", "Running")  # phases whose resources are taken
 
@@ -55,15 +57,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def local_command(command: list[str]) -> list[str]:
-    # `python` (and `torchrun`) in a spec mean "with the Python shipyard runs on".
-    if command and command[0] in ("python", "python3"):
-        return [sys.executable, *command[1:]]
-    if command and command[0] == "torchrun":
-        return [sys.executable, "-m", "torch.distributed.run", *command[1:]]
-    return command
 
 
 class Supervisor:
@@ -106,6 +99,8 @@ class Supervisor:
             if not self._wait_for_admission():
                 return self._finish("Cancelled", "cancelled while queued")
             gang = self._start_gang()
+            if gang is None:
+                return None  # could not start: already Failed, no process left
             outcome, message = self._watch(gang)
             gang.stop()
             self._record_ranks(gang)
@@ -202,13 +197,15 @@ class Supervisor:
 
     # -- running ---------------------------------------------------------------
 
-    def _start_gang(self) -> ranks.Gang:
+    def _start_gang(self) -> ranks.Gang | None:
+        """Every rank started, or (one could not start) none left running and the run Failed."""
         ports = {(r.name, i): free_port() for r in self.exp.roles for i in range(r.replicas)}
 
         def address(role: Role, index: int) -> tuple[str, int]:
             return "127.0.0.1", ports[(role.name, index)]
 
         gang = ranks.Gang()
+        starting = ""
         workdir = Path(self.status.workdir)
         attempt = self.status.restarts + 1
         try:
@@ -223,18 +220,21 @@ class Supervisor:
                         "CUDA_VISIBLE_DEVICES": ",".join(map(str, self.status.gpus.get(name, []))),
                         "PYTHONUNBUFFERED": "1",
                     }
-                    cwd = workdir / role.working_dir if role.working_dir else workdir
+                    cwd = ranks.role_cwd(workdir, role)
+                    starting = name
                     log = self.store.log_dir(self.status.id) / f"{name}.log"
                     if attempt > 1:
                         with log.open("a") as handle:
                             handle.write(f"---- shipyard: attempt {attempt} ----\n")
                     gang.ranks.append(ranks.start_rank(
-                        name, role.name, local_command(role.command), env, cwd, log,
+                        name, role.name, ranks.local_command(role.command), env, cwd, log,
                         self.reporter.line,
                     ))
-        except OSError:
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
             gang.stop(grace_s=1)
-            raise
+            self._record_ranks(gang)
+            self._finish("Failed", f"rank {starting} could not start: {clip(str(exc))}")
+            return None
         self._save(
             phase="Running", started_at=self.status.started_at or self.clock(),
             message=f"{len(gang.ranks)} rank(s) running",

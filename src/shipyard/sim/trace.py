@@ -14,15 +14,21 @@ from __future__ import annotations
 
 import bisect
 import csv
-import math
+import io
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from shipyard.spec.inputs import MAX_TRACE_BYTES, InputError, clip, read_text
+from shipyard.spec.quantity import MAX_SECONDS, bounded_number
+
 ALIBABA_POD_LIST = Path("alibaba-gpu-2023") / "openb_pod_list_default.csv"
 CSV_COLUMNS = ("submit_s", "gpus", "duration_s")
 DAY_S = 86400.0
+# 65,536 GPUs (8,192 nodes of 8) in one experiment: beyond any real cluster, and still a
+# gang the simulator places in bounded time.
+MAX_TRACE_GPUS = 65536
 
 
 class TraceError(ValueError):
@@ -49,27 +55,22 @@ def alibaba_path(root: Path | None = None) -> Path:
     return (root or traces_dir()) / ALIBABA_POD_LIST
 
 
-def _number(path: Path, line: int, column: str, text: str, *, integer: bool = False) -> float:
-    where = f"{path}: row {line}, column {column}"
+def _number(path: Path, line: int, column: str, text: str, *, integer: bool = False,
+            low: float | None = None, above: float | None = None, high: float | None = None) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        raise TraceError(f"{where}: {text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise TraceError(f"{where}: {text!r} is not a finite number")
-    if integer and value != int(value):
-        raise TraceError(f"{where}: {text!r} must be a whole number")
-    return value
+        return bounded_number(text, integer=integer, low=low, above=above, high=high)
+    except ValueError as exc:
+        raise TraceError(f"{path}: row {line}, column {column}: {exc}") from None
 
 
 def _rows(path: Path, required: Sequence[str]) -> Iterable[tuple[int, dict[str, str]]]:
     """(file line number, row) for each data row, after checking the header."""
     try:
-        f = path.open(newline="")
-    except OSError as e:
-        raise TraceError(f"{path}: cannot read the trace: {e.strerror}") from None
-    with f:
-        reader = csv.DictReader(f)
+        text = read_text(path, MAX_TRACE_BYTES)
+    except InputError as exc:
+        raise TraceError(f"{exc.source}: cannot read the trace: {exc.problem}") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
         header = reader.fieldnames or []
         missing = [c for c in required if c not in header]
         if missing:
@@ -80,6 +81,8 @@ def _rows(path: Path, required: Sequence[str]) -> Iterable[tuple[int, dict[str, 
                 raise TraceError(f"{path}: row {reader.line_num}: expected {len(header)} "
                                  "columns as in the header")
             yield reader.line_num, row
+    except csv.Error as exc:
+        raise TraceError(f"{path}: row {reader.line_num}: not valid CSV: {clip(str(exc))}") from None
 
 
 def load_csv(path: Path | str) -> list[Arrival]:
@@ -87,18 +90,13 @@ def load_csv(path: Path | str) -> list[Arrival]:
     path = Path(path)
     out: list[Arrival] = []
     for line, row in _rows(path, CSV_COLUMNS):
-        submit = _number(path, line, "submit_s", row["submit_s"])
-        gpus = _number(path, line, "gpus", row["gpus"], integer=True)
-        duration = _number(path, line, "duration_s", row["duration_s"])
+        submit = _number(path, line, "submit_s", row["submit_s"], high=MAX_SECONDS)
+        gpus = _number(path, line, "gpus", row["gpus"], integer=True, low=1, high=MAX_TRACE_GPUS)
+        duration = _number(path, line, "duration_s", row["duration_s"], above=0, high=MAX_SECONDS)
         if submit < 0:
             raise TraceError(f"{path}: row {line}, column submit_s: {submit:g} is negative; "
                              "times count from 0")
-        if gpus < 1:
-            raise TraceError(f"{path}: row {line}, column gpus: must be at least 1, got {gpus:g}")
-        if duration <= 0:
-            raise TraceError(f"{path}: row {line}, column duration_s: must be above 0, "
-                             f"got {duration:g}")
-        name = (row.get("name") or "").strip() or f"exp-{line - 1:05d}"
+        name = clip((row.get("name") or "").strip(), 63) or f"exp-{line - 1:05d}"
         out.append(Arrival(name, submit, int(gpus), duration))
     if not out:
         raise TraceError(f"{path}: no experiments (only a header?)")
@@ -124,7 +122,7 @@ def load_alibaba(path: Path | str | None = None, window_s: float = DAY_S) -> lis
     cols = ("name", "num_gpu", "creation_time", "deletion_time", "scheduled_time")
     tasks: list[tuple[str, float, int, float]] = []
     for line, row in _rows(path, cols):
-        gpus = _number(path, line, "num_gpu", row["num_gpu"], integer=True)
+        gpus = _number(path, line, "num_gpu", row["num_gpu"], integer=True, high=MAX_TRACE_GPUS)
         if gpus <= 0:
             continue
         created = _number(path, line, "creation_time", row["creation_time"])

@@ -21,11 +21,11 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from shipyard.spec.errors import SpecError, spec_error
 from shipyard.spec.experiment import DNS_LABEL, OptionalSeconds
+from shipyard.spec.inputs import InputError, parse_yaml, read_text, short
 from shipyard.spec.machines import StrictModel
 
 ENV_CLUSTERS = "SHIPYARD_CLUSTERS"
@@ -54,7 +54,7 @@ class ClusterRef(StrictModel):
     # The kind of work this cluster is preferred for, when several could run it.
     prefer: Literal["gpu", "cpu", "any"] = "any"
     # Multiplies node prices in this cluster's summary (e.g. an amortised on-prem rate).
-    cost_factor: float = Field(default=1.0, ge=0)
+    cost_factor: float = Field(default=1.0, ge=0, le=1000)
     # Spec machine type -> this cluster's name for it; a type left out keeps its name.
     machine_types: dict[str, str] = Field(default_factory=dict)
 
@@ -65,7 +65,7 @@ class ClusterRef(StrictModel):
             for text, side in ((spec_name, "spec machine type"), (local, "this cluster's name")):
                 if not MACHINE_NAME.match(text):
                     raise ValueError(
-                        f"{spec_name}: {side} {text!r} is not a machine type name; use lowercase "
+                        f"{spec_name}: {side} {short(text)} is not a machine type name; use lowercase "
                         "letters, digits, '-' and '.', e.g. {gpu-a100: a100-80g}"
                     )
         return value
@@ -91,7 +91,7 @@ class ClustersConfig(StrictModel):
                 if value in seen:
                     fix = ("give each cluster its own name" if field == "name"
                            else "both entries are the same cluster; keep one")
-                    problems.append(f"clusters[{i}].{field}: duplicate {field} {value!r} "
+                    problems.append(f"clusters[{i}].{field}: duplicate {field} {short(value)} "
                                     f"(also clusters[{seen[value]}]); {fix}")
                 seen.setdefault(value, i)
         if problems:
@@ -103,7 +103,7 @@ class ClustersConfig(StrictModel):
             if c.name == name:
                 return c
         known = ", ".join(c.name for c in self.clusters)
-        raise KeyError(f"no cluster named {name!r} in the clusters config; use one of {known}")
+        raise KeyError(f"no cluster named {short(name)} in the clusters config; use one of {known}")
 
     @property
     def names(self) -> list[str]:
@@ -136,11 +136,9 @@ def load_clusters_config(path: Path | str | None = None) -> ClustersConfig:
     if not where.is_file():
         raise ClustersConfigMissing(_missing_text(where, how))
     try:
-        data = yaml.safe_load(where.read_text())
-    except yaml.YAMLError as exc:
-        raise SpecError(str(where), [f"not valid YAML: {exc}"], WHAT) from None
-    except OSError as exc:
-        raise SpecError(str(where), [f"cannot read the file: {exc.strerror}"], WHAT) from None
+        data = parse_yaml(read_text(where), str(where))
+    except InputError as exc:
+        raise SpecError(exc.source, [exc.problem], WHAT) from None
     return clusters_config_from_data(data, str(where))
 
 

@@ -7,6 +7,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from shipyard.spec.inputs import clip, short
+
+MAX_PROBLEMS = 20  # listed in one error; the rest are counted
+
 
 class SpecError(ValueError):
     """A spec (or config) that cannot be used; `problems` holds one line each."""
@@ -14,7 +18,11 @@ class SpecError(ValueError):
     def __init__(self, source: str, problems: list[str], what: str = "the experiment spec") -> None:
         self.source = source
         self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
+        # A .py spec's own traceback (shown with --debug), when it raised.
+        self.details: str | None = None
+        lines = "\n".join(f"  - {p}" for p in problems[:MAX_PROBLEMS])
+        if len(problems) > MAX_PROBLEMS:
+            lines += f"\n  ... and {len(problems) - MAX_PROBLEMS} more"
         super().__init__(f"{source}: {len(problems)} problem(s) in {what}:\n{lines}")
 
 
@@ -24,7 +32,8 @@ def format_path(loc: tuple[Any, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            text = clip(str(part), 60)  # a key is user input too
+            out += f".{text}" if out else text
     return out or "(top level)"
 
 
@@ -58,7 +67,7 @@ def _describe(error: dict[str, Any], root: type[BaseModel]) -> str:
     if kind == "extra_forbidden":
         owner = _model_at(root, loc[:-1])
         allowed = sorted(owner.model_fields) if owner else []
-        hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = difflib.get_close_matches(clip(str(loc[-1]), 60), allowed, n=1)
         fix = f"did you mean {hint[0]!r}?" if hint else f"allowed fields: {', '.join(allowed)}"
         return f"{format_path(loc)}: unknown field; {fix}"
     bounds = {
@@ -67,24 +76,24 @@ def _describe(error: dict[str, Any], root: type[BaseModel]) -> str:
     }
     if kind in bounds:
         op, key = bounds[kind]
-        return f"{format_path(loc)}: must be {op} {ctx[key]}, got {value!r}"
+        return f"{format_path(loc)}: must be {op} {ctx[key]}, got {short(value)}"
     if kind == "string_pattern_mismatch":
         return (
             f"{format_path(loc)}: must be lowercase letters, digits and '-', starting and "
-            f"ending with a letter or digit (pattern {ctx['pattern']}), got {value!r}"
+            f"ending with a letter or digit (pattern {ctx['pattern']}), got {short(value)}"
         )
     if kind in ("string_too_short", "too_short"):
-        return f"{format_path(loc)}: must not be empty, got {value!r}"
+        return f"{format_path(loc)}: must not be empty, got {short(value)}"
     if kind in ("string_too_long", "too_long"):
         limit = ctx.get("max_length")
-        return f"{format_path(loc)}: must be at most {limit} long, got {value!r}"
+        return f"{format_path(loc)}: must be at most {limit} long, got {short(value)}"
     if kind == "value_error":
         message = error["msg"].removeprefix("Value error, ")
         if not loc:  # cross-field checks already name their paths, one per line
             return message
         return f"{format_path(loc)}: {message}"
     message = error["msg"]
-    return f"{format_path(loc)}: {message[:1].lower()}{message[1:]}, got {value!r}"
+    return f"{format_path(loc)}: {message[:1].lower()}{message[1:]}, got {short(value)}"
 
 
 def spec_error(

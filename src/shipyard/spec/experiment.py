@@ -8,6 +8,7 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, Field, PlainSerializer, model_validator
 
+from shipyard.spec.inputs import clip, short
 from shipyard.spec.machines import (
     DEFAULT_MACHINE_TYPES,
     CpuMilli,
@@ -15,7 +16,7 @@ from shipyard.spec.machines import (
     MemoryBytes,
     StrictModel,
 )
-from shipyard.spec.quantity import parse_duration_seconds
+from shipyard.spec.quantity import MAX_SECONDS, parse_duration_seconds
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # A Kubernetes label key: an optional DNS prefix and '/', then a name.
@@ -25,6 +26,7 @@ DEFAULT_IMAGE = "python:3.11-slim"
 DEFAULT_PORT = 29500
 # A pod name is also its host name, so <experiment>-<role>-<index> must be a DNS label.
 MAX_HOSTNAME = 63
+NO_NUL = ", which no process can be given; remove it"
 
 
 def _split_command(value: object) -> object:
@@ -53,8 +55,8 @@ class RetryPolicy(StrictModel):
     """A failed replica stops the whole gang; this decides whether it starts again."""
 
     max_restarts: int = Field(default=0, ge=0, le=1000)
-    backoff_seconds: float = Field(default=10.0, ge=0)
-    max_backoff_seconds: float = Field(default=300.0, ge=0)
+    backoff_seconds: float = Field(default=10.0, ge=0, le=MAX_SECONDS)
+    max_backoff_seconds: float = Field(default=300.0, ge=0, le=MAX_SECONDS)
 
     def backoff(self, restart: int) -> float:
         """Seconds to wait before restart number `restart` (1-based): doubling, capped."""
@@ -150,7 +152,7 @@ def _reference_problems(exp: Experiment):
     for i, role in enumerate(exp.roles):
         if role.name in seen:
             yield (
-                f"roles[{i}].name: duplicate role name {role.name!r} "
+                f"roles[{i}].name: duplicate role name {short(role.name)} "
                 f"(also roles[{seen[role.name]}]); give each role its own name"
             )
         seen.setdefault(role.name, i)
@@ -158,7 +160,7 @@ def _reference_problems(exp: Experiment):
         if machine is None:
             known = ", ".join(sorted(catalog))
             yield (
-                f"roles[{i}].machine_type: unknown machine type {role.machine_type!r}; "
+                f"roles[{i}].machine_type: unknown machine type {short(role.machine_type)}; "
                 f"use one of {known}, or define it under machine_types"
             )
         elif role.resources is not None:
@@ -173,23 +175,36 @@ def _reference_problems(exp: Experiment):
                         f"roles[{i}].resources.{field}: asks for more than one "
                         f"{machine.name} has ({want} > {have}); lower it or pick a bigger machine"
                     )
-        for key in role.env:
+        for key, value in role.env.items():
             if not ENV_NAME.match(key):
                 yield (
-                    f"roles[{i}].env.{key}: not a valid environment variable name; "
+                    f"roles[{i}].env.{clip(key, 60)}: not a valid environment variable name; "
                     "use letters, digits and '_', not starting with a digit"
                 )
+            elif "\0" in value:
+                yield f"roles[{i}].env.{key}: the value contains a NUL byte{NO_NUL}"
+        yield from _command_problems(i, role)
         host = f"{exp.name}-{role.name}-{role.replicas - 1}"
         if len(host) > MAX_HOSTNAME:
             yield (
-                f"roles[{i}].name: pod host name {host!r} is longer than {MAX_HOSTNAME} "
+                f"roles[{i}].name: pod host name {short(host)} is longer than {MAX_HOSTNAME} "
                 "characters; shorten the experiment or role name"
             )
     for i, name in enumerate(exp.success_roles or []):
         if name not in seen:
             yield (
-                f"success_roles[{i}]: no role named {name!r}; "
+                f"success_roles[{i}]: no role named {short(name)}; "
                 f"use one of {', '.join(seen)}"
             )
     if not any(r.distributed for r in exp.roles):
         yield "roles: at least one role must be distributed (the one that owns rank 0)"
+
+
+def _command_problems(i: int, role: Role):
+    if not role.command[0].strip():
+        yield f"roles[{i}].command[0]: the program to run is empty; name one, e.g. [python, train.py]"
+    for j, arg in enumerate(role.command):
+        if "\0" in arg:
+            yield f"roles[{i}].command[{j}]: contains a NUL byte{NO_NUL}"
+    if role.working_dir is not None and ("\0" in role.working_dir or not role.working_dir.strip()):
+        yield f"roles[{i}].working_dir: must be a path without NUL bytes, got {short(role.working_dir)}"

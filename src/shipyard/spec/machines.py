@@ -19,12 +19,14 @@ MemoryBytes = Annotated[
 LABEL_INSTANCE_TYPE = "node.kubernetes.io/instance-type"
 LABEL_GPU_PRODUCT = "nvidia.com/gpu.product"
 RESOURCE_GPU = "nvidia.com/gpu"
+MAX_PRICE = 1_000_000.0  # $/h of one node: anything above is a typo
 
 
 class StrictModel(BaseModel):
     """Unknown fields are errors: a typo must never be silently dropped."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # inf and nan are never a valid number of anything.
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
 
 class Taint(StrictModel):
@@ -43,7 +45,7 @@ class MachineType(StrictModel):
     gpu_model: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     taints: tuple[Taint, ...] = ()
-    cost_per_hour: float = Field(default=0.0, ge=0)
+    cost_per_hour: float = Field(default=0.0, ge=0, le=MAX_PRICE)
     # What the kubelet and system daemons keep back on every node of this type: a pod
     # that takes "the whole machine" asks for the rest (the node's allocatable).
     reserved_cpu: CpuMilli = Field(default="100m", ge=0)

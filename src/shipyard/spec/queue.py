@@ -13,7 +13,7 @@ class Quota(StrictModel):
 
     cpu: CpuMilli | None = Field(default=None, ge=0)
     memory: MemoryBytes | None = Field(default=None, ge=0)
-    gpus: int | None = Field(default=None, ge=0)
+    gpus: int | None = Field(default=None, ge=0, le=10_000_000)
 
 
 class Queue(StrictModel):
