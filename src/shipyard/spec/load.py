@@ -84,7 +84,7 @@ def _from_python(path: Path, text: str) -> Experiment:
         problem = f"SyntaxError: {clip(str(exc.msg))}"
         raise SpecCodeError(path, where, problem, _user_traceback(exc)) from None
     except Exception as exc:
-        problem = f"{type(exc).__name__}: {clip(str(exc))}"
+        problem = f"{type(exc).__name__}: {_message(exc)}"
         raise SpecCodeError(path, _spec_line(path, exc), problem, _user_traceback(exc)) from None
     finally:
         if saved is None:
@@ -92,6 +92,13 @@ def _from_python(path: Path, text: str) -> Experiment:
         else:
             sys.modules[SPEC_MODULE] = saved
     return _pick(path, dict(namespace))
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        return clip(str(exc))
+    except Exception:  # the spec's own exception class cannot say what it is
+        return "(its message could not be shown)"
 
 
 def _spec_line(path: Path, exc: BaseException) -> int | None:

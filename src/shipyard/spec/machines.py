@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationInfo,
+    field_validator,
+)
 
 from shipyard.spec.quantity import format_cpu, format_memory, parse_cpu_milli, parse_memory_bytes
 
@@ -22,11 +30,23 @@ RESOURCE_GPU = "nvidia.com/gpu"
 MAX_PRICE = 1_000_000.0  # $/h of one node: anything above is a typo
 
 
+_NUMBERS = (int, float, int | None, float | None)
+
+
 class StrictModel(BaseModel):
     """Unknown fields are errors: a typo must never be silently dropped."""
 
     # inf and nan are never a valid number of anything.
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, value: object, info: ValidationInfo) -> object:
+        # `replicas: true` is a slip, not 1 (pydantic would take it as 1).
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(value, bool) and field is not None and field.annotation in _NUMBERS:
+            raise ValueError(f"expected a number, got {value!r}")
+        return value
 
 
 class Taint(StrictModel):
