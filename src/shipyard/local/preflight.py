@@ -40,13 +40,14 @@ def _role_problems(i: int, role: Role, workdir: Path):
     cwd = role_cwd(workdir, role)
     if not cwd.is_dir():
         what = "is not a directory" if cwd.exists() else "does not exist"
-        yield f"roles[{i}].working_dir: {short(str(cwd))} {what}; create it or fix the path"
+        yield f"roles[{i}].working_dir: {short(str(cwd), 300)} {what}; create it or fix the path"
         return
     program = local_command(role.command)[0]
     if "/" in program:
         target = cwd / program
         if not target.is_file():
-            yield (f"roles[{i}].command[0]: {short(program)} not found (looked for {short(str(target))}); "
+            looked = short(str(target), 300)
+            yield (f"roles[{i}].command[0]: {short(program)} not found (looked for {looked}); "
                    "fix the path, relative to the working directory")
         elif not os.access(target, os.X_OK):
             yield (f"roles[{i}].command[0]: {short(program)} is not executable; make it so "

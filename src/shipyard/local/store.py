@@ -77,7 +77,7 @@ class RunStatus:
 
 
 def _home_problem(root: Path, exc: OSError) -> str:
-    where = f"SHIPYARD_HOME={short(str(root))}" if os.environ.get("SHIPYARD_HOME") else str(root)
+    where = f"SHIPYARD_HOME={short(str(root), 300)}" if os.environ.get("SHIPYARD_HOME") else str(root)
     file = isinstance(exc, FileExistsError | NotADirectoryError)
     reason = "it, or a folder above it, is a file" if file else exc.strerror or str(exc)
     return (f"{where}: cannot keep runs there ({reason}); point SHIPYARD_HOME at a directory "

@@ -38,7 +38,11 @@ def short(value: object, limit: int = _REPR_LIMIT) -> str:
     integer, a deep or alias-shared structure, a 10 MB string)."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
         digits = int(value.bit_length() * math.log10(2)) + 1
+        digits -= 10 ** (digits - 1) > abs(value)
         return f"<an integer of about {digits} digits>"
+    if isinstance(value, str | bytes):
+        text = repr(value[:limit])  # then cut: the repr of the cut may still be longer
+        return text if len(text) <= limit else text[: limit - 4] + "..." + text[-1]
     try:
         text = _repr.repr(value)
     except Exception:  # a user object with a broken __repr__, an int past the digit limit
@@ -178,6 +182,10 @@ def parse_yaml(text: str, source: str) -> Any:
         _check_shape(text, source)
         return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
     except yaml.YAMLError as exc:
+        if "nesting depth" in str(getattr(exc, "problem", "")):  # libyaml's own limit, met first
+            line = exc.problem_mark.line + 1  # type: ignore[attr-defined]
+            raise InputError(source, f"line {line}: nested more than {MAX_DEPTH} levels deep; "
+                             "flatten it") from None
         raise InputError(source, f"not valid YAML: {_yaml_problem(exc)}") from None
 
 

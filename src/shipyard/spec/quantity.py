@@ -93,6 +93,8 @@ def parse_duration_seconds(value: object) -> float:
         total = value
     else:
         text = str(value).strip() if isinstance(value, str) else ""
+        if re.fullmatch(r"[0-9]+(?:\.[0-9]+)?", text):
+            text += "s"  # "3600": seconds, as the number 3600 is
         parts = re.findall(r"([0-9]+(?:\.[0-9]+)?)([smhd])", text)
         if not parts or "".join(n + u for n, u in parts) != text:
             raise ValueError(f"{_DURATION_EXAMPLE}, got {short(value)}")
