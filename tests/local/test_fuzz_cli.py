@@ -78,7 +78,7 @@ def hostile_spec(draw: st.DrawFn) -> tuple[str, bytes]:
     ]))
 
 
-@examples(12)
+@examples(12, subprocess=True)
 @given(data=st.data(), verb=st.sampled_from(["render", "launch-d", "launch"]))
 def test_verbs_refuse_hostile_specs(shipyard_home, tmp_path_factory, data, verb):
     tried(f"CLI {verb} (hostile spec)")
@@ -100,7 +100,7 @@ BAD_SETTINGS = st.one_of(
 )
 
 
-@examples(10)
+@examples(10, subprocess=True)
 @given(setting=BAD_SETTINGS)
 def test_launch_refuses_bad_settings(shipyard_home, setting):
     tried("CLI launch (bad environment setting)")
@@ -110,7 +110,7 @@ def test_launch_refuses_bad_settings(shipyard_home, setting):
     refused(shipyard("launch", "-d", str(spec), env={name: value}), name, shipyard_home, before)
 
 
-@examples(4)
+@examples(4, subprocess=True)
 @given(where=st.sampled_from(["file", "below-file"]), verb=st.sampled_from(["list", "launch", "status"]))
 def test_verbs_refuse_a_home_that_is_a_file(tmp_path_factory, where, verb):
     tried("CLI (SHIPYARD_HOME is a file)")
@@ -126,7 +126,7 @@ def test_verbs_refuse_a_home_that_is_a_file(tmp_path_factory, where, verb):
     assert (tmp / "a-file").read_text() == "not a folder"
 
 
-@examples(12)
+@examples(12, subprocess=True)
 @given(ref=st.one_of(st.sampled_from(["../outside", "../../outside", "runs/../../outside", "/tmp", "..",
                                       "fuzz-1/../fuzz-1", "~", "FUZZ-1", "x" * 3000]),
                      st.text(alphabet="./-_aZ0", min_size=1, max_size=12)),
@@ -162,7 +162,7 @@ BENCH_CASES = [(script, flag, value) for script, flags in BENCH_FLAGS.items()
                for flag, values in flags.items() for value in values]
 
 
-@examples(10)
+@examples(10, subprocess=True)
 @given(case=st.sampled_from(BENCH_CASES))
 def test_bench_flags_refuse_bad_values(case):
     script, flag, value = case
@@ -180,7 +180,7 @@ BAD_TRACES = st.sampled_from([
 ])
 
 
-@examples(6)
+@examples(6, subprocess=True)
 @given(trace=BAD_TRACES, script=st.sampled_from(["bench/autoscale_trace.py", "bench/multicluster.py"]))
 def test_bench_traces_refuse_bad_rows(tmp_path_factory, trace, script):
     tried("bench --trace (bad CSV)")
@@ -191,7 +191,7 @@ def test_bench_traces_refuse_bad_rows(tmp_path_factory, trace, script):
     check_message(result.stderr, str(path))
 
 
-@examples(8)
+@examples(8, subprocess=True)
 @given(data=st.data())
 def test_clusters_verb_refuses_a_bad_config(shipyard_home, tmp_path_factory, data):
     tried("CLI clusters (bad clusters.yaml)")
@@ -210,7 +210,7 @@ def test_clusters_verb_refuses_a_bad_config(shipyard_home, tmp_path_factory, dat
     check_message(result.stderr, str(path))
 
 
-@examples(4)
+@examples(4, subprocess=True)
 @given(case=st.sampled_from([("fleet", "redispatch", "--interval", "nan"), ("fleet", "redispatch", "--interval", "-1"),
                              ("move", "x", "--to", "y", "--hold-timeout", "inf"),
                              ("move", "x", "--to", "y", "--hold-timeout", "0")]))

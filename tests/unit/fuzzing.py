@@ -4,7 +4,7 @@ Shared by tests/unit/test_fuzz_inputs.py (loaders in process) and
 tests/local/test_fuzz_cli.py (the `shipyard` verbs and bench scripts as subprocesses).
 The CI profile (HYPOTHESIS_PROFILE=ci) runs `examples(n)` of each; `python
 bench/fuzz_inputs.py` raises SHIPYARD_FUZZ_EXAMPLES and records how many inputs of each
-family were tried in $SHIPYARD_FUZZ_COUNTS.
+family were tried in $SHIPYARD_FUZZ_COUNTS (a JSON file, added to).
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ COUNTS: collections.Counter[str] = collections.Counter()
 FINDINGS: list[str] = []
 
 
-def examples(ci: int) -> settings:
-    """`ci` examples per property in CI; SHIPYARD_FUZZ_EXAMPLES of them in the long run."""
-    n = int(os.environ.get("SHIPYARD_FUZZ_EXAMPLES") or ci)
+def examples(ci: int, *, subprocess: bool = False) -> settings:
+    """`ci` examples per property in CI; in the long run SHIPYARD_FUZZ_EXAMPLES of them
+    (SHIPYARD_FUZZ_CLI_EXAMPLES for a property that starts a process per example)."""
+    n = int(os.environ.get("SHIPYARD_FUZZ_CLI_EXAMPLES" if subprocess else "SHIPYARD_FUZZ_EXAMPLES") or ci)
     return settings(max_examples=n, deadline=None, suppress_health_check=list(HealthCheck))
 
 
