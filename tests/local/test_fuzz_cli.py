@@ -22,6 +22,7 @@ from ..unit.fuzzing import (
     VALID_SPEC,
     byte_edits,
     check_message,
+    deep_or_exploding,
     examples,
     mutate_bytes,
     tree_state,
@@ -68,7 +69,7 @@ def hostile_spec(draw: st.DrawFn) -> tuple[str, bytes]:
             bad = ".nan"
         return ".yaml", yaml_with(VALID_SPEC, field, bad).encode()
     if kind == "document":
-        return ".yaml", draw(HOSTILE_DOCUMENTS).encode()
+        return ".yaml", draw(st.one_of(HOSTILE_DOCUMENTS, deep_or_exploding())).encode()
     if kind == "bytes":  # stray bytes that break the encoding, wherever they land
         data = mutate_bytes(yaml.safe_dump(VALID_SPEC).encode(), draw(byte_edits))
         return ".yaml", data[:draw(st.integers(0, len(data)))] + b"\xff\xfe" + data

@@ -161,3 +161,55 @@ byte_edits = st.lists(
                                                                   b"&a ", b"*a", b"- ", b"{", b"'"]))),
     min_size=1, max_size=6,
 )
+
+
+# -- generated documents and .py specs ---------------------------------------------------
+
+
+@st.composite
+def deep_or_exploding(draw: st.DrawFn) -> str:
+    """YAML (and JSON-like flow YAML) nested past the limit, or aliases past the limit."""
+    if draw(st.booleans()):
+        opener = draw(st.sampled_from(["[", '{"a": ']))
+        closer = "]" if opener == "[" else "}"
+        depth = draw(st.integers(65, 5000))
+        return "name: " + opener * depth + "1" + closer * depth + "\n"
+    fan, levels = draw(st.integers(5, 12)), draw(st.integers(6, 12))
+    if fan**levels <= 100_000:
+        levels = 12
+    lines = [f"a0: &a0 [{', '.join(['lol'] * fan)}]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * fan)}]" for i in range(1, levels)]
+    return "\n".join(lines) + f"\nname: *a{levels - 1}\n"
+
+
+_EXCEPTIONS = ["RuntimeError", "ValueError", "KeyError", "OSError", "ZeroDivisionError", "RecursionError",
+               "MemoryError", "ImportError", "AssertionError", "Exception", "StopIteration"]
+
+
+@st.composite
+def py_specs(draw: st.DrawFn) -> bytes:
+    """A .py spec that prints (to stdout too), then raises, exits, breaks or builds a bad
+    (sometimes a good) experiment."""
+    text = draw(_text)
+    lines = ["import sys", "from shipyard import Experiment, Resources, Role"]
+    for _ in range(draw(st.integers(0, 3))):
+        lines.append(draw(st.sampled_from([
+            f"print({text!r})", f"print({text!r} * 1000, file=sys.stderr)", f"sys.stdout.write({text!r})",
+            f"x = {draw(scalars)!r}" if not isinstance(draw(scalars), float) else "x = float('nan')",
+            "import os", "def helper():\n    return 1",
+        ])))
+    replicas = draw(st.one_of(st.integers(-2, 3), st.sampled_from([10**400, "'2'", "True", "float('inf')"])))
+    name = draw(st.one_of(st.just("'ok'"), st.just(repr(text)), st.just("'x' * 10**6")))
+    cpu = draw(st.sampled_from(["'100m'", "float('inf')", "float('nan')", "10**30", "'9' * 400", "-1"]))
+    lines.append(draw(st.sampled_from([
+        f"raise {draw(st.sampled_from(_EXCEPTIONS))}({text!r})",
+        f"sys.exit({draw(st.integers(-3, 300))})", f"sys.exit({text!r})", "raise SystemExit",
+        "def broken(:\n    pass", "experiment = 1", "", "import no_such_module_xyz",
+        "def f():\n    return f()\nf()",
+        f"experiment = Experiment(name={name}, roles=[Role(name='w', machine_type='cpu-small', "
+        f"command=['python'], replicas={replicas}, resources=Resources(cpu={cpu}, memory='64Mi'))])",
+    ])))
+    data = "\n".join(lines).encode() + b"\n"
+    if draw(st.integers(0, 9)) == 0:
+        data = mutate_bytes(data, draw(byte_edits))
+    return data

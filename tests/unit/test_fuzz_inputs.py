@@ -44,8 +44,10 @@ from .fuzzing import (
     VALID_SPEC,
     byte_edits,
     check_message,
+    deep_or_exploding,
     examples,
     mutate_bytes,
+    py_specs,
     scalars,
     tried,
     yaml_with,
@@ -133,12 +135,31 @@ PY_BODIES = st.sampled_from([
 @examples(30)
 @given(body=PY_BODIES)
 def test_py_spec_errors_name_the_file(tmp_path_factory, capfd, body):
-    tried("spec .py (raises, exits, prints)")
+    tried("spec .py (hand-made: raises, exits, prints)")
     path = _spec(tmp_path_factory.mktemp("s"), ".py", body.encode("utf-8", "surrogateescape")
                  if body != "\xff" else b"\xff")
     capfd.readouterr()
     assert load_or_clear_error(path) is None
     assert capfd.readouterr().out == "", "a .py spec's output must go to stderr"
+
+
+@examples(60)
+@given(source=py_specs())
+def test_generated_py_specs(tmp_path_factory, capfd, source):
+    tried("spec .py (generated: prints, raises, exits, bad values)")
+    path = _spec(tmp_path_factory.mktemp("s"), ".py", source)
+    capfd.readouterr()
+    exp = load_or_clear_error(path)
+    assert capfd.readouterr().out == "", "a .py spec's output must go to stderr"
+    if exp is not None:
+        assert 0 < exp.request(exp.roles[0]).cpu <= MAX_INT64
+
+
+@examples(30)
+@given(doc=deep_or_exploding(), suffix=st.sampled_from([".yaml", ".yml"]))
+def test_generated_deep_and_exploding_documents(tmp_path_factory, doc, suffix):
+    tried("spec yaml (generated: nested 65-5,000 deep, alias bombs)")
+    assert load_or_clear_error(_spec(tmp_path_factory.mktemp("s"), suffix, doc.encode())) is None
 
 
 # -- quantities and durations ------------------------------------------------------
