@@ -150,3 +150,15 @@ def test_debug_shows_the_spec_files_own_traceback(tmp_path):
     assert "shipyard/spec/load.py" not in result.stderr
     assert result.stderr.endswith(f"RuntimeError: no data dir\nerror in spec file {path} line 2: "
                                   "RuntimeError: no data dir\n")
+
+
+def test_a_run_file_damaged_by_hand_is_named_with_the_fix(tmp_path, store):
+    path = spec_file(tmp_path)
+    status = launch(load_experiment(path), path, store=store)
+    state = store.run_dir(status.id) / "status.json"
+    state.write_text('{"id": 3')
+    result = shipyard("status", status.id)
+    assert result.returncode == 1
+    assert result.stderr == (f"error: {state}: the run's state cannot be read (Expecting ',' delimiter: line 1 "
+                             f"column 9 (char 8)); remove {state.parent} to forget the run\n")
+    assert shipyard("list", "-o", "json").stdout.strip() == "[]"

@@ -222,3 +222,23 @@ def test_verb_flags_refuse_bad_numbers(tmp_path_factory, case):
     result = shipyard(*case, "--clusters", str(path))
     assert result.returncode == 2
     check_message(result.stderr, case[-2])
+
+
+@examples(8, subprocess=True)
+@given(target=st.sampled_from(["status.json", "experiment.json"]), edits=byte_edits,
+       verb=st.sampled_from(["status", "logs", "cancel", "list"]))
+def test_verbs_refuse_damaged_run_files(shipyard_home, target, edits, verb):
+    tried(f"CLI {verb} (run files damaged by hand)")
+    a_home_with_one_run(shipyard_home)
+    path = next((shipyard_home / "runs").glob(f"*/{target}"))
+    original = path.read_bytes()
+    path.write_bytes(mutate_bytes(original, edits))
+    try:
+        before = tree_state(shipyard_home)
+        result = shipyard(*([verb] if verb == "list" else [verb, path.parent.name]))
+        assert "Traceback" not in result.stderr + result.stdout, result.stderr[-2000:]
+        if result.returncode != 0:
+            check_message(result.stderr, str(path))
+        assert tree_state(shipyard_home) == before
+    finally:
+        path.write_bytes(original)

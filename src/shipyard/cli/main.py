@@ -17,6 +17,7 @@ from shipyard.cli.reporter import ConsoleReporter
 from shipyard.local import RunNotFound, RunStatus, Store, cancel, launch, read_logs
 from shipyard.local.machine import SettingError
 from shipyard.local.preflight import LaunchError
+from shipyard.local.store import RunDamaged
 from shipyard.render import render_experiment
 from shipyard.spec import Experiment, SpecError, load_experiment
 from shipyard.spec.inputs import short
@@ -84,6 +85,8 @@ def _store() -> Store:
 def _resolve(store: Store, ref: str) -> RunStatus:
     try:
         return store.resolve(ref)
+    except RunDamaged as exc:
+        fail(str(exc))
     except RunNotFound:
         fail(f"no run or experiment named {short(ref)} in {store.runs}; see `shipyard list`")
 
@@ -232,6 +235,8 @@ def logs(
     try:
         for name, line in read_logs(s.id, follow=follow, rank=rank, store=store):
             print(f"[{name}] {line}")
+    except RunDamaged as exc:
+        fail(str(exc))
     except KeyError:
         fail(f"{s.id} has no rank {short(rank)}")
     except KeyboardInterrupt:

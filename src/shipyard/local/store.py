@@ -21,7 +21,7 @@ from typing import Any
 
 from shipyard.local.machine import SettingError
 from shipyard.spec import Experiment, experiment_from_data
-from shipyard.spec.inputs import short
+from shipyard.spec.inputs import clip, short
 
 ACTIVE = ("Queued", "Starting", "Running", "Restarting")
 FINISHED = ("Succeeded", "Failed", "Cancelled")
@@ -88,6 +88,15 @@ class RunNotFound(LookupError):
     pass
 
 
+class RunDamaged(RunNotFound):
+    """The run's files exist but cannot be read; the message names the file and the fix."""
+
+
+def _damaged(path: Path, exc: Exception) -> RunDamaged:
+    return RunDamaged(f"{path}: the run's state cannot be read ({clip(str(exc), 120)}); "
+                      f"remove {path.parent} to forget the run")
+
+
 class Store:
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or home()
@@ -139,10 +148,15 @@ class Store:
             return RunStatus.from_json(json.loads(path.read_text()))
         except FileNotFoundError:
             raise RunNotFound(run_id) from None
+        except (OSError, ValueError, TypeError) as exc:  # edited or cut short by hand
+            raise _damaged(path, exc) from None
 
     def experiment(self, run_id: str) -> Experiment:
-        data = json.loads((self.run_dir(run_id) / "experiment.json").read_text())
-        return experiment_from_data(data, run_id)
+        path = self.run_dir(run_id) / "experiment.json"
+        try:
+            return experiment_from_data(json.loads(path.read_text()), str(path))
+        except (OSError, ValueError, TypeError) as exc:  # SpecError included
+            raise _damaged(path, exc) from None
 
     def all(self) -> list[RunStatus]:
         out = []

@@ -24,7 +24,7 @@ from shipyard.core.model import Resources, Snapshot
 from shipyard.core.queueing import schedule
 from shipyard.local import ranks
 from shipyard.local.machine import LocalMachine, detect_machine
-from shipyard.local.store import RankState, RunStatus, Store
+from shipyard.local.store import RankState, RunDamaged, RunStatus, Store
 from shipyard.render.env import pod_name, replica_env
 from shipyard.spec import Experiment, Role
 from shipyard.spec.inputs import clip
@@ -155,9 +155,18 @@ class Supervisor:
             self._experiments[run_id] = self.store.experiment(run_id)
         return self._experiments[run_id]
 
+    def _readable(self, run_id: str) -> bool:
+        try:
+            self._experiment(run_id)
+        except RunDamaged:
+            return False
+        return True
+
     def _try_admit(self) -> bool:
         with self.store.queue_lock():
-            runs = [self._reap(s) for s in self.store.all() if s.id != self.status.id]
+            # A run whose spec file was damaged by hand cannot be weighed: left out.
+            runs = [self._reap(s) for s in self.store.all()
+                    if s.id != self.status.id and self._readable(s.id)]
             holding = [s for s in runs if s.phase in HOLDING]
             used = Resources()
             for s in holding:
