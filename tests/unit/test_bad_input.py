@@ -220,3 +220,13 @@ def test_bench_flag_types(parse, text, message):
     with pytest.raises(argparse.ArgumentTypeError) as info:
         parse(text)
     assert str(info.value) == message
+
+
+def test_a_pipe_is_refused_instead_of_waited_on(tmp_path):
+    import os
+
+    fifo = tmp_path / "spec.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(SpecError) as info:
+        load_experiment(fifo)
+    assert info.value.problems == ["is not a regular file (a pipe or a device); save it to a file first"]

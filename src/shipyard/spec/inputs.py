@@ -66,6 +66,8 @@ def read_bytes(path: Path, limit: int = MAX_SPEC_BYTES) -> bytes:
     try:
         if path.is_dir():
             raise InputError(source, "is a directory; give the file inside it")
+        if path.exists() and not path.is_file():  # a FIFO would block the read forever
+            raise InputError(source, "is not a regular file (a pipe or a device); save it to a file first")
         with path.open("rb") as handle:
             data = handle.read(limit + 1)
     except FileNotFoundError:
