@@ -4,6 +4,7 @@ input, the place in it, what is wrong and the fix."""
 from __future__ import annotations
 
 import argparse
+import os
 
 import pytest
 
@@ -223,8 +224,6 @@ def test_bench_flag_types(parse, text, message):
 
 
 def test_a_pipe_is_refused_instead_of_waited_on(tmp_path):
-    import os
-
     fifo = tmp_path / "spec.yaml"
     os.mkfifo(fifo)
     with pytest.raises(SpecError) as info:
