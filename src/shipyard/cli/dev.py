@@ -8,11 +8,15 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from shipyard.dev import build as devbuild
 from shipyard.dev import cluster as devcluster
 from shipyard.dev import pools as devpools
+from shipyard.dev.images import ImageError
+from shipyard.dev.netns import NetnsError
+from shipyard.dev.realnode import RealNodeError
 
 app = typer.Typer(
     help="Local Kubernetes control planes (etcd, kube-apiserver, controller-manager, "
@@ -24,7 +28,7 @@ console = Console(stderr=True)
 
 
 def _fail(msg: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {msg}")
+    console.print(f"[red]error:[/red] {escape(msg)}")
     return typer.Exit(1)
 
 
@@ -32,9 +36,12 @@ def _fail(msg: str) -> typer.Exit:
 def build_cmd(
     force: Annotated[bool, typer.Option(help="Rebuild even when the cache has the binaries.")]
     = False,
+    node: Annotated[bool, typer.Option(help="Also kubelet, kube-proxy and CoreDNS (real nodes).")]
+    = True,
 ) -> None:
     """Build (or reuse) etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
-    kwok from the Go module proxy into ~/.cache/shipyard/bin/<versions>/.
+    kwok (and kubelet, kube-proxy, CoreDNS for real nodes) from the Go module proxy into
+    ~/.cache/shipyard/bin/<versions>/.
 
     Example: shipyard dev build
     """
@@ -46,6 +53,8 @@ def build_cmd(
                 console.print(msg)
         try:
             out = devbuild.build(force=force, log=log)
+            if node:
+                devbuild.build_node(force=force, log=log)
         except devbuild.BuildError as e:
             raise _fail(str(e)) from e
     typer.echo(out)
@@ -56,6 +65,9 @@ def up_cmd(
     name: Annotated[str, typer.Option("--name", "-n", help="Cluster name.")] = "default",
     pool: Annotated[list[str] | None, typer.Option(
         help="Node pool MACHINE_TYPE:COUNT or NAME=MACHINE_TYPE:COUNT; repeatable.")] = None,
+    real_pool: Annotated[list[str] | None, typer.Option(
+        help="Real nodes (kubelet + containerd in the cluster's network namespace) "
+        "MACHINE_TYPE:COUNT or NAME=MACHINE_TYPE:COUNT; needs root. Repeatable.")] = None,
     pools_file: Annotated[Path | None, typer.Option(
         "--pools-file", exists=True, dir_okay=False, help="YAML file with a `pools:` list.")]
     = None,
@@ -74,6 +86,7 @@ def up_cmd(
         specs = [devpools.parse_pool_arg(p) for p in pool or []]
         if pools_file is not None:
             specs += devpools.load_pools_file(pools_file)
+        real_specs = [_real_pool(p) for p in real_pool or []]
     except ValueError as e:
         raise _fail(str(e)) from e
     t0 = time.monotonic()
@@ -81,10 +94,11 @@ def up_cmd(
         def progress(msg: str) -> None:
             st.update(f"[{time.monotonic() - t0:5.1f}s] {name}: {msg}")
         try:
-            c = devcluster.up(name, pool_specs=specs, progress=progress,
+            c = devcluster.up(name, pool_specs=specs, real_specs=real_specs, progress=progress,
                               merge_kubeconfig=not no_kubeconfig,
                               apiserver_port=apiserver_port, nodes_timeout=timeout)
-        except (devcluster.DevClusterError, devbuild.BuildError) as e:
+        except (devcluster.DevClusterError, devbuild.BuildError, RealNodeError, ImageError,
+                NetnsError) as e:
             raise _fail(str(e)) from e
     console.print(f"cluster [bold]{name}[/bold] ready in {time.monotonic() - t0:.1f}s: "
                   f"{c.server}, context {c.context}")
@@ -153,6 +167,51 @@ def node_delete_cmd(
     Example: shipyard dev node-delete gpu-a100-00003 --name a
     """
     _load(name).delete_node(node)
+
+
+image_app = typer.Typer(help="Local OCI images for real dev nodes (no registry needed).",
+                        no_args_is_help=True)
+app.add_typer(image_app, name="image")
+
+
+@image_app.command("build")
+def image_build_cmd(
+    name: Annotated[str | None, typer.Option(
+        "--name", "-n", help="Also import them into this running cluster's real nodes.")] = None,
+) -> None:
+    """Build (or reuse, cached) the base rootfs (debootstrap), the pause image, the
+    runtime image the examples use (python:3.11-slim) and shipyard's own image
+    (installed from this checkout); print each archive.
+
+    Example: shipyard dev image build --name demo
+    """
+    from shipyard.dev import images, netns, realnode
+
+    t0 = time.monotonic()
+    with console.status("building images") as st:
+        def log(msg: str) -> None:
+            st.update(f"[{time.monotonic() - t0:5.0f}s] {msg[:110]}")
+        try:
+            built = images.build_images(log=log)
+            if name is not None:
+                c = _load(name)
+                if not c.real_nodes or c.netns is None:
+                    raise _fail(f"cluster {name!r} has no real nodes (start it with --real-pool)")
+                for node in realnode.from_json(c.real_nodes):
+                    images.import_images([*netns.Netns(c.netns).prefix(), *node.ctr()], built,
+                                         log=log)
+        except images.ImageError as e:
+            raise _fail(str(e)) from e
+    for img in built:
+        typer.echo(f"{img.archive}  {' '.join(img.names)}")
+
+
+def _real_pool(arg: str) -> devpools.PoolSpec:
+    """`cpu-small:1` names the pool `real-cpu-small`, apart from kwok's `cpu-small`."""
+    spec = devpools.parse_pool_arg(arg)
+    if "=" not in arg:
+        spec.name = f"real-{spec.name}"
+    return spec
 
 
 def _load(name: str) -> devcluster.DevCluster:

@@ -1,7 +1,9 @@
-"""Build etcd, the Kubernetes control plane and kwok from the Go module proxy, cached.
+"""Build etcd, the Kubernetes control plane and kwok (and, for real nodes, kubelet,
+kube-proxy and CoreDNS) from the Go module proxy, cached.
 
 Binaries land in `<cache>/bin/<key>/` where the key names every pinned version and
-the platform; a complete directory carries a `manifest.json` written last, so a
+the platform (the node binaries in a directory of their own, so adding them never
+invalidates a control-plane build); a complete directory carries a `manifest.json` written last, so a
 second run finds it and builds nothing. Nothing is fetched from anywhere but the
 Go module proxy (`go mod download`).
 
@@ -29,8 +31,12 @@ from shipyard.dev import gomod
 KUBERNETES_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
+COREDNS_VERSION = "v1.15.0"
 
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+NODE_BINARIES = ("kubelet", "kube-proxy", "coredns")
+_CONTROLPLANE_CMDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+_NODE_CMDS = ("kubelet", "kube-proxy")
 
 
 class BuildError(RuntimeError):
@@ -42,6 +48,7 @@ class Versions:
     kubernetes: str = KUBERNETES_VERSION
     etcd: str = ETCD_VERSION
     kwok: str = KWOK_VERSION
+    coredns: str = COREDNS_VERSION
 
     @classmethod
     def from_env(cls) -> Versions:
@@ -50,14 +57,19 @@ class Versions:
             kubernetes=os.environ.get("SHIPYARD_KUBERNETES_VERSION", KUBERNETES_VERSION),
             etcd=os.environ.get("SHIPYARD_ETCD_VERSION", ETCD_VERSION),
             kwok=os.environ.get("SHIPYARD_KWOK_VERSION", KWOK_VERSION),
+            coredns=os.environ.get("SHIPYARD_COREDNS_VERSION", COREDNS_VERSION),
         )
 
     def key(self) -> str:
-        arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
-        return (
-            f"k8s-{self.kubernetes}_etcd-{self.etcd}_kwok-{self.kwok}_"
-            f"{sys.platform}-{arch}"
-        )
+        return f"k8s-{self.kubernetes}_etcd-{self.etcd}_kwok-{self.kwok}_{_platform()}"
+
+    def node_key(self) -> str:
+        return f"node_k8s-{self.kubernetes}_coredns-{self.coredns}_{_platform()}"
+
+
+def _platform() -> str:
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    return f"{sys.platform}-{arch}"
 
 
 def cache_root() -> Path:
@@ -72,14 +84,36 @@ def bin_dir(versions: Versions | None = None) -> Path:
     return cache_root() / "bin" / (versions or Versions.from_env()).key()
 
 
-def cached_binaries(versions: Versions | None = None) -> dict[str, Path] | None:
-    """The binaries of a complete cached build, or None if it must be built."""
-    d = bin_dir(versions)
+def node_bin_dir(versions: Versions | None = None) -> Path:
+    return cache_root() / "bin" / (versions or Versions.from_env()).node_key()
+
+
+def _complete(d: Path, names: tuple[str, ...]) -> dict[str, Path] | None:
     if not (d / "manifest.json").is_file():
         return None
-    paths = {b: d / b for b in BINARIES}
+    paths = {b: d / b for b in names}
     if not all(p.is_file() and os.access(p, os.X_OK) for p in paths.values()):
         return None
+    return paths
+
+
+def cached_binaries(versions: Versions | None = None) -> dict[str, Path] | None:
+    """The binaries of a complete cached build, or None if it must be built."""
+    return _complete(bin_dir(versions), BINARIES)
+
+
+def cached_node_binaries(versions: Versions | None = None) -> dict[str, Path] | None:
+    """kubelet, kube-proxy and coredns of a complete cached build, or None."""
+    return _complete(node_bin_dir(versions), NODE_BINARIES)
+
+
+def require_node_binaries(versions: Versions | None = None) -> dict[str, Path]:
+    paths = cached_node_binaries(versions)
+    if paths is None:
+        raise BuildError(
+            f"real-node binaries (kubelet, kube-proxy, coredns) are not built (looked in "
+            f"{node_bin_dir(versions)}); run `shipyard dev build` first"
+        )
     return paths
 
 
@@ -112,9 +146,26 @@ class Target:
     local_version: str
     packages: dict[str, str]  # binary name -> Go package path
     ldflags: list[str] = field(default_factory=list)
+    # Every package the wrapper's tools.go pins: the control-plane and node builds
+    # share the kubernetes wrapper, and neither may drop the other's commands.
+    tools: tuple[str, ...] = ()
 
 
 def targets(v: Versions) -> list[Target]:
+    """The control-plane targets."""
+    return [t for t in _all_targets(v) if t.name != "coredns" and not _is_node(t)]
+
+
+def node_targets(v: Versions) -> list[Target]:
+    """kubelet and kube-proxy (from the kubernetes wrapper) and CoreDNS."""
+    return [t for t in _all_targets(v) if t.name == "coredns" or _is_node(t)]
+
+
+def _is_node(t: Target) -> bool:
+    return t.name == "kubernetes-node"
+
+
+def _all_targets(v: Versions) -> list[Target]:
     _, minor, _patch = v.kubernetes.lstrip("v").split(".")
     kv = [
         f"-X {pkg}.{var}={val}"
@@ -127,6 +178,7 @@ def targets(v: Versions) -> list[Target]:
             ("buildDate", "1970-01-01T00:00:00Z"),
         )
     ]
+    k8s_tools = tuple(f"k8s.io/kubernetes/cmd/{b}" for b in (*_CONTROLPLANE_CMDS, *_NODE_CMDS))
     return [
         Target(
             name="etcd",
@@ -136,16 +188,17 @@ def targets(v: Versions) -> list[Target]:
             packages={"etcd": "go.etcd.io/etcd/server/v3"},
             ldflags=[f"-X go.etcd.io/etcd/api/v3/version.GitSHA={v.etcd}"],
         ),
-        Target(
-            name="kubernetes",
-            upstream="k8s.io/kubernetes",
-            version=v.kubernetes,
-            local_version=gomod.kubernetes_staging_version(v.kubernetes),
-            packages={
-                b: f"k8s.io/kubernetes/cmd/{b}"
-                for b in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
-            },
-            ldflags=kv,
+        *(
+            Target(
+                name=name,
+                upstream="k8s.io/kubernetes",
+                version=v.kubernetes,
+                local_version=gomod.kubernetes_staging_version(v.kubernetes),
+                packages={b: f"k8s.io/kubernetes/cmd/{b}" for b in cmds},
+                ldflags=kv,
+                tools=k8s_tools,
+            )
+            for name, cmds in (("kubernetes", _CONTROLPLANE_CMDS), ("kubernetes-node", _NODE_CMDS))
         ),
         Target(
             name="kwok",
@@ -154,6 +207,14 @@ def targets(v: Versions) -> list[Target]:
             local_version=v.kwok,
             packages={"kwok": "sigs.k8s.io/kwok/cmd/kwok"},
             ldflags=[f"-X sigs.k8s.io/kwok/pkg/consts.Version={v.kwok}"],
+        ),
+        Target(
+            name="coredns",
+            upstream="github.com/coredns/coredns",
+            version=v.coredns,
+            local_version=v.coredns,
+            packages={"coredns": "github.com/coredns/coredns"},
+            ldflags=[f"-X github.com/coredns/coredns/coremain.GitCommit={v.coredns}"],
         ),
     ]
 
@@ -193,10 +254,10 @@ def upstream_gomod(t: Target, log: Log) -> str:
 
 def write_wrapper(t: Target, cp_dir: Path, log: Log) -> Path:
     """(Re)generate dev/controlplane/<name>/ when the pinned version changed."""
-    d = cp_dir / t.name
+    d = cp_dir / _wrapper_name(t)
     d.mkdir(parents=True, exist_ok=True)
     text = gomod.wrapper_gomod(
-        module=f"shipyard.dev/controlplane/{t.name}",
+        module=f"shipyard.dev/controlplane/{_wrapper_name(t)}",
         upstream_module=t.upstream,
         upstream_version=t.version,
         upstream_gomod=upstream_gomod(t, log),
@@ -206,19 +267,37 @@ def write_wrapper(t: Target, cp_dir: Path, log: Log) -> Path:
     if not mod.is_file() or mod.read_text() != text:
         mod.write_text(text)
         (d / "go.sum").unlink(missing_ok=True)  # stale for other versions
-    tools = gomod.tools_go(sorted(t.packages.values()))
+    tools = gomod.tools_go(sorted(t.tools or t.packages.values()))
     if not (d / "tools.go").is_file() or (d / "tools.go").read_text() != tools:
         (d / "tools.go").write_text(tools)
     return d
 
 
+def _wrapper_name(t: Target) -> str:
+    return "kubernetes" if _is_node(t) else t.name
+
+
 def build(versions: Versions | None = None, *, force: bool = False, log: Log = print) -> Path:
-    """Build every binary into the cache; return its directory. No-op when cached."""
+    """Build every control-plane binary into the cache; return its directory. No-op when
+    cached."""
     v = versions or Versions.from_env()
-    out = bin_dir(v)
     if not force and cached_binaries(v) is not None:
-        log(f"cached: {out}")
-        return out
+        log(f"cached: {bin_dir(v)}")
+        return bin_dir(v)
+    return _build_set(v, targets(v), bin_dir(v), log)
+
+
+def build_node(versions: Versions | None = None, *, force: bool = False, log: Log = print
+               ) -> Path:
+    """Build kubelet, kube-proxy and CoreDNS into the cache; return their directory."""
+    v = versions or Versions.from_env()
+    if not force and cached_node_binaries(v) is not None:
+        log(f"cached: {node_bin_dir(v)}")
+        return node_bin_dir(v)
+    return _build_set(v, node_targets(v), node_bin_dir(v), log)
+
+
+def _build_set(v: Versions, tgts: list[Target], out: Path, log: Log) -> Path:
     if shutil.which("go") is None:
         raise BuildError("`go` is not on PATH; install Go >= 1.26 to build the control plane")
     cp_dir = find_controlplane_dir()
@@ -226,7 +305,7 @@ def build(versions: Versions | None = None, *, force: bool = False, log: Log = p
     tmp.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     timings: dict[str, float] = {}
-    for t in targets(v):
+    for t in tgts:
         t0 = time.monotonic()
         d = write_wrapper(t, cp_dir, log)
         # Fetch the pinned module, then resolve every package the commands import
@@ -277,14 +356,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--force", action="store_true", help="rebuild even if cached")
     p.add_argument("--print-dir", action="store_true", help="print the binary dir and exit")
+    p.add_argument("--no-node", action="store_true",
+                   help="skip kubelet, kube-proxy and coredns (real nodes)")
     a = p.parse_args(argv)
     if a.print_dir:
         print(bin_dir())
         return 0
     t0 = time.monotonic()
+
+    def log(m: str) -> None:
+        print(f"[dev build +{time.monotonic() - t0:6.1f}s] {m}", flush=True)
+
     try:
-        build(force=a.force, log=lambda m: print(f"[dev build +{time.monotonic() - t0:6.1f}s] {m}",
-                                                 flush=True))
+        build(force=a.force, log=log)
+        if not a.no_node:
+            build_node(force=a.force, log=log)
     except BuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -81,8 +81,10 @@ def _builder(subject: x509.Name, issuer: x509.Name, public_key: object) -> x509.
     )
 
 
-def generate(directory: Path, cluster: str, service_ip: str = "10.96.0.1") -> None:
-    """Write ca, apiserver serving cert, client certs and the service-account key pair."""
+def generate(directory: Path, cluster: str, service_ip: str = "10.96.0.1",
+             extra_ips: tuple[str, ...] = ()) -> None:
+    """Write ca, apiserver serving cert, client certs and the service-account key pair.
+    `extra_ips`: more addresses the API server answers on (a real-node namespace's)."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = _key()
     ca_name = _name(f"shipyard-{cluster}-ca")
@@ -116,7 +118,7 @@ def generate(directory: Path, cluster: str, service_ip: str = "10.96.0.1") -> No
         for n in ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                   "kubernetes.default.svc.cluster.local")
     ]
-    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", service_ip)]
+    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", service_ip, *extra_ips)]
     key, cert = leaf(_name("kube-apiserver"), ExtendedKeyUsageOID.SERVER_AUTH, sans)
     _write(directory / "apiserver.crt", _pem_cert(cert))
     _write(directory / "apiserver.key", _pem_key(key), private=True)
@@ -136,3 +138,30 @@ def generate(directory: Path, cluster: str, service_ip: str = "10.96.0.1") -> No
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         ),
     )
+
+
+def issue(ca_dir: Path, out: Path, name: str, cn: str, groups: tuple[str, ...] = (), *,
+          server_sans: list[str] | None = None) -> None:
+    """Sign `<out>/<name>.{crt,key}` with the cluster CA in `ca_dir`: a client
+    certificate for `cn`/`groups`, or (with `server_sans`, DNS names or IPs) one that
+    serves and is a client too (kubelets are both)."""
+    ca_key = serialization.load_pem_private_key((ca_dir / "ca.key").read_bytes(), None)
+    ca = x509.load_pem_x509_certificate((ca_dir / "ca.crt").read_bytes())
+    key = _key()
+    usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
+    b = _builder(_name(cn, groups), ca.subject, key.public_key())
+    if server_sans is not None:
+        usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
+        sans: list[x509.GeneralName] = []
+        for s in server_sans:
+            try:
+                sans.append(x509.IPAddress(ipaddress.ip_address(s)))
+            except ValueError:
+                sans.append(x509.DNSName(s))
+        b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    cert = b.add_extension(x509.ExtendedKeyUsage(usages), critical=False).sign(
+        ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    out.mkdir(parents=True, exist_ok=True)
+    _write(out / "ca.crt", (ca_dir / "ca.crt").read_bytes())  # kubeconfigs embed it
+    _write(out / f"{name}.crt", _pem_cert(cert))
+    _write(out / f"{name}.key", _pem_key(key), private=True)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shipyard.dev import build, certs, client, kubeconfig, pools, procs
+from shipyard.dev import build, certs, client, kubeconfig, netns, pools, procs, realnode
 from shipyard.dev.stages import NOT_READY, NOT_READY_REASON, KwokOptions, kwok_config
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
@@ -113,6 +114,11 @@ class DevCluster:
     procs: list[procs.ProcRecord] = field(default_factory=list)
     pool_next_index: dict[str, int] = field(default_factory=dict)
     created: float = field(default_factory=time.time)
+    # Real nodes: the network namespace everything runs in, the nodes, and the
+    # hard-coded host paths this cluster created (removed at `down`).
+    netns: str | None = None
+    real_nodes: list[dict[str, Any]] = field(default_factory=list)
+    host_paths: list[str] = field(default_factory=list)
 
     # -- addresses ------------------------------------------------------------
     @property
@@ -130,6 +136,13 @@ class DevCluster:
     @property
     def server(self) -> str:
         return f"https://127.0.0.1:{self.ports['apiserver']}"
+
+    @property
+    def inner_server(self) -> str:
+        """The API server as seen from inside the namespace (kubelets, pods)."""
+        if self.netns is None:
+            return self.server
+        return f"https://{netns.Netns(self.netns).node_ip(0)}:{self.ports['apiserver']}"
 
     # -- persistence ----------------------------------------------------------
     def save(self) -> None:
@@ -152,7 +165,8 @@ class DevCluster:
     # -- state ----------------------------------------------------------------
     def component_status(self) -> dict[str, bool]:
         alive = {r.name: r.alive() for r in self.procs}
-        return {c: alive.get(c, False) for c in COMPONENTS}
+        extra = [r.name for r in self.procs if r.name not in COMPONENTS]
+        return {c: alive.get(c, False) for c in (*COMPONENTS, *extra)}
 
     def running(self) -> bool:
         return all(self.component_status().values())
@@ -227,6 +241,19 @@ class DevCluster:
 
 
 def _args(c: DevCluster, tuning: Tuning) -> dict[str, list[str]]:
+    args = _plain_args(c, tuning)
+    if c.netns is None:
+        return args
+    # Inside the namespace: reachable by kubelets and pods on the node address too.
+    node_ip = netns.Netns(c.netns).node_ip(0)
+    api = args["kube-apiserver"]
+    api[api.index("--bind-address=127.0.0.1")] = "--bind-address=0.0.0.0"
+    api[api.index("--advertise-address=127.0.0.1")] = f"--advertise-address={node_ip}"
+    api.append("--kubelet-preferred-address-types=InternalIP,Hostname")
+    return args
+
+
+def _plain_args(c: DevCluster, tuning: Tuning) -> dict[str, list[str]]:
     b = Path(c.bin_dir)
     s = c.state_dir
     cd = c.certs_dir
@@ -311,7 +338,8 @@ def _args(c: DevCluster, tuning: Tuning) -> dict[str, list[str]]:
 
 def _write_configs(c: DevCluster, tuning: Tuning) -> None:
     s = c.state_dir
-    certs.generate(c.certs_dir, c.name)
+    extra = (netns.Netns(c.netns).node_ip(0),) if c.netns else ()
+    certs.generate(c.certs_dir, c.name, extra_ips=extra)
     kubeconfig.write(c.kubeconfig, kubeconfig.build(c.context, c.server, c.certs_dir, "admin"))
     for comp, cert in (("controller-manager", "controller-manager"),
                        ("scheduler", "scheduler"), ("kwok", "kwok")):
@@ -355,6 +383,7 @@ def up(
     name: str,
     *,
     pool_specs: list[pools.PoolSpec] | None = None,
+    real_specs: list[pools.PoolSpec] | None = None,
     tuning: Tuning | None = None,
     progress: Progress = _quiet,
     merge_kubeconfig: bool = True,
@@ -362,7 +391,8 @@ def up(
     timeout: float = 120,
     nodes_timeout: float = 900,
 ) -> DevCluster:
-    """Start cluster `name` (or return it if already running) and add `pool_specs`."""
+    """Start cluster `name` (or return it if already running) and add `pool_specs`
+    (kwok nodes) and `real_specs` (real kubelets; only when the cluster is created)."""
     tuning = tuning or Tuning()
     if not name.replace("-", "").isalnum() or not name[0].isalnum() or len(name) > 40:
         raise DevClusterError(f"bad cluster name {name!r}: use letters, digits and '-'")
@@ -372,6 +402,11 @@ def up(
         existing = None
     if existing is not None and existing.running():
         progress(f"cluster {name!r} is already running")
+        have = sum(s.count for s in real_specs or [])
+        if have > len(existing.real_nodes):
+            raise DevClusterError(
+                f"cluster {name!r} is running with {len(existing.real_nodes)} real node(s); real "
+                f"pools are made with the cluster: `shipyard dev down --name {name}` first")
         if pool_specs:
             existing.add_pools(pool_specs, timeout=nodes_timeout, progress=progress)
         return existing
@@ -390,17 +425,30 @@ def up(
     (state_dir / "logs").mkdir(parents=True)
     c = DevCluster(name=name, state_dir=state_dir, ports=ports,
                    bin_dir=str(bins["etcd"].parent))
+    real_nodes = _prepare_real(c, real_specs or [], progress)
     progress("generating certificates")
     _write_configs(c, tuning)
     c.save()
     args = _args(c, tuning)
+    prefix = netns.Netns(c.netns).prefix() if c.netns else []
+
+    def start_proc(comp: str, argv: list[str], log: Path) -> procs.ProcRecord:
+        rec = procs.start(comp, [*prefix, *argv], log, cwd=state_dir)
+        c.procs.append(rec)
+        c.save()
+        return rec
 
     def start(comp: str) -> None:
-        c.procs.append(procs.start(comp, args[comp], state_dir / "logs" / f"{comp}.log",
-                                   cwd=state_dir))
-        c.save()
+        start_proc(comp, args[comp], state_dir / "logs" / f"{comp}.log")
 
     try:
+        if c.netns:
+            # The host reaches the namespace's ports through this one process.
+            c.procs.append(procs.start(
+                "forward", [sys.executable, "-m", "shipyard.dev.forward", "--netns",
+                            str(netns.Netns(c.netns).path), *map(str, ports.values())],
+                state_dir / "logs" / "forward.log", cwd=state_dir))
+            c.save()
         start("etcd")
         _wait("etcd", lambda: client.http_get(f"http://127.0.0.1:{ports['etcd']}/health")[0]
               == 200, c, ["etcd"], timeout, progress)
@@ -424,8 +472,16 @@ def up(
         _wait("default service account", lambda: client.http_get(
             f"{c.server}/api/v1/namespaces/default/serviceaccounts/default", tls)[0] == 200,
               c, list(COMPONENTS), timeout, progress)
+        if real_nodes:
+            from shipyard.dev import realcluster
+
+            realcluster.start_nodes(c, real_nodes, start_proc, progress)
     except BaseException:
         procs.stop(list(reversed(c.procs)), grace=3)
+        if c.netns:
+            from shipyard.dev import realcluster
+
+            realcluster.teardown(c)
         raise
     if merge_kubeconfig:
         kubeconfig.merge(kubeconfig.user_kubeconfig_path(),
@@ -444,6 +500,10 @@ def down(name: str, *, keep_state: bool = False) -> bool:
         return False
     # Reverse start order: clients first, etcd last, so nothing logs a storm of errors.
     procs.stop(list(reversed(c.procs)))
+    if c.netns:
+        from shipyard.dev import realcluster
+
+        realcluster.teardown(c)
     kubeconfig.remove(kubeconfig.user_kubeconfig_path(), c.context)
     if not keep_state:
         shutil.rmtree(c.state_dir, ignore_errors=True)
@@ -451,6 +511,28 @@ def down(name: str, *, keep_state: bool = False) -> bool:
         c.procs = []
         c.save()
     return True
+
+
+def _prepare_real(c: DevCluster, specs: list[pools.PoolSpec], progress: Progress
+                  ) -> list[realnode.RealNode]:
+    """Make the namespace and plan the real nodes (nothing runs yet)."""
+    if not sum(s.count for s in specs):
+        return []
+    why = netns.unavailable_reason()
+    if why:
+        raise DevClusterError(f"cannot start real nodes: {why}")
+    try:
+        realnode.ensure_host_deps(progress)
+    except realnode.RealNodeError as e:
+        raise DevClusterError(str(e)) from e
+    nodes = realnode.plan(c.name, c.state_dir, netns.Netns(netns.ns_name(c.name)), specs)
+    c.host_paths = realnode.host_paths_missing()
+    c.netns = netns.ns_name(c.name)
+    c.real_nodes = realnode.to_json(nodes)
+    c.save()
+    progress(f"creating network namespace {c.netns}")
+    netns.create(c.netns, nodes=len(nodes))
+    return nodes
 
 
 def list_clusters() -> list[DevCluster]:

@@ -141,6 +141,8 @@ def machine_node(
         "kubernetes.io/os": "linux",
         "kubernetes.io/arch": "amd64",
         "type": "kwok",
+        # Real dev nodes say "real" (and are tainted): see dev/realnode.py.
+        "shipyard.dev/node-kind": "kwok",
         **(topology or {}),
         **mt.node_labels(),
         **(labels or {}),

@@ -1,0 +1,248 @@
+"""Experiments on a real node: kubelet + containerd + CoreDNS + kube-proxy in the dev
+cluster's network namespace, the shipyard controller as a subprocess.
+
+Skipped, with the reason, where a real node cannot start (not root, no network
+namespaces, packages that cannot be installed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shipyard.dev import build, netns, realnode
+from shipyard.dev import cluster as devcluster
+from shipyard.dev.pools import parse_pool_arg
+from shipyard.spec import Experiment, load_experiment
+from shipyard.spec.machines import DEFAULT_MACHINE_TYPES
+from tests.integration.controller_harness import GROUP, VERSION, Api, start_controller, stop_controller
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "allreduce" / "experiment.py"
+REAL_CPU_SMALL = realnode.real_machine_type(DEFAULT_MACHINE_TYPES["cpu-small"])
+
+
+def _skip_reason() -> str | None:
+    why = netns.unavailable_reason()
+    if why:
+        return why
+    missing = realnode.host_deps_missing()
+    if missing and os.geteuid() != 0:
+        return f"missing packages {missing} and not root to install them"
+    return None
+
+
+@pytest.fixture(scope="module")
+def real_cluster() -> Iterator[devcluster.DevCluster]:
+    why = _skip_reason()
+    if why:
+        print(f"SKIP real-node tests: {why}", file=sys.stderr)
+        pytest.skip(f"real node cannot start here: {why}")
+    build.build(log=lambda m: None)
+    build.build_node(log=lambda m: None)  # both no-ops when cached
+    spec = parse_pool_arg("real-cpu-small=cpu-small:1")
+    c = devcluster.up(f"pytest-{os.getpid()}-real", real_specs=[spec], merge_kubeconfig=False)
+    proc = start_controller(c)
+    try:
+        yield c
+    finally:
+        stop_controller(proc)
+        devcluster.down(c.name)
+
+
+@contextlib.contextmanager
+def experiment_namespace(cluster: devcluster.DevCluster, test_name: str) -> Iterator[Api]:
+    """A fresh namespace; afterwards its experiments, pods and the namespace are gone
+    (the controller may delete pods at the same time: a 404 is fine)."""
+    from kubernetes.client import ApiException
+
+    name = f"t-{test_name[5:30].replace('_', '-').strip('-')}-{uuid.uuid4().hex[:5]}".lower()
+    a = Api(cluster, name)
+    a.core.create_namespace({"metadata": {"name": name}})
+    try:
+        yield a
+    finally:
+        for item in a.custom.list_namespaced_custom_object(GROUP, VERSION, name,
+                                                          "experiments")["items"]:
+            with contextlib.suppress(ApiException):
+                a.delete(item["metadata"]["name"])
+        for pod in a.pods():
+            with contextlib.suppress(ApiException):
+                a.core.delete_namespaced_pod(pod.metadata.name, name, grace_period_seconds=0)
+        a.wait_no_pods(timeout=90)
+        a.core.delete_namespace(name)
+        a.api.close()
+
+
+def for_real(exp: Experiment, **role_changes: object) -> Experiment:
+    """`exp` with its machine type made the real node's, and role fields changed."""
+    data = exp.model_dump(mode="json", exclude_none=True)
+    data["machine_types"] = [REAL_CPU_SMALL.model_dump(mode="json")]
+    for role in data["roles"]:
+        role.update(role_changes)
+    return Experiment.model_validate(data)
+
+
+# Python as a container's PID 1 ignores SIGTERM unless it says otherwise, and the
+# kubelet would wait the whole grace period (30 s) before SIGKILL.
+ON_TERM = "import signal, sys; signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))\n"
+
+
+def sleeper(name: str, replicas: int = 2, script: str = "import time; time.sleep(600)",
+            **fields: object) -> Experiment:
+    script = ON_TERM + script
+    return Experiment.model_validate({
+        "name": name, **fields,
+        "machine_types": [REAL_CPU_SMALL.model_dump(mode="json")],
+        "roles": [{"name": "worker", "replicas": replicas, "machine_type": "cpu-small",
+                   "resources": {"cpu": "100m", "memory": "64Mi"},
+                   "command": ["python", "-c", script]}],
+    })
+
+
+def containers(c: devcluster.DevCluster, namespace: str) -> list[str]:
+    """Containers containerd itself holds for pods of `namespace` (sandboxes too)."""
+    node = realnode.from_json(c.real_nodes)[0]
+    out = subprocess.run(
+        [*node.ctr(), "-n", "k8s.io", "containers", "ls", "-q",
+         f'labels."io.kubernetes.pod.namespace"=={namespace}'],
+        capture_output=True, text=True, check=True).stdout
+    return out.split()
+
+
+def wait_no_containers(c: devcluster.DevCluster, namespace: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while (left := containers(c, namespace)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not left, f"containers left in containerd: {left}"
+
+
+def logs(api: Api, pod: str) -> str:
+    return api.core.read_namespaced_pod_log(pod, api.ns)
+
+
+def test_allreduce_example_succeeds_with_every_rank_checked(real_cluster, request) -> None:
+    exp = for_real(load_experiment(EXAMPLE), working_dir="/opt/shipyard/examples/allreduce")
+    with experiment_namespace(real_cluster, request.node.name) as api:
+        api.launch(exp)
+        status = api.wait(exp.name, lambda s: s.get("phase") in ("Succeeded", "Failed"),
+                          timeout=240)
+        assert status["phase"] == "Succeeded", status
+        pods = {p.metadata.name: p for p in api.pods(exp.name)}
+        assert len(pods) == 4
+        assert {p.spec.node_name for p in pods.values()} == {"real-cpu-small-00000"}
+        for rank in range(4):
+            assert f"allreduce-worker-{rank}" in pods, sorted(pods)
+            text = logs(api, f"allreduce-worker-{rank}")
+            assert f"rank {rank}: allreduce OK" in text, text
+            # MASTER_ADDR is the headless Service's name for rank 0, resolved by CoreDNS.
+            assert "rendezvous at allreduce-worker-0.allreduce:" in text
+
+
+def test_failing_rank_restarts_whole_gang_then_fails_naming_it(real_cluster, request) -> None:
+    script = ("import os, sys, time\n"
+              "print('attempt', flush=True)\n"
+              "sys.exit(3) if os.environ['RANK'] == '1' else time.sleep(600)")
+    exp = sleeper("flaky", script=script,
+                  retry={"max_restarts": 1, "backoff_seconds": 1})
+    with experiment_namespace(real_cluster, request.node.name) as api:
+        api.launch(exp)
+        status = api.wait("flaky", lambda s: s.get("phase") == "Failed", timeout=180)
+        assert status["restarts"] == 1
+        assert "flaky-worker-1 failed with exit code 3" in status["message"], status
+        # The healthy rank was stopped too, each time: nothing of the gang runs on.
+        wait_no_containers_running(real_cluster, api.ns)
+
+
+def wait_no_containers_running(c: devcluster.DevCluster, namespace: str,
+                               timeout: float = 90) -> None:
+    node = realnode.from_json(c.real_nodes)[0]
+    deadline = time.monotonic() + timeout
+    while True:
+        ids = containers(c, namespace)
+        tasks = subprocess.run([*node.ctr(), "-n", "k8s.io", "tasks", "ls"],
+                               capture_output=True, text=True, check=True).stdout
+        running = [i for i in ids if any(line.startswith(i) and "RUNNING" in line
+                                         for line in tasks.splitlines())]
+        if not running:
+            return
+        assert time.monotonic() < deadline, f"containers still running: {running}"
+        time.sleep(0.5)
+
+
+def test_cancel_leaves_no_container(real_cluster, request) -> None:
+    from shipyard.controller.views import ANNOTATION_CANCEL
+
+    with experiment_namespace(real_cluster, request.node.name) as api:
+        api.launch(sleeper("cancelme"))
+        api.wait("cancelme", lambda s: s.get("phase") == "Running", timeout=120)
+        assert containers(real_cluster, api.ns)  # the gang really runs in containerd
+        api.custom.patch_namespaced_custom_object(
+            "shipyard.dev", "v1alpha1", api.ns, "experiments", "cancelme",
+            {"metadata": {"annotations": {ANNOTATION_CANCEL: "true"}}})
+        api.wait("cancelme", lambda s: s.get("phase") == "Cancelled", timeout=60)
+        api.wait_no_pods("cancelme", timeout=90)
+        wait_no_containers(real_cluster, api.ns)
+
+
+def test_time_limit_leaves_no_container(real_cluster, request) -> None:
+    exp = sleeper("slow", time_limit="8s", retry={"max_restarts": 0})
+    with experiment_namespace(real_cluster, request.node.name) as api:
+        api.launch(exp)
+        status = api.wait("slow", lambda s: s.get("phase") == "Failed", timeout=120)
+        assert "time limit of 8s exceeded" in status["message"], status
+        api.wait_no_pods("slow", timeout=90)
+        wait_no_containers(real_cluster, api.ns)
+
+
+def test_real_node_is_tainted_and_kwok_work_stays_off(real_cluster) -> None:
+    api = real_cluster.raw_client()
+    node = api.get_json("/api/v1/nodes/real-cpu-small-00000")
+    assert node["metadata"]["labels"][realnode.LABEL_NODE_KIND] == "real"
+    assert node["metadata"]["labels"]["node.kubernetes.io/instance-type"] == "cpu-small"
+    assert {"key": realnode.LABEL_NODE_KIND, "value": "real", "effect": "NoSchedule"} in [
+        {k: t[k] for k in ("key", "value", "effect")} for t in node["spec"]["taints"]]
+    # Capacity is the machine's own, not the catalog's.
+    assert int(node["status"]["capacity"]["cpu"]) == os.cpu_count()
+    info = json.dumps(node["status"]["nodeInfo"])
+    assert "containerd://" in info
+
+
+def test_work_without_the_real_machine_type_stays_off_the_real_node(real_cluster, request) -> None:
+    plain = sleeper("kwokonly").model_dump(mode="json", exclude_none=True)
+    plain.pop("machine_types")
+    with experiment_namespace(real_cluster, request.node.name) as api:
+        api.launch(Experiment.model_validate(plain))
+        time.sleep(3)  # give the scheduler its chance to (wrongly) place it
+        assert api.status("kwokonly").get("phase") in (None, "Queued")
+        assert api.pods("kwokonly") == []
+
+
+def test_shipyard_image_entrypoint_runs_on_the_real_node(real_cluster, request) -> None:
+    from shipyard.dev import images
+
+    with experiment_namespace(real_cluster, request.node.name) as api:
+        api.core.create_namespaced_pod(api.ns, {
+            "metadata": {"name": "cli"},
+            "spec": {"restartPolicy": "Never", "nodeName": "real-cpu-small-00000",
+                     "tolerations": [{"key": realnode.LABEL_NODE_KIND, "operator": "Exists"}],
+                     "containers": [{"name": "cli", "image": images.shipyard_image_name(),
+                                     "imagePullPolicy": "Never", "args": ["--help"]}]}})
+        deadline = time.monotonic() + 120
+        while (phase := api.core.read_namespaced_pod("cli", api.ns).status.phase) not in (
+                "Succeeded", "Failed"):
+            assert time.monotonic() < deadline, phase
+            time.sleep(0.5)
+        text = logs(api, "cli")
+        assert phase == "Succeeded", text
+        assert "launch" in text and "Usage" in text
