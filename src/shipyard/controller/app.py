@@ -3,9 +3,10 @@
 With leader election the controller writes through a fenced client: every write
 first checks that this replica's last lease renewal began within the renew deadline
 (kube/leader.py), so a leader paused past its lease writes nothing when it resumes.
-Losing the lease stops the loop; if the loop has not stopped within `stop_bound_s`
-(a cancellation swallowed somewhere, a blocked event loop) a watchdog thread ends the
-process with EXIT_STUCK. Either way the process exits non-zero and its supervisor (the
+A standby fills its caches while it waits for the lease, so it acts within a cycle
+of taking over. Losing the lease stops the loop; if the loop has not stopped within
+`stop_bound_s` (a cancellation swallowed somewhere, a blocked event loop) a watchdog
+thread ends the process with EXIT_STUCK. Either way the process exits non-zero and its supervisor (the
 Deployment) restarts it as a fresh candidate.
 """
 
@@ -52,15 +53,21 @@ async def run_controller(client: KubeClient, *, leader_elect: bool = True,
     identity = identity or os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
     elector = (LeaderElector(client, namespace, CONTROLLER, identity, **(lease or {}))
                if leader_elect else None)
-    if elector is not None:
-        await elector.acquire()
-        client = client.fenced(elector.check)
-    controller = Controller(client, autoscale=autoscale)
+    controller = Controller(client.fenced(elector.check) if elector else client,
+                            autoscale=autoscale)
     if metrics_port is not None:
         controller.autoscaler.metrics.serve(metrics_port)
-    tasks = [asyncio.create_task(controller.run(), name="controller")]
-    if elector is not None:
-        tasks.append(asyncio.create_task(elector.hold(), name="lease"))
+    leading = asyncio.Event()
+    tasks = [asyncio.create_task(controller.run(leading), name="controller")]
+    if elector is None:
+        leading.set()
+    else:
+        async def lead() -> None:
+            await elector.acquire()
+            leading.set()
+            await elector.hold()
+
+        tasks.append(asyncio.create_task(lead(), name="lease"))
         tasks.append(asyncio.create_task(elector.lost.wait(), name="fence"))
     watchdog = None
     try:

@@ -153,11 +153,13 @@ class Controller:
     def informers(self) -> list[Informer[Any]]:
         return [self.nodes, self.pods, self.experiments, self.queues, *self.autoscaler.informers]
 
-    async def run(self) -> None:
-        """Run until cancelled; raise InformerStopped if a watch cache dies."""
+    async def run(self, leading: asyncio.Event | None = None) -> None:
+        """Run until cancelled; raise InformerStopped if a watch cache dies. With
+        `leading`, the caches fill at once but no cycle runs before it is set: a warm
+        standby takes over in the time of one cycle, not of a full list."""
         tasks = [asyncio.create_task(i.run(), name=f"informer-{i.kind.plural}")
                  for i in self.informers]
-        loop = asyncio.create_task(self._loop(), name="scheduling-loop")
+        loop = asyncio.create_task(self._loop(leading), name="scheduling-loop")
         try:
             done, _ = await asyncio.wait([loop, *tasks], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -172,10 +174,12 @@ class Controller:
         finally:
             await cancel_all([loop, *tasks, *self.inflight.values(), *self.autoscaler.tasks])
 
-    async def _loop(self) -> None:
+    async def _loop(self, leading: asyncio.Event | None = None) -> None:
         await asyncio.gather(*(i.synced.wait() for i in self.informers))
         log.info("caches synced: %d nodes, %d pods, %d experiments", len(self.nodes.items),
                  len(self.pods.items), len(self.experiments.items))
+        if leading is not None:
+            await leading.wait()
         while True:
             # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that
             # lands as the event fires, and a deposed leader would go on scheduling.
@@ -297,11 +301,13 @@ class Controller:
         pods = list(self.pods_of.get(exp.key, {}).values())
 
         # Only what frees or takes nodes is urgent; a lone status change can wait its turn.
-        lane = URGENT if decision.create or decision.delete else ROUTINE
+        lane = URGENT if decision.create or decision.delete or decision.force else ROUTINE
 
         async def act() -> None:
             if decision.status is not None:
                 await self.writer.patch_status(exp, decision.status, lane)
+            if decision.force:
+                await self.writer.delete_pods(exp, list(decision.force), grace_s=0)
             if decision.delete == "all":
                 await self.writer.delete_pods(exp, [p.name for p in pods if not p.terminating])
             elif decision.delete == "active":

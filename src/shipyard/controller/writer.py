@@ -149,13 +149,14 @@ class Writer:
                                    for n in created), return_exceptions=True)
             raise errors[0]
 
-    async def delete_pods(self, exp: ExperimentView, names: list[str] | None = None) -> None:
+    async def delete_pods(self, exp: ExperimentView, names: list[str] | None = None,
+                          grace_s: int | None = None) -> None:
         """Delete the named pods, or every pod of the experiment."""
         if names is None:
             await self._call(self.client.delete_collection(
                 PODS, exp.namespace, f"{LABEL_EXPERIMENT}={exp.name}"))
             return
-        await asyncio.gather(*(self._call(self.client.delete(PODS, n, exp.namespace))
+        await asyncio.gather(*(self._call(self.client.delete(PODS, n, exp.namespace, grace_s=grace_s))
                                for n in names), return_exceptions=True)
 
     async def event(self, exp: ExperimentView, reason: str, message: str, now: float,

@@ -6,11 +6,14 @@ A `Sampler` thread lists nodes, pods and one namespace's Experiments every
 - over capacity: a node whose non-terminal pods (terminating ones included: they
   still hold it) request more cpu, memory or GPUs than it has;
 - duplicates: two live pods for one (experiment, role, replica index);
-- partial gangs: an experiment whose live pods are more than none and fewer than
-  its replicas, outside the phases that delete pods on purpose (Restarting,
-  Preempted, Holding, and the terminal ones). A window is timed from the first
-  sample that saw it partial to the first that did not, less the time the API
-  server did not answer (no controller can finish a gang then).
+- partial gangs: an experiment with a live pod holding a node while some member has
+  no pod at all (finished pods count as present: a gang whose ranks end a little
+  apart is finishing, not partial), outside the phases that delete pods on purpose
+  (Restarting, Preempted, Holding, and the terminal ones). A window is timed from the first
+  sample that saw it partial to the first that did not, less the time no controller
+  could act: the API server not answering the sampler, and the intervals the fault
+  runner excuses (`excuse`: a leader paused or killed, until a new one holds the lease).
+  So the bound is "this long while a leader acts and the API server answers".
 `final_check` then looks for orphans (live pods of a missing or finished
 experiment), lost experiments and restart counts other than expected.
 """
@@ -77,8 +80,30 @@ class Sampler(threading.Thread):
         self.api, self.namespace, self.interval_s = api, namespace, interval_s
         self.violations = Violations()
         self._stop_event = threading.Event()
-        self._partial_since: dict[str, tuple[float, float]] = {}  # exp -> (since, outage then)
-        self._outage_total = 0.0
+        self._partial_since: dict[str, float] = {}  # experiment -> first seen partial
+        # (from, to) monotonic: nobody could act; to=inf while it lasts
+        self._excused: list[tuple[float, float]] = []
+        self._lock = threading.Lock()
+
+    def excuse(self, start: float, end: float = float("inf")) -> int:
+        """Mark a time nobody could act (open-ended until `end_excuse`); its index."""
+        with self._lock:
+            self._excused.append((start, end))
+            return len(self._excused) - 1
+
+    def end_excuse(self, index: int, end: float) -> None:
+        with self._lock:
+            self._excused[index] = (self._excused[index][0], end)
+
+    def _excused_within(self, start: float, end: float) -> float:
+        with self._lock:
+            spans = sorted((max(a, start), min(b, end)) for a, b in self._excused)
+        total, reach = 0.0, start
+        for a, b in spans:  # union of the overlaps
+            a = max(a, reach)
+            if b > a:
+                total, reach = total + b - a, b
+        return total
 
     def _list(self, path: str) -> list[dict[str, Any]]:
         status, body = self.api.request("GET", path)
@@ -123,12 +148,16 @@ class Sampler(threading.Thread):
     def _check_members(self, pods: list[dict[str, Any]], exps: list[dict[str, Any]],
                        now: float) -> None:
         live: dict[str, int] = {}
+        present: dict[str, int] = {}
         members: dict[tuple[str, str, str], int] = {}
         for pod in pods:
             meta = pod["metadata"]
             labels = meta.get("labels") or {}
             exp = labels.get(LABEL_EXPERIMENT)
-            if meta.get("namespace") != self.namespace or not exp or not _live(pod):
+            if meta.get("namespace") != self.namespace or not exp or meta.get("deletionTimestamp"):
+                continue
+            present[exp] = present.get(exp, 0) + 1
+            if not _live(pod):
                 continue
             live[exp] = live.get(exp, 0) + 1
             member = (exp, labels.get(LABEL_ROLE, ""), labels.get(LABEL_INDEX, ""))
@@ -143,25 +172,29 @@ class Sampler(threading.Thread):
             phase = (exp.get("status") or {}).get("phase")
             if phase in DELETING_ON_PURPOSE:
                 continue
-            if 0 < live.get(name, 0) < _replicas(exp):
+            if live.get(name, 0) and present.get(name, 0) < _replicas(exp):
                 partial_now.add(name)
-                self._partial_since.setdefault(name, (now, self._outage_total))
+                self._partial_since.setdefault(name, now)
         for name in [n for n in self._partial_since if n not in partial_now]:
             self._close_window(name, now)
 
     def _close_window(self, name: str, now: float) -> None:
-        since, outage_then = self._partial_since.pop(name)
-        seconds = max(0.0, now - since - (self._outage_total - outage_then))
+        since = self._partial_since.pop(name)
+        seconds = max(0.0, now - since - self._excused_within(since, now))
         self.violations.partial_windows.append((name, seconds))
 
     def run(self) -> None:
+        down_since: float | None = None
         while not self._stop_event.is_set():
             started = time.monotonic()
             if not self.sample_once():
-                self._outage_total += self.interval_s
-                self.violations.unavailable_s += self.interval_s
+                down_since = started if down_since is None else down_since
                 self._stop_event.wait(self.interval_s)
                 continue
+            if down_since is not None:  # from the first failed sample to this answer
+                self.excuse(down_since, started)
+                self.violations.unavailable_s += started - down_since
+                down_since = None
             self._stop_event.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
 
     def stop(self) -> Violations:

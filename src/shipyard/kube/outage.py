@@ -15,10 +15,13 @@ import time
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
+# A failure this soon after a recovery continues the outage, silently: an API server
+# starting up answers some requests and refuses others for a few seconds.
+RELAPSE_S = 10.0
 
 
 class Outage:
-    def __init__(self, what: str, *, base_s: float = 0.2, cap_s: float = 10.0,
+    def __init__(self, what: str, *, base_s: float = 0.2, cap_s: float = 2.0,
                  clock: Callable[[], float] = time.monotonic,
                  jitter: Callable[[], float] = random.random,
                  logger: logging.Logger = log) -> None:
@@ -29,6 +32,8 @@ class Outage:
         self.outages = 0  # outages seen, ever
         self._delay = 0.0
         self._next_at = 0.0
+        self._ended: float | None = None  # when the last outage ended
+        self._told_recovered = False
 
     @property
     def failing(self) -> bool:
@@ -42,9 +47,12 @@ class Outage:
         """Record a failed attempt; returns the seconds to wait before the next one."""
         now = self.clock()
         self.failures += 1
-        if self.began is None:
-            self.began, self.outages = now, self.outages + 1
+        if self.began is None and self._ended is not None and now - self._ended < RELAPSE_S:
+            self.began = self._ended  # a relapse (a server still starting): the same outage
             self._delay = self.base_s
+        elif self.began is None:
+            self.began, self.outages = now, self.outages + 1
+            self._delay, self._told_recovered = self.base_s, False
             self.log.warning("%s: failing (%s); backing off up to %gs, quiet until it recovers",
                              self.what, exc, self.cap_s)
         elif now >= self._next_at:
@@ -58,6 +66,10 @@ class Outage:
     def succeeded(self) -> None:
         if self.began is None:
             return
-        self.log.info("%s: recovered after %.1fs (%d failed attempts)", self.what,
-                         self.clock() - self.began, self.failures)
-        self.began, self.failures, self._delay, self._next_at = None, 0, 0.0, 0.0
+        now = self.clock()
+        level = logging.DEBUG if self._told_recovered else logging.INFO
+        self.log.log(level, "%s: recovered after %.1fs (%d failed attempts)", self.what,
+                     now - self.began, self.failures)
+        self._told_recovered = True
+        self.began, self._ended, self._delay, self._next_at = None, now, 0.0, 0.0
+        self.failures = 0

@@ -1,0 +1,540 @@
+"""Fault injection against a dev cluster running shipyard's controller, for the fault
+suite (`bench/faults.py`, tests/integration/test_faults.py).
+
+A scenario starts controllers as real processes (`shipyard controller run`), submits
+a burst of mixed gangs (1-16 pods, three queues, kwok pods that finish after a few
+seconds), injects one kind of fault several times while the burst runs, waits for
+every experiment to finish, and reports what the API server showed meanwhile
+(dev/invariants.py): capacity, duplicate and partial gangs, lost experiments,
+orphans, restart counts, time to converge and leader failover times.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shipyard.dev import cluster as devcluster
+from shipyard.dev import procs
+from shipyard.dev.client import RawClient
+from shipyard.dev.invariants import EXPERIMENTS_PATH, Sampler, Violations, final_check
+from shipyard.dev.pools import parse_pool_arg
+from shipyard.dev.stages import TRAIN_DURATION
+from shipyard.kube.install import CONTROLLER, SYSTEM_NAMESPACE
+from shipyard.kube.objects import experiment_resource
+from shipyard.spec import Experiment, Resources, RetryPolicy, Role
+
+FAULTS = ("controller-kill", "apiserver-restart", "watch-expiry", "leader-pause", "leader-kill",
+          "node-notready", "node-delete", "malformed")
+POOLS = ("cpu-small:24", "gpu-a100:12")
+QUEUES = {"faults-a": 1.0, "faults-b": 1.0, "faults-c": 2.0}
+LEASE_PATH = f"/apis/coordination.k8s.io/v1/namespaces/{SYSTEM_NAMESPACE}/leases/{CONTROLLER}"
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Leader-election timings passed to every controller of a scenario."""
+
+    duration_s: float = 15.0
+    renew_deadline_s: float = 10.0
+    retry_s: float = 2.0
+
+    def args(self) -> list[str]:
+        return [f"--leader-elect-lease-duration={self.duration_s:g}",
+                f"--leader-elect-renew-deadline={self.renew_deadline_s:g}",
+                f"--leader-elect-retry-period={self.retry_s:g}"]
+
+
+@dataclass
+class Row:
+    """One scenario's result: the columns of the fault table."""
+
+    fault: str
+    runs: int  # faults injected
+    experiments: int
+    violations: Violations
+    lost: list[str]
+    orphans: list[str]
+    wrong_restarts: list[str]
+    converge_s: float  # from the last fault to every experiment finished, no pod left
+    failover_s: list[float] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def clean(self, bound_s: float) -> bool:
+        v = self.violations
+        return not (self.lost or self.orphans or self.wrong_restarts or v.over_capacity
+                    or v.duplicates or v.partial_over(bound_s))
+
+
+# -- the workload ---------------------------------------------------------------------
+
+
+def workload(n: int, seed: int = 0, prefix: str = "f") -> list[Experiment]:
+    """Mixed gangs: 70% CPU gangs of 1-16 small pods, 30% whole-node GPU gangs of 1-4;
+    each pod succeeds 2-8 s after it runs; up to 3 restarts with 1 s backoff."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        gpu = rng.random() < 0.3
+        role = Role(
+            name="worker", replicas=rng.randint(1, 4) if gpu else rng.randint(1, 16),
+            machine_type="gpu-a100" if gpu else "cpu-small", command=["python", "train.py"],
+            resources=None if gpu else Resources(cpu="250m", memory="256Mi"),
+            annotations={TRAIN_DURATION: f"{rng.randint(2, 8)}s"},
+        )
+        out.append(Experiment(name=f"{prefix}{i:04d}", queue=rng.choice(list(QUEUES)), roles=[role],
+                              retry=RetryPolicy(max_restarts=3, backoff_seconds=1)))
+    return out
+
+
+def _post(api: RawClient, path: str, body: dict[str, Any], attempts: int = 120) -> int:
+    """POST, retrying while the API server is away (as a user would); the status."""
+    status = 0
+    for _ in range(attempts):
+        try:
+            status, _ = api.request("POST", path, body)
+        except OSError:
+            status = 0
+        if status and status < 500:
+            return status
+        time.sleep(0.5)
+    return status
+
+
+def submit(api: RawClient, namespace: str, exps: list[Experiment], spread_s: float) -> None:
+    """Create the experiments, evenly over `spread_s` seconds, from a few threads."""
+    path = EXPERIMENTS_PATH.format(ns=namespace)
+    start = time.monotonic()
+
+    def one(i: int) -> None:
+        delay = start + spread_s * i / max(1, len(exps)) - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        body = experiment_resource(exps[i].model_copy(update={"namespace": namespace}))
+        status = _post(api, path, body)
+        if status not in (201, 409):
+            raise RuntimeError(f"creating {exps[i].name}: HTTP {status}")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, range(len(exps))))
+
+
+# -- processes ------------------------------------------------------------------------
+
+
+class Controllers:
+    """`shipyard controller run` processes on one cluster, logging to its log dir."""
+
+    def __init__(self, cluster: devcluster.DevCluster, *, leader_elect: bool,
+                 lease: Lease) -> None:
+        self.cluster, self.leader_elect, self.lease = cluster, leader_elect, lease
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.log = cluster.state_dir / "logs" / "shipyard-controller.log"
+        env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+        env.pop("POD_NAME", None)
+        self.env = env
+
+    def install(self) -> None:
+        subprocess.run([sys.executable, "-m", "shipyard.cli", "install", "--cluster",
+                        self.cluster.context, "--replicas", "0"], env=self.env, check=True,
+                       timeout=120, stdout=subprocess.DEVNULL)
+
+    def start(self) -> subprocess.Popen[bytes]:
+        args = self.lease.args() if self.leader_elect else ["--no-leader-elect"]
+        with open(self.log, "ab") as out:
+            p = subprocess.Popen([sys.executable, "-m", "shipyard.cli", "controller", "run",
+                                  "--cluster", self.cluster.context, *args],
+                                 env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+        self.procs.append(p)
+        return p
+
+    def alive(self) -> list[subprocess.Popen[bytes]]:
+        return [p for p in self.procs if p.poll() is None]
+
+    def supervise(self, replicas: int) -> None:
+        """Keep `replicas` processes running, as a Deployment would: a controller that
+        exits (it lost its lease, say) is replaced by a fresh one."""
+        self.replicas = replicas
+        self._supervising = threading.Event()
+        self._supervising.set()
+
+        def loop() -> None:
+            while self._supervising.is_set():
+                if len(self.alive()) < self.replicas:
+                    self.start()
+                time.sleep(0.5)
+
+        threading.Thread(target=loop, name="controller-supervisor", daemon=True).start()
+
+    def exits(self) -> list[int]:
+        return [p.returncode for p in self.procs if p.poll() is not None]
+
+    def leader(self, api: RawClient) -> subprocess.Popen[bytes] | None:
+        holder = lease_holder(api)
+        for p in self.alive():
+            if holder == f"{socket.gethostname()}-{p.pid}":
+                return p
+        return None
+
+    def stop_all(self) -> None:
+        if getattr(self, "_supervising", None) is not None:
+            self._supervising.clear()
+            time.sleep(0.6)
+        for p in self.alive():
+            os.killpg(p.pid, signal.SIGCONT)
+            os.killpg(p.pid, signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(timeout=10)
+
+
+def lease_holder(api: RawClient) -> str | None:
+    try:
+        status, body = api.request("GET", LEASE_PATH)
+    except OSError:
+        return None
+    return (json.loads(body).get("spec") or {}).get("holderIdentity") if status == 200 else None
+
+
+def restart_component(cluster: devcluster.DevCluster, name: str, *, kill: bool = True,
+                      timeout: float = 120) -> float:
+    """SIGKILL (or stop) one control-plane process and start it again with the same
+    command line; returns the seconds until it answered again."""
+    record = next(r for r in cluster.procs if r.name == name)
+    p = record.process()
+    if p is None:
+        raise RuntimeError(f"{name} of {cluster.name} is not running")
+    argv, cwd = p.cmdline(), p.cwd()
+    began = time.monotonic()
+    if kill:
+        os.killpg(record.pid, signal.SIGKILL)
+        p.wait(timeout=30)
+    else:
+        procs.stop([record])
+    fresh = procs.start(name, argv, Path(record.log), cwd=Path(cwd))
+    cluster.procs = [fresh if r is record else r for r in cluster.procs]
+    cluster.save()
+    tls = cluster.raw_client()
+    deadline = began + timeout
+    while time.monotonic() < deadline:
+        try:
+            if tls.request("GET", "/readyz")[0] == 200:
+                return time.monotonic() - began
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{name} did not come back in {timeout:.0f}s")
+
+
+def compact_etcd(cluster: devcluster.DevCluster) -> int:
+    """Compact etcd to its current revision, so every older watch position is gone."""
+    import urllib.request
+
+    base = f"http://127.0.0.1:{cluster.ports['etcd']}/v3/kv"
+
+    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        req = urllib.request.Request(f"{base}/{path}", json.dumps(body).encode(),
+                                     {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    revision = int(post("range", {"key": base64.b64encode(b"/").decode()})["header"]["revision"])
+    post("compaction", {"revision": revision, "physical": True})
+    return revision
+
+
+# -- scenarios ------------------------------------------------------------------------
+
+
+@dataclass
+class Scenario:
+    """What one run of a fault needs; `bench/faults.py` and the tests fill it in."""
+
+    cluster: devcluster.DevCluster
+    fault: str
+    experiments: int = 150
+    injections: int = 3
+    spread_s: float = 20.0  # the burst is submitted over this long
+    lease: Lease = field(default_factory=Lease)
+    seed: int = 0
+    timeout_s: float = 600.0
+    sample_interval_s: float = 0.5
+    progress: Callable[[str], None] = lambda _: None
+
+
+class _Run:
+    def __init__(self, s: Scenario) -> None:
+        self.s = s
+        self.api = s.cluster.raw_client()
+        self.ns = f"faults-{s.fault}-{os.getpid()}-{int(time.time()) % 100000}"
+        two = s.fault.startswith("leader")
+        self.controllers = Controllers(s.cluster, leader_elect=two or s.fault != "controller-kill",
+                                       lease=s.lease)
+        self.expected_restarts: dict[str, int] = {}
+        self.failover: list[float] = []
+        self.notes: list[str] = []
+        self.exps = workload(s.experiments, s.seed, prefix="x")
+
+    def setup(self) -> None:
+        self.controllers.install()
+        _post(self.api, "/api/v1/namespaces", {"metadata": {"name": self.ns}})
+        for name, weight in QUEUES.items():
+            _post(self.api, "/apis/shipyard.dev/v1alpha1/queues",
+                  {"apiVersion": "shipyard.dev/v1alpha1", "kind": "Queue",
+                   "metadata": {"name": name}, "spec": {"weight": weight}})
+        self.controllers.start()
+        if self.s.fault.startswith("leader"):
+            self._wait(lambda: self.controllers.leader(self.api) is not None, 60, "a leader")
+            self.controllers.supervise(2)  # a standby, and a fresh one for each that exits
+        else:
+            self.controllers.supervise(1)
+
+    def _wait(self, check: Callable[[], bool], timeout: float, what: str) -> float:
+        began = time.monotonic()
+        while not check():
+            if time.monotonic() - began > timeout:
+                raise RuntimeError(f"{self.s.fault}: no {what} after {timeout:.0f}s")
+            time.sleep(0.1)
+        return time.monotonic() - began
+
+    # -- the faults -------------------------------------------------------------------
+
+    def inject(self, i: int) -> None:
+        getattr(self, "_" + self.s.fault.replace("-", "_"))(i)
+
+    def _controller_kill(self, i: int) -> None:
+        for p in self.controllers.alive():  # the supervisor starts the next one
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+    def _apiserver_restart(self, i: int) -> None:
+        self.notes.append(f"apiserver back in {restart_component(self.s.cluster, 'kube-apiserver'):.1f}s")
+
+    def _watch_expiry(self, i: int) -> None:
+        compact_etcd(self.s.cluster)
+        restart_component(self.s.cluster, "kube-apiserver")
+
+    def _leader_pause(self, i: int) -> None:
+        self._failover(pause=True)
+
+    def _leader_kill(self, i: int) -> None:
+        self._failover(pause=False)
+
+    def _failover(self, *, pause: bool) -> None:
+        leader = self.controllers.leader(self.api)
+        if leader is None:
+            self._wait(lambda: self.controllers.leader(self.api) is not None, 60, "leader")
+            leader = self.controllers.leader(self.api)
+        assert leader is not None
+        old = lease_holder(self.api)
+        began = time.monotonic()
+        excused = self.sampler.excuse(began)  # nobody can act until a new leader holds it
+        os.killpg(leader.pid, signal.SIGSTOP if pause else signal.SIGKILL)
+        limit = self.s.lease.duration_s * 3 + 30
+        self._wait(lambda: lease_holder(self.api) not in (None, old), limit, "new leader")
+        self.failover.append(time.monotonic() - began)
+        self.sampler.end_excuse(excused, time.monotonic())
+        if pause:
+            # Past its lease: resume it; it must find its fence closed and exit.
+            time.sleep(max(0.0, began + self.s.lease.duration_s + 2 - time.monotonic()))
+            os.killpg(leader.pid, signal.SIGCONT)
+            try:
+                code = leader.wait(timeout=self.s.lease.retry_s + 15)
+            except subprocess.TimeoutExpired:
+                self.notes.append("resumed old leader did not exit")
+                os.killpg(leader.pid, signal.SIGKILL)
+                code = leader.wait()
+            if code == 0:
+                self.notes.append("resumed old leader exited 0, expected non-zero")
+        else:
+            leader.wait()
+
+    def _busy_node(self, gpu: bool) -> tuple[str, set[str]]:
+        """A node running pods of this scenario, and their experiments."""
+        status, body = self.api.request("GET", f"/api/v1/namespaces/{self.ns}/pods")
+        by_node: dict[str, set[str]] = {}
+        for pod in json.loads(body)["items"] if status == 200 else []:
+            node = pod["spec"].get("nodeName")
+            live = not pod["metadata"].get("deletionTimestamp") and \
+                pod.get("status", {}).get("phase") not in ("Succeeded", "Failed")
+            if node and live and ("gpu" in node) == gpu:
+                by_node.setdefault(node, set()).add(pod["metadata"]["labels"]["shipyard.dev/experiment"])
+        if not by_node:
+            return "", set()
+        node = max(by_node, key=lambda n: len(by_node[n]))
+        return node, by_node[node]
+
+    def _affected(self, node: str, before: set[str]) -> None:
+        """Count a restart for each experiment with a live pod on `node` just before the
+        fault (`before`) or in the 2 s after it (placed from a cache not yet up to date)."""
+        time.sleep(2)
+        for exp in before | self._pods_on(node)[1]:
+            self.expected_restarts[exp] = self.expected_restarts.get(exp, 0) + 1
+
+    def _pods_on(self, node: str) -> tuple[str, set[str]]:
+        status, body = self.api.request(
+            "GET", f"/api/v1/namespaces/{self.ns}/pods?fieldSelector=spec.nodeName%3D{node}")
+        exps = {p["metadata"]["labels"]["shipyard.dev/experiment"]
+                for p in (json.loads(body)["items"] if status == 200 else [])
+                if not p["metadata"].get("deletionTimestamp")
+                and p.get("status", {}).get("phase") not in ("Succeeded", "Failed")}
+        return node, exps
+
+    def _node_notready(self, i: int) -> None:
+        node, _ = self._busy_node(gpu=i % 2 == 0)
+        if not node:
+            self.notes.append("no busy node to fail")
+            return
+        before = self._pods_on(node)[1]
+        self.s.cluster.set_node_not_ready(node, "fault suite")
+        self._affected(node, before)
+        time.sleep(1)
+        self.s.cluster.set_node_ready(node)
+
+    def _node_delete(self, i: int) -> None:
+        node, _ = self._busy_node(gpu=i % 2 == 0)
+        if not node:
+            self.notes.append("no busy node to delete")
+            return
+        before = self._pods_on(node)[1]
+        self.s.cluster.delete_node(node)
+        self._affected(node, before)
+        machine = "gpu-a100" if "gpu" in node else "cpu-small"
+        self.s.cluster.add_pools([parse_pool_arg(f"{machine}:1")], timeout=120)
+
+    def _malformed(self, i: int) -> None:
+        self.notes.append("accepted: " + ", ".join(plant_malformed(self.api, f"{self.ns}-bad", i))
+                          or "none accepted")
+        if i == self.s.injections - 1:  # a restart must sync with the bad objects there
+            for p in self.controllers.alive():
+                os.killpg(p.pid, signal.SIGTERM)  # releases the lease: no wait for a new one
+                p.wait(timeout=30)
+
+    # -- the run ----------------------------------------------------------------------
+
+    def finished(self) -> bool:
+        status, body = self.api.request("GET", EXPERIMENTS_PATH.format(ns=self.ns))
+        if status != 200:
+            return False
+        items = json.loads(body)["items"]
+        if len(items) < len(self.exps) or any(
+                (e.get("status") or {}).get("phase") not in ("Succeeded", "Failed") for e in items):
+            return False
+        status, body = self.api.request("GET", f"/api/v1/namespaces/{self.ns}/pods")
+        return status == 200 and not any(
+            p.get("status", {}).get("phase") not in ("Succeeded", "Failed")
+            for p in json.loads(body)["items"])
+
+    def run(self) -> Row:
+        s = self.s
+        self.setup()
+        sampler = self.sampler = Sampler(s.cluster.raw_client(), self.ns, s.sample_interval_s)
+        sampler.start()
+        submitter = threading.Thread(target=submit, args=(s.cluster.raw_client(), self.ns,
+                                                          self.exps, s.spread_s), daemon=True)
+        submitter.start()
+        try:
+            for i in range(s.injections):
+                time.sleep(s.spread_s / (s.injections + 1))
+                s.progress(f"{s.fault}: fault {i + 1}/{s.injections}")
+                self.inject(i)
+            submitter.join()
+            last = time.monotonic()
+            self._wait(lambda: _safe(self.finished), s.timeout_s, "convergence")
+            converge = time.monotonic() - last
+        finally:
+            violations = sampler.stop()
+            self.controllers.stop_all()
+        out = final_check(self.api, self.ns, {e.name: "Succeeded" for e in self.exps},
+                          self.expected_restarts)
+        self._cleanup()
+        exits = self.controllers.exits()
+        if exits:
+            self.notes.append(f"controller exit codes: {sorted(exits)}")
+        return Row(s.fault, s.injections, len(self.exps), violations, out.lost, out.orphans,
+                   out.wrong_restarts, converge, self.failover, self.notes)
+
+    def _cleanup(self) -> None:
+        for ns in (self.ns, f"{self.ns}-bad"):
+            self.api.request("DELETE", f"/api/v1/namespaces/{ns}")
+
+
+def _safe(check: Callable[[], bool]) -> bool:
+    try:
+        return check()
+    except (OSError, ValueError):
+        return False
+
+
+def run_scenario(scenario: Scenario) -> Row:
+    return _Run(scenario).run()
+
+
+# -- malformed objects --------------------------------------------------------------
+
+
+def plant_malformed(api: RawClient, namespace: str, i: int) -> list[str]:
+    """Objects written by hand with bad fields, of every kind the controller watches.
+    Returns what the API server accepted (the rest it refused, which is also fine)."""
+    _post(api, "/api/v1/namespaces", {"metadata": {"name": namespace}})
+    node = _some_node(api)
+    bad_pods = [
+        {"shipyard.dev/experiment": "ghost", "shipyard.dev/attempt": "x",
+         "shipyard.dev/role": "worker", "shipyard.dev/replica-index": "0"},
+        {"shipyard.dev/experiment": "ghost", "shipyard.dev/role": "worker"},  # no index
+        {"shipyard.dev/experiment": "ghost", "shipyard.dev/replica-index": "zero"},
+    ]
+    accepted = []
+    for j, labels in enumerate(bad_pods):
+        body = {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": f"bad-{i}-{j}", "namespace": namespace, "labels": labels},
+                "spec": {"nodeName": node, "containers": [
+                    {"name": "c", "image": "none", "resources": {"requests": {"cpu": "10m"}}}],
+                    "tolerations": [{"operator": "Exists"}]}}
+        if _post(api, f"/api/v1/namespaces/{namespace}/pods", body) == 201:
+            accepted.append(f"pod bad-{i}-{j}")
+    exps = [{"roles": []}, {"roles": [{"name": "w", "replicas": 0, "machine_type": "nope",
+                                       "command": ["x"]}]},
+            {"roles": "not a list"}, {"priority": 10**9, "roles": [{"name": "w"}]}]
+    for j, spec in enumerate(exps):
+        body = {"apiVersion": "shipyard.dev/v1alpha1", "kind": "Experiment",
+                "metadata": {"name": f"bad-{i}-{j}", "namespace": namespace}, "spec": spec}
+        if _post(api, EXPERIMENTS_PATH.format(ns=namespace), body) == 201:
+            accepted.append(f"experiment bad-{i}-{j}")
+    for kind, spec in (("queues", {"weight": -1}), ("nodepools", {"machine_type": 7, "max": "x"})):
+        body = {"apiVersion": "shipyard.dev/v1alpha1",
+                "kind": "Queue" if kind == "queues" else "NodePool",
+                "metadata": {"name": f"bad-{i}-{os.getpid()}"}, "spec": spec}
+        if _post(api, f"/apis/shipyard.dev/v1alpha1/{kind}", body) == 201:
+            accepted.append(f"{kind} bad-{i}")
+    return accepted
+
+
+def _some_node(api: RawClient) -> str:
+    status, body = api.request("GET", "/api/v1/nodes?limit=1")
+    return json.loads(body)["items"][0]["metadata"]["name"] if status == 200 else ""
+
+
+def controller_log_count(cluster: devcluster.DevCluster, text: str) -> int:
+    path = cluster.state_dir / "logs" / "shipyard-controller.log"
+    try:
+        return path.read_text(errors="replace").count(text)
+    except OSError:
+        return 0
