@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import typer
 
+from shipyard.cli import cluster_logs
 from shipyard.cli.output import Format, age, console, dump, errors, phase, table
 from shipyard.controller.views import parse_time
 from shipyard.kube import experiments as kexp
@@ -81,7 +82,8 @@ def status(context: str, name: str, namespace: str, output: Format) -> None:
     s = summary(obj)
     ranks = {
         p["metadata"]["name"]: {"state": (p.get("status") or {}).get("phase", "Pending"),
-                                "node": (p.get("spec") or {}).get("nodeName")}
+                                "node": (p.get("spec") or {}).get("nodeName"),
+                                "exit_code": _exit_code(p)}
         for p in pods
     }
     if output is not Format.table:
@@ -92,15 +94,30 @@ def status(context: str, name: str, namespace: str, output: Format) -> None:
         console.print(f"position {s['position']} in scheduling order")
     console.print(s["message"], highlight=False)
     if ranks:
-        table(("POD", "STATE", "NODE"), [(k, v["state"], v["node"]) for k, v in ranks.items()])
+        table(("POD", "STATE", "NODE", "EXIT"),
+              [(k, v["state"], v["node"], "" if v["exit_code"] is None else v["exit_code"])
+               for k, v in ranks.items()])
 
 
-def logs(context: str, name: str, namespace: str, rank: str | None) -> None:
-    async def work(c: KubeClient) -> list[tuple[str, str]]:
-        return [item async for item in kexp.follow_logs(c, name, namespace, rank)]
+def _exit_code(pod: dict[str, Any]) -> int | None:
+    """The (first) container's exit code once it has terminated."""
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        terminated = (cs.get("state") or {}).get("terminated")
+        if terminated is not None:
+            return terminated.get("exitCode")
+    return None
 
-    for pod, line in run(context, work):
-        print(f"[{pod}] {line}")
+
+def logs(context: str, name: str, namespace: str, rank: str | None, follow: bool = False,
+         since_s: float | None = None) -> None:
+    """Every rank's lines with its prefix; with `follow`, printed as they are written."""
+    def emit(pod_rank: str, line: str) -> None:
+        print(f"[{pod_rank}] {line}", flush=True)
+
+    if follow:
+        run(context, lambda c: cluster_logs.follow(c, name, namespace, rank, since_s, emit))
+    else:
+        run(context, lambda c: cluster_logs.print_once(c, name, namespace, rank, since_s, emit))
 
 
 def cancel(context: str, name: str, namespace: str) -> None:

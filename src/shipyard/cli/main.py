@@ -21,6 +21,7 @@ from shipyard.local.store import RunDamaged
 from shipyard.render import render_experiment
 from shipyard.spec import Experiment, SpecError, load_experiment
 from shipyard.spec.inputs import short
+from shipyard.spec.quantity import parse_duration_seconds
 
 app = typer.Typer(
     name="shipyard",
@@ -223,13 +224,21 @@ def logs(
     rank: Annotated[str | None, typer.Option("--rank", "-r", help="Only this rank, e.g. worker-0.")] = None,
     cluster_context: Cluster = None,
     namespace: Namespace = "default",
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Cluster only: lines of the last DURATION, e.g. 30s, 10m.")] = None,
 ) -> None:
     """Print the logs of every rank, each line prefixed with its rank.
 
     Example:  shipyard logs -f allreduce --rank worker-1
     """
     if cluster_context:
-        return cluster.logs(cluster_context, ref, namespace, rank)
+        since_s = None
+        if since is not None:
+            try:
+                since_s = parse_duration_seconds(since)
+            except ValueError as exc:
+                fail(f"--since: {exc}")
+        return cluster.logs(cluster_context, ref, namespace, rank, follow, since_s)
     store = _store()
     s = _resolve(store, ref)
     try:
