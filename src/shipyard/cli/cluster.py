@@ -6,10 +6,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import typer
-
 from shipyard.cli import cluster_logs
-from shipyard.cli.output import Format, age, console, dump, errors, phase, table
+from shipyard.cli.output import Format, age, console, dump, fail, phase, table
 from shipyard.controller.views import parse_time
 from shipyard.kube import experiments as kexp
 from shipyard.kube.client import KubeClient
@@ -29,18 +27,14 @@ def run(context: str, work: Callable[[KubeClient], Awaitable[T]]) -> T:
     try:
         return asyncio.run(main())
     except NotFound as exc:
-        errors.print(f"[red]error:[/red] not found in cluster {context}: {exc.message}")
-        raise typer.Exit(1) from None
+        fail(f"not found in cluster {context}: {exc.message}")
     except ApiError as exc:
-        errors.print(f"[red]error:[/red] cluster {context}: {exc}")
-        raise typer.Exit(1) from None
+        fail(f"cluster {context}: {exc}")
     except kexp.ExperimentExists as exc:
-        errors.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+        fail(str(exc))
     except Exception as exc:
         if type(exc).__name__ == "ConfigException":  # kubernetes' kubeconfig loader
-            errors.print(f"[red]error:[/red] kubeconfig: {exc}")
-            raise typer.Exit(2) from None
+            fail(f"kubeconfig: {exc}", 2)
         raise
 
 
