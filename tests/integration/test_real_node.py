@@ -50,7 +50,8 @@ def real_cluster() -> Iterator[devcluster.DevCluster]:
         pytest.skip(f"real node cannot start here: {why}")
     build.build(log=lambda m: None)
     build.build_node(log=lambda m: None)  # both no-ops when cached
-    spec = parse_pool_arg("real-cpu-small=cpu-small:1")
+    # Two real nodes on one machine (one namespace, a pod bridge each): gangs cross them.
+    spec = parse_pool_arg("real-cpu-small=cpu-small:2")
     c = devcluster.up(f"pytest-{os.getpid()}-real", real_specs=[spec], merge_kubeconfig=False)
     proc = start_controller(c)
     try:
@@ -111,13 +112,14 @@ def sleeper(name: str, replicas: int = 2, script: str = "import time; time.sleep
 
 
 def containers(c: devcluster.DevCluster, namespace: str) -> list[str]:
-    """Containers containerd itself holds for pods of `namespace` (sandboxes too)."""
-    node = realnode.from_json(c.real_nodes)[0]
-    out = subprocess.run(
-        [*node.ctr(), "-n", "k8s.io", "containers", "ls", "-q",
-         f'labels."io.kubernetes.pod.namespace"=={namespace}'],
-        capture_output=True, text=True, check=True).stdout
-    return out.split()
+    """Containers the nodes' containerds hold for pods of `namespace` (sandboxes too)."""
+    out = []
+    for node in realnode.from_json(c.real_nodes):
+        out += subprocess.run(
+            [*node.ctr(), "-n", "k8s.io", "containers", "ls", "-q",
+             f'labels."io.kubernetes.pod.namespace"=={namespace}'],
+            capture_output=True, text=True, check=True).stdout.split()
+    return out
 
 
 def wait_no_containers(c: devcluster.DevCluster, namespace: str, timeout: float = 90) -> None:
@@ -140,13 +142,30 @@ def test_allreduce_example_succeeds_with_every_rank_checked(real_cluster, reques
         assert status["phase"] == "Succeeded", status
         pods = {p.metadata.name: p for p in api.pods(exp.name)}
         assert len(pods) == 4
-        assert {p.spec.node_name for p in pods.values()} == {"real-cpu-small-00000"}
+        assert {p.spec.node_name for p in pods.values()} <= {
+            "real-cpu-small-00000", "real-cpu-small-00001"}
         for rank in range(4):
             assert f"allreduce-worker-{rank}" in pods, sorted(pods)
             text = logs(api, f"allreduce-worker-{rank}")
             assert f"rank {rank}: allreduce OK" in text, text
             # MASTER_ADDR is the headless Service's name for rank 0, resolved by CoreDNS.
             assert "rendezvous at allreduce-worker-0.allreduce:" in text
+
+
+def test_allreduce_across_two_real_nodes(real_cluster, request) -> None:
+    # 1.5 CPUs a rank on 2-CPU nodes: one rank per node, rendezvous crosses nodes.
+    exp = for_real(load_experiment(EXAMPLE), working_dir="/opt/shipyard/examples/allreduce",
+                   replicas=2, resources={"cpu": "1500m", "memory": "256Mi"})
+    with experiment_namespace(real_cluster, request.node.name) as api:
+        api.launch(exp)
+        status = api.wait(exp.name, lambda s: s.get("phase") in ("Succeeded", "Failed"),
+                          timeout=240)
+        assert status["phase"] == "Succeeded", status
+        pods = api.pods(exp.name)
+        assert {p.spec.node_name for p in pods} == {"real-cpu-small-00000",
+                                                     "real-cpu-small-00001"}
+        assert "rank 0: got array from rank 1" in logs(api, "allreduce-worker-0")
+        assert "rank 1: allreduce OK" in logs(api, "allreduce-worker-1")
 
 
 def test_failing_rank_restarts_whole_gang_then_fails_naming_it(real_cluster, request) -> None:
@@ -166,12 +185,12 @@ def test_failing_rank_restarts_whole_gang_then_fails_naming_it(real_cluster, req
 
 def wait_no_containers_running(c: devcluster.DevCluster, namespace: str,
                                timeout: float = 90) -> None:
-    node = realnode.from_json(c.real_nodes)[0]
     deadline = time.monotonic() + timeout
     while True:
         ids = containers(c, namespace)
-        tasks = subprocess.run([*node.ctr(), "-n", "k8s.io", "tasks", "ls"],
-                               capture_output=True, text=True, check=True).stdout
+        tasks = "".join(subprocess.run([*n.ctr(), "-n", "k8s.io", "tasks", "ls"],
+                                       capture_output=True, text=True, check=True).stdout
+                        for n in realnode.from_json(c.real_nodes))
         running = [i for i in ids if any(line.startswith(i) and "RUNNING" in line
                                          for line in tasks.splitlines())]
         if not running:
