@@ -20,6 +20,7 @@ import sys
 import time
 from dataclasses import asdict
 
+from shipyard.cli.flags import arg
 from shipyard.dev import build
 from shipyard.dev import cluster as devcluster
 from shipyard.dev.faults import FAULTS, POOLS, Lease, Row, Scenario, run_scenario
@@ -31,15 +32,6 @@ FULL = {"controller-kill": (1000, 20, 120.0), "apiserver-restart": (400, 4, 80.0
         "leader-kill": (300, 5, 150.0), "node-notready": (400, 6, 80.0),
         "node-delete": (400, 6, 80.0), "malformed": (300, 3, 60.0)}
 QUICK = {f: (60, 3, 15.0) for f in FAULTS}
-
-
-def positive(kind: type) -> object:
-    def parse(text: str) -> object:
-        value = kind(text)
-        if not value > 0 or value != value or value == float("inf"):
-            raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
-        return value
-    return parse
 
 
 def table(rows: list[Row], bound_s: float) -> str:
@@ -63,11 +55,11 @@ def main() -> int:
     ap.add_argument("--faults", default=",".join(FAULTS),
                     help=f"comma-separated, of: {', '.join(FAULTS)}")
     ap.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
-    ap.add_argument("--experiments", type=positive(int), help="override every fault's burst size")
-    ap.add_argument("--trials", type=positive(int), help="override every fault's injection count")
-    ap.add_argument("--lease", type=positive(float), default=15.0,
+    ap.add_argument("--experiments", type=arg(integer=True, low=1, high=100_000), help="override every fault's burst size")
+    ap.add_argument("--trials", type=arg(integer=True, low=1, high=1000), help="override every fault's injection count")
+    ap.add_argument("--lease", type=arg(low=2, high=3600), default=15.0,
                     help="lease duration s (renew deadline 2/3 of it, retry period 2/15)")
-    ap.add_argument("--bound", type=positive(float), default=5.0, help="partial-gang bound, s")
+    ap.add_argument("--bound", type=arg(above=0, high=3600), default=5.0, help="partial-gang bound, s")
     ap.add_argument("--json", help="also write the rows here")
     ap.add_argument("--keep", action="store_true", help="leave the dev cluster running")
     args = ap.parse_args()

@@ -79,3 +79,7 @@ def test_node_deleted_restarts_gangs_whole(faults_cluster):
 def test_malformed_objects_never_stop_the_controller(faults_cluster):
     row = _run(faults_cluster, "malformed", injections=2)
     assert any(n.startswith("accepted: pod") for n in row.notes), row.notes
+    # Experiments the schema let through (an unknown machine type, two roles of one
+    # name) end Failed with their reason, and the burst beside them is unharmed.
+    assert any("experiment" in n for n in row.notes if n.startswith("accepted")), row.notes
+    assert "bad experiments ended: Failed" in row.notes, row.notes

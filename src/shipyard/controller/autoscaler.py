@@ -40,6 +40,7 @@ from shipyard.kube.resources import EXPERIMENTS, NODEPOOLS, NODES
 from shipyard.monitor.metrics import AutoscalerMetrics
 from shipyard.providers.base import ANNOTATION_EARMARK, LABEL_NODEPOOL, Provider, provider_for
 from shipyard.spec import NodePool
+from shipyard.spec.errors import spec_error
 from shipyard.spec.machines import DEFAULT_MACHINE_TYPES, MachineType
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,8 @@ def pool_view(obj: dict[str, Any]) -> PoolView:
     try:
         spec, error = NodePool.model_validate({**(obj.get("spec") or {}), "name": meta["name"]}), None
     except ValidationError as exc:
-        spec, error = None, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = spec_error(f"NodePool {meta['name']}", exc, NodePool, "the NodePool").problems
+        spec, error = None, "; ".join(problems)
     return PoolView(meta["name"], meta.get("uid", ""), spec, error, obj.get("status") or {})
 
 

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from shipyard.core.model import Node, Resources, Taint
 from shipyard.render.objects import LABEL_EXPERIMENT, LABEL_INDEX, LABEL_ROLE
 from shipyard.spec import Experiment, Queue, SpecError, experiment_from_data
+from shipyard.spec.errors import spec_error
 from shipyard.spec.machines import RESOURCE_GPU
 from shipyard.spec.quantity import parse_cpu_milli, parse_memory_bytes
 
@@ -164,8 +165,10 @@ def experiment_view(obj: dict[str, Any]) -> ExperimentView:
 
 def queue_view(obj: dict[str, Any]) -> Queue | None:
     """A Queue resource -> spec.Queue; an invalid one is logged and ignored."""
+    name = obj["metadata"]["name"]
     try:
-        return Queue.model_validate({**(obj.get("spec") or {}), "name": obj["metadata"]["name"]})
+        return Queue.model_validate({**(obj.get("spec") or {}), "name": name})
     except ValidationError as exc:
-        log.warning("ignoring invalid Queue %s: %s", obj["metadata"]["name"], exc)
+        problems = spec_error(f"Queue {name}", exc, Queue, "the Queue").problems
+        log.warning("ignoring invalid Queue %s: %s", name, "; ".join(problems))
         return None
