@@ -30,11 +30,12 @@ from typing import Any
 from shipyard.dev import cluster as devcluster
 from shipyard.dev import procs
 from shipyard.dev.client import RawClient
-from shipyard.dev.invariants import EXPERIMENTS_PATH, Sampler, Violations, final_check
+from shipyard.dev.invariants import EXPERIMENTS_PATH, Sampler, Violations, final_check, live
 from shipyard.dev.pools import parse_pool_arg
 from shipyard.dev.stages import TRAIN_DURATION
 from shipyard.kube.install import CONTROLLER, SYSTEM_NAMESPACE
 from shipyard.kube.objects import experiment_resource
+from shipyard.render.objects import LABEL_EXPERIMENT
 from shipyard.spec import Experiment, Resources, RetryPolicy, Role
 
 FAULTS = ("controller-kill", "apiserver-restart", "watch-expiry", "leader-pause", "leader-kill",
@@ -373,58 +374,47 @@ class _Run:
         else:
             leader.wait()
 
-    def _busy_node(self, gpu: bool) -> tuple[str, set[str]]:
-        """A node running pods of this scenario, and their experiments."""
+    def _busy_node(self, gpu: bool) -> str:
+        """The node running pods of the most experiments of this scenario ("" if none)."""
         status, body = self.api.request("GET", f"/api/v1/namespaces/{self.ns}/pods")
         by_node: dict[str, set[str]] = {}
         for pod in json.loads(body)["items"] if status == 200 else []:
             node = pod["spec"].get("nodeName")
-            live = not pod["metadata"].get("deletionTimestamp") and \
-                pod.get("status", {}).get("phase") not in ("Succeeded", "Failed")
-            if node and live and ("gpu" in node) == gpu:
-                by_node.setdefault(node, set()).add(pod["metadata"]["labels"]["shipyard.dev/experiment"])
-        if not by_node:
-            return "", set()
-        node = max(by_node, key=lambda n: len(by_node[n]))
-        return node, by_node[node]
+            if node and live(pod) and ("gpu" in node) == gpu:
+                by_node.setdefault(node, set()).add(pod["metadata"]["labels"][LABEL_EXPERIMENT])
+        return max(by_node, key=lambda n: len(by_node[n]), default="")
 
-    def _affected(self, node: str, before: set[str]) -> None:
-        """Count a restart for each experiment with a live pod on `node` just before the
-        fault (`before`) or in the 2 s after it (placed from a cache not yet up to date)."""
-        time.sleep(2)
-        for exp in before | self._pods_on(node)[1]:
-            self.expected_restarts[exp] = self.expected_restarts.get(exp, 0) + 1
-
-    def _pods_on(self, node: str) -> tuple[str, set[str]]:
+    def _experiments_on(self, node: str) -> set[str]:
         status, body = self.api.request(
             "GET", f"/api/v1/namespaces/{self.ns}/pods?fieldSelector=spec.nodeName%3D{node}")
-        exps = {p["metadata"]["labels"]["shipyard.dev/experiment"]
-                for p in (json.loads(body)["items"] if status == 200 else [])
-                if not p["metadata"].get("deletionTimestamp")
-                and p.get("status", {}).get("phase") not in ("Succeeded", "Failed")}
-        return node, exps
+        return {p["metadata"]["labels"][LABEL_EXPERIMENT]
+                for p in (json.loads(body)["items"] if status == 200 else []) if live(p)}
+
+    def _hit_busy_node(self, i: int, fault: Callable[[str], None]) -> str:
+        """Apply `fault` to a busy node (GPU and CPU in turn) and expect one restart for
+        each experiment with a live pod there just before, or in the 2 s after (placed
+        from a cache not yet up to date)."""
+        node = self._busy_node(gpu=i % 2 == 0)
+        if not node:
+            self.notes.append("no busy node for the fault")
+            return ""
+        hit = self._experiments_on(node)
+        fault(node)
+        time.sleep(2)
+        for exp in hit | self._experiments_on(node):
+            self.expected_restarts[exp] = self.expected_restarts.get(exp, 0) + 1
+        return node
 
     def _node_notready(self, i: int) -> None:
-        node, _ = self._busy_node(gpu=i % 2 == 0)
-        if not node:
-            self.notes.append("no busy node to fail")
-            return
-        before = self._pods_on(node)[1]
-        self.s.cluster.set_node_not_ready(node, "fault suite")
-        self._affected(node, before)
-        time.sleep(1)
-        self.s.cluster.set_node_ready(node)
+        node = self._hit_busy_node(i, lambda n: self.s.cluster.set_node_not_ready(n, "fault suite"))
+        if node:
+            self.s.cluster.set_node_ready(node)
 
     def _node_delete(self, i: int) -> None:
-        node, _ = self._busy_node(gpu=i % 2 == 0)
-        if not node:
-            self.notes.append("no busy node to delete")
-            return
-        before = self._pods_on(node)[1]
-        self.s.cluster.delete_node(node)
-        self._affected(node, before)
-        machine = "gpu-a100" if "gpu" in node else "cpu-small"
-        self.s.cluster.add_pools([parse_pool_arg(f"{machine}:1")], timeout=120)
+        node = self._hit_busy_node(i, self.s.cluster.delete_node)
+        if node:  # a fresh node in its place, as an autoscaler would
+            machine = "gpu-a100" if "gpu" in node else "cpu-small"
+            self.s.cluster.add_pools([parse_pool_arg(f"{machine}:1")], timeout=120)
 
     def _malformed(self, i: int) -> None:
         self.notes.append("accepted: " + ", ".join(plant_malformed(self.api, f"{self.ns}-bad", i))

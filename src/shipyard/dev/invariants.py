@@ -45,7 +45,7 @@ def _amounts(values: Mapping[str, Any] | None) -> tuple[int, int, int]:
             int(values.get(RESOURCE_GPU, 0)))
 
 
-def _live(pod: Mapping[str, Any]) -> bool:
+def live(pod: Mapping[str, Any]) -> bool:
     return (not pod["metadata"].get("deletionTimestamp")
             and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"))
 
@@ -157,7 +157,7 @@ class Sampler(threading.Thread):
             if meta.get("namespace") != self.namespace or not exp or meta.get("deletionTimestamp"):
                 continue
             present[exp] = present.get(exp, 0) + 1
-            if not _live(pod):
+            if not live(pod):
                 continue
             live[exp] = live.get(exp, 0) + 1
             member = (exp, labels.get(LABEL_ROLE, ""), labels.get(LABEL_INDEX, ""))
@@ -236,6 +236,6 @@ def final_check(api: RawClient, namespace: str, expected_phase: Mapping[str, str
     for pod in json.loads(body)["items"] if status == 200 else []:
         exp = (pod["metadata"].get("labels") or {}).get(LABEL_EXPERIMENT)
         phase = ((exps.get(exp or "") or {}).get("status") or {}).get("phase")
-        if exp and _live(pod) and (exp not in exps or phase in TERMINAL or phase == "Queued"):
+        if exp and live(pod) and (exp not in exps or phase in TERMINAL or phase == "Queued"):
             orphans.append(f"{pod['metadata']['name']} ({phase or 'no experiment'})")
     return Outcome(lost, orphans, wrong)

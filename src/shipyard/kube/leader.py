@@ -149,16 +149,21 @@ class LeaderElector:
             if not self.is_leader():
                 break
             try:
-                if not await self.try_acquire():
+                # One attempt may take a retry period, no more: a request stuck on a
+                # dying or starting API server must not eat the whole renew deadline.
+                async with asyncio.timeout(self.retry_s):
+                    renewed = await self.try_acquire()
+                if not renewed:
                     self._lose("another replica holds the lease")
                     break
                 if failing:
                     log.info("lease renewed again")
                 failing = False
-            except Transient as exc:
+            except (Transient, TimeoutError) as exc:
                 if not failing:
                     log.warning("lease renewal: %s; retrying every %gs until the %gs deadline",
-                                exc, self.retry_s, self.renew_deadline_s)
+                                exc or f"no answer within {self.retry_s:g}s", self.retry_s,
+                                self.renew_deadline_s)
                 failing = True
         self.check()  # sets `lost` with the reason, if not yet, and raises
 
