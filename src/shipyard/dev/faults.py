@@ -30,7 +30,14 @@ from typing import Any
 from shipyard.dev import cluster as devcluster
 from shipyard.dev import procs
 from shipyard.dev.client import RawClient
-from shipyard.dev.invariants import EXPERIMENTS_PATH, Sampler, Violations, final_check, live
+from shipyard.dev.invariants import (
+    EXPERIMENTS_PATH,
+    Restarts,
+    Sampler,
+    Violations,
+    final_check,
+    live,
+)
 from shipyard.dev.pools import parse_pool_arg
 from shipyard.dev.stages import TRAIN_DURATION
 from shipyard.kube.install import CONTROLLER, SYSTEM_NAMESPACE
@@ -288,7 +295,7 @@ class _Run:
         two = s.fault.startswith("leader")
         self.controllers = Controllers(s.cluster, leader_elect=two or s.fault != "controller-kill",
                                        lease=s.lease)
-        self.expected_restarts: dict[str, int] = {}
+        self.restarts = Restarts()
         self.failover: list[float] = []
         self.notes: list[str] = []
         self.exps = workload(s.experiments, s.seed, prefix="x")
@@ -390,28 +397,35 @@ class _Run:
         return {p["metadata"]["labels"][LABEL_EXPERIMENT]
                 for p in (json.loads(body)["items"] if status == 200 else []) if live(p)}
 
-    def _hit_busy_node(self, i: int, fault: Callable[[str], None]) -> str:
-        """Apply `fault` to a busy node (GPU and CPU in turn) and expect one restart for
-        each experiment with a live pod there just before, or in the 2 s after (placed
-        from a cache not yet up to date)."""
+    def _hit_busy_node(self, i: int, fault: Callable[[str], None], *, fatal: bool) -> str:
+        """Apply `fault` to a busy node (GPU and CPU in turn). A gang with a live pod there
+        just before or in the 2 s after (placed from a cache not yet up to date) may be
+        restarted once for it; with `fatal` (the node is gone), one live there both times
+        must be."""
         node = self._busy_node(gpu=i % 2 == 0)
         if not node:
             self.notes.append("no busy node for the fault")
             return ""
-        hit = self._experiments_on(node)
+        before = self._experiments_on(node)
         fault(node)
         time.sleep(2)
-        for exp in hit | self._experiments_on(node):
-            self.expected_restarts[exp] = self.expected_restarts.get(exp, 0) + 1
+        after = self._experiments_on(node)
+        r = self.restarts
+        r.nodes.add(node)
+        for exp in before | after:
+            r.high[exp] = r.high.get(exp, 0) + 1
+        for exp in (before & after) if fatal else ():
+            r.low[exp] = r.low.get(exp, 0) + 1
         return node
 
     def _node_notready(self, i: int) -> None:
-        node = self._hit_busy_node(i, lambda n: self.s.cluster.set_node_not_ready(n, "fault suite"))
+        node = self._hit_busy_node(
+            i, lambda n: self.s.cluster.set_node_not_ready(n, "fault suite"), fatal=False)
         if node:
             self.s.cluster.set_node_ready(node)
 
     def _node_delete(self, i: int) -> None:
-        node = self._hit_busy_node(i, self.s.cluster.delete_node)
+        node = self._hit_busy_node(i, self.s.cluster.delete_node, fatal=True)
         if node:  # a fresh node in its place, as an autoscaler would
             machine = "gpu-a100" if "gpu" in node else "cpu-small"
             self.s.cluster.add_pools([parse_pool_arg(f"{machine}:1")], timeout=120)
@@ -460,7 +474,7 @@ class _Run:
             violations = sampler.stop()
             self.controllers.stop_all()
         out = final_check(self.api, self.ns, {e.name: "Succeeded" for e in self.exps},
-                          self.expected_restarts)
+                          self.restarts)
         if s.fault == "malformed":
             status, body = self.api.request("GET", EXPERIMENTS_PATH.format(ns=f"{self.ns}-bad"))
             phases = sorted({(e.get("status") or {}).get("phase") or "no phase"

@@ -15,7 +15,9 @@ A `Sampler` thread lists nodes, pods and one namespace's Experiments every
   runner excuses (`excuse`: a leader paused or killed, until a new one holds the lease).
   So the bound is "this long while a leader acts and the API server answers".
 `final_check` then looks for orphans (live pods of a missing or finished
-experiment), lost experiments and restart counts other than expected.
+experiment), lost experiments and wrong restart counts: every restart must be one the
+faults explain (its reason names a node a fault hit), no gang restarted more often
+than faults hit it, and none less often than the faults it could not have outlived.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ class Sampler(threading.Thread):
         # (from, to) monotonic: nobody could act; to=inf while it lasts
         self._excused: list[tuple[float, float]] = []
         self._lock = threading.Lock()
+        self.crashed = ""
 
     def excuse(self, start: float, end: float = float("inf")) -> int:
         """Mark a time nobody could act (open-ended until `end_excuse`); its index."""
@@ -147,7 +150,7 @@ class Sampler(threading.Thread):
 
     def _check_members(self, pods: list[dict[str, Any]], exps: list[dict[str, Any]],
                        now: float) -> None:
-        live: dict[str, int] = {}
+        running: dict[str, int] = {}  # experiment -> live pods
         present: dict[str, int] = {}
         members: dict[tuple[str, str, str], int] = {}
         for pod in pods:
@@ -159,7 +162,7 @@ class Sampler(threading.Thread):
             present[exp] = present.get(exp, 0) + 1
             if not live(pod):
                 continue
-            live[exp] = live.get(exp, 0) + 1
+            running[exp] = running.get(exp, 0) + 1
             member = (exp, labels.get(LABEL_ROLE, ""), labels.get(LABEL_INDEX, ""))
             members[member] = members.get(member, 0) + 1
         dup = [m for m, n in members.items() if n > 1]
@@ -172,7 +175,7 @@ class Sampler(threading.Thread):
             phase = (exp.get("status") or {}).get("phase")
             if phase in DELETING_ON_PURPOSE:
                 continue
-            if live.get(name, 0) and present.get(name, 0) < _replicas(exp):
+            if running.get(name, 0) and present.get(name, 0) < _replicas(exp):
                 partial_now.add(name)
                 self._partial_since.setdefault(name, now)
         for name in [n for n in self._partial_since if n not in partial_now]:
@@ -184,6 +187,13 @@ class Sampler(threading.Thread):
         self.violations.partial_windows.append((name, seconds))
 
     def run(self) -> None:
+        try:
+            self._run()
+        except Exception as exc:  # a bug here must fail the suite, not stop sampling quietly
+            self.crashed = f"{type(exc).__name__}: {exc}"
+            raise
+
+    def _run(self) -> None:
         down_since: float | None = None
         while not self._stop_event.is_set():
             started = time.monotonic()
@@ -200,6 +210,8 @@ class Sampler(threading.Thread):
     def stop(self) -> Violations:
         self._stop_event.set()
         self.join(timeout=30)
+        if self.crashed:
+            raise RuntimeError(f"the invariant sampler crashed: {self.crashed}")
         now = time.monotonic()
         for name in list(self._partial_since):
             self._close_window(name, now)
@@ -213,10 +225,29 @@ class Outcome:
     wrong_restarts: list[str]  # "<exp>: N restarts, expected M"
 
 
+@dataclass
+class Restarts:
+    """What the faults allow: per experiment, at least `low` and at most `high`
+    restarts, each for a reason naming one of `nodes` (none: no restart allowed)."""
+
+    low: dict[str, int] = field(default_factory=dict)
+    high: dict[str, int] = field(default_factory=dict)
+    nodes: set[str] = field(default_factory=set)
+
+    def problem(self, name: str, count: int, reason: str) -> str | None:
+        low, high = self.low.get(name, 0), self.high.get(name, 0)
+        if not low <= count <= high:
+            want = f"{low}" if low == high else f"{low}-{high}"
+            return f"{name}: {count} restarts, expected {want} ({reason})"
+        if count and not any(f"node {n} " in reason for n in self.nodes):
+            return f"{name}: restarted for a reason no fault explains ({reason})"
+        return None
+
+
 def final_check(api: RawClient, namespace: str, expected_phase: Mapping[str, str],
-                expected_restarts: Mapping[str, int]) -> Outcome:
-    """After convergence: every submitted experiment in its expected phase with the
-    expected restart count, and no live pod outside a running gang."""
+                restarts: Restarts) -> Outcome:
+    """After convergence: every submitted experiment in its expected phase with a
+    restart count the faults explain, and no live pod outside a running gang."""
     status, body = api.request("GET", EXPERIMENTS_PATH.format(ns=namespace))
     if status != 200:
         raise OSError(f"listing experiments: HTTP {status}")
@@ -227,10 +258,9 @@ def final_check(api: RawClient, namespace: str, expected_phase: Mapping[str, str
         if name not in exps or st.get("phase") != want:
             lost.append(f"{name}: {st.get('phase') if name in exps else 'missing'}, expected {want}"
                         f" ({st.get('message', '')})")
-        restarts = int(st.get("restarts", 0))
-        if name in exps and restarts != expected_restarts.get(name, 0):
-            wrong.append(f"{name}: {restarts} restarts, expected {expected_restarts.get(name, 0)}"
-                         f" ({st.get('failedPod', '')})")
+        problem = restarts.problem(name, int(st.get("restarts", 0)), st.get("failedPod", ""))
+        if name in exps and problem:
+            wrong.append(problem)
     status, body = api.request("GET", f"/api/v1/namespaces/{namespace}/pods")
     orphans = []
     for pod in json.loads(body)["items"] if status == 200 else []:
