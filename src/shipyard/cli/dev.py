@@ -36,7 +36,7 @@ def _fail(msg: str) -> typer.Exit:
 def build_cmd(
     force: Annotated[bool, typer.Option(help="Rebuild even when the cache has the binaries.")]
     = False,
-    node: Annotated[bool, typer.Option(help="Also kubelet, kube-proxy and CoreDNS (real nodes).")]
+    node: Annotated[bool, typer.Option(help="Also kubelet, kube-proxy, CoreDNS (real nodes) and helm.")]
     = True,
 ) -> None:
     """Build (or reuse) etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
@@ -55,6 +55,7 @@ def build_cmd(
             out = devbuild.build(force=force, log=log)
             if node:
                 devbuild.build_node(force=force, log=log)
+                devbuild.build_tools(force=force, log=log)
         except devbuild.BuildError as e:
             raise _fail(str(e)) from e
     typer.echo(out)

@@ -32,9 +32,13 @@ KUBERNETES_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
 COREDNS_VERSION = "v1.15.0"
+HELM_VERSION = "v3.22.0"
 
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 NODE_BINARIES = ("kubelet", "kube-proxy", "coredns")
+TOOL_BINARIES = ("helm",)  # for the Helm chart's tests
+_SETS = {"controlplane": ("etcd", "kubernetes", "kwok"), "node": ("kubernetes-node", "coredns"),
+         "tools": ("helm",)}
 _CONTROLPLANE_CMDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 _NODE_CMDS = ("kubelet", "kube-proxy")
 
@@ -49,6 +53,7 @@ class Versions:
     etcd: str = ETCD_VERSION
     kwok: str = KWOK_VERSION
     coredns: str = COREDNS_VERSION
+    helm: str = HELM_VERSION
 
     @classmethod
     def from_env(cls) -> Versions:
@@ -58,6 +63,7 @@ class Versions:
             etcd=os.environ.get("SHIPYARD_ETCD_VERSION", ETCD_VERSION),
             kwok=os.environ.get("SHIPYARD_KWOK_VERSION", KWOK_VERSION),
             coredns=os.environ.get("SHIPYARD_COREDNS_VERSION", COREDNS_VERSION),
+            helm=os.environ.get("SHIPYARD_HELM_VERSION", HELM_VERSION),
         )
 
     def key(self) -> str:
@@ -65,6 +71,9 @@ class Versions:
 
     def node_key(self) -> str:
         return f"node_k8s-{self.kubernetes}_coredns-{self.coredns}_{_platform()}"
+
+    def tools_key(self) -> str:
+        return f"tools_helm-{self.helm}_{_platform()}"
 
 
 def _platform() -> str:
@@ -86,6 +95,15 @@ def bin_dir(versions: Versions | None = None) -> Path:
 
 def node_bin_dir(versions: Versions | None = None) -> Path:
     return cache_root() / "bin" / (versions or Versions.from_env()).node_key()
+
+
+def tools_bin_dir(versions: Versions | None = None) -> Path:
+    return cache_root() / "bin" / (versions or Versions.from_env()).tools_key()
+
+
+def cached_tool_binaries(versions: Versions | None = None) -> dict[str, Path] | None:
+    """helm of a complete cached build, or None."""
+    return _complete(tools_bin_dir(versions), TOOL_BINARIES)
 
 
 def _complete(d: Path, names: tuple[str, ...]) -> dict[str, Path] | None:
@@ -153,12 +171,16 @@ class Target:
 
 def targets(v: Versions) -> list[Target]:
     """The control-plane targets."""
-    return [t for t in _all_targets(v) if t.name != "coredns" and not _is_node(t)]
+    return [t for t in _all_targets(v) if t.name in _SETS["controlplane"]]
 
 
 def node_targets(v: Versions) -> list[Target]:
     """kubelet and kube-proxy (from the kubernetes wrapper) and CoreDNS."""
-    return [t for t in _all_targets(v) if t.name == "coredns" or _is_node(t)]
+    return [t for t in _all_targets(v) if t.name in _SETS["node"]]
+
+
+def tool_targets(v: Versions) -> list[Target]:
+    return [t for t in _all_targets(v) if t.name in _SETS["tools"]]
 
 
 def _is_node(t: Target) -> bool:
@@ -215,6 +237,14 @@ def _all_targets(v: Versions) -> list[Target]:
             local_version=v.coredns,
             packages={"coredns": "github.com/coredns/coredns"},
             ldflags=[f"-X github.com/coredns/coredns/coremain.GitCommit={v.coredns}"],
+        ),
+        Target(
+            name="helm",
+            upstream="helm.sh/helm/v3",
+            version=v.helm,
+            local_version=v.helm,
+            packages={"helm": "helm.sh/helm/v3/cmd/helm"},
+            ldflags=[f"-X helm.sh/helm/v3/internal/version.version={v.helm}"],
         ),
     ]
 
@@ -277,24 +307,34 @@ def _wrapper_name(t: Target) -> str:
     return "kubernetes" if _is_node(t) else t.name
 
 
+def _cached_or_built(v: Versions | None, force: bool, log: Log, out_dir: Callable[..., Path],
+                     cached: Callable[..., object], tgts: Callable[[Versions], list[Target]]
+                     ) -> Path:
+    v = v or Versions.from_env()
+    if not force and cached(v) is not None:
+        log(f"cached: {out_dir(v)}")
+        return out_dir(v)
+    return _build_set(v, tgts(v), out_dir(v), log)
+
+
 def build(versions: Versions | None = None, *, force: bool = False, log: Log = print) -> Path:
     """Build every control-plane binary into the cache; return its directory. No-op when
     cached."""
-    v = versions or Versions.from_env()
-    if not force and cached_binaries(v) is not None:
-        log(f"cached: {bin_dir(v)}")
-        return bin_dir(v)
-    return _build_set(v, targets(v), bin_dir(v), log)
+    return _cached_or_built(versions, force, log, bin_dir, cached_binaries, targets)
 
 
 def build_node(versions: Versions | None = None, *, force: bool = False, log: Log = print
                ) -> Path:
     """Build kubelet, kube-proxy and CoreDNS into the cache; return their directory."""
-    v = versions or Versions.from_env()
-    if not force and cached_node_binaries(v) is not None:
-        log(f"cached: {node_bin_dir(v)}")
-        return node_bin_dir(v)
-    return _build_set(v, node_targets(v), node_bin_dir(v), log)
+    return _cached_or_built(versions, force, log, node_bin_dir, cached_node_binaries,
+                            node_targets)
+
+
+def build_tools(versions: Versions | None = None, *, force: bool = False, log: Log = print
+                ) -> Path:
+    """Build helm (for the chart's tests) into the cache; return its directory."""
+    return _cached_or_built(versions, force, log, tools_bin_dir, cached_tool_binaries,
+                            tool_targets)
 
 
 def _build_set(v: Versions, tgts: list[Target], out: Path, log: Log) -> Path:
@@ -371,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         build(force=a.force, log=log)
         if not a.no_node:
             build_node(force=a.force, log=log)
+            build_tools(force=a.force, log=log)
     except BuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

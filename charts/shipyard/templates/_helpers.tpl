@@ -1,0 +1,3 @@
+{{- define "shipyard.labels" -}}
+app.kubernetes.io/name: shipyard-controller
+{{- end -}}
