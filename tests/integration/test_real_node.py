@@ -321,6 +321,32 @@ def test_logs_follow_streams_lines_while_written_and_status_shows_exit_codes(
 
 
 
+def test_stopped_kubelet_turns_node_not_ready_and_restarts_the_gang(real_cluster, request) -> None:
+    # One rank per node (1.5 CPUs each): the gang needs both nodes.
+    exp = sleeper("nodeloss", retry={"max_restarts": 1, "backoff_seconds": 1})
+    exp = for_real(exp, resources={"cpu": "1500m", "memory": "64Mi"})
+    victim = "real-cpu-small-00001"
+    with experiment_namespace(real_cluster, request.node.name) as api:
+        api.launch(exp)
+        api.wait("nodeloss", lambda s: s.get("phase") == "Running", timeout=120)
+        real_cluster.stop_kubelet(victim)
+        try:
+            status = api.wait("nodeloss", lambda s: s.get("restarts", 0) >= 1, timeout=150)
+            assert f"node {victim} of pod" in status.get("failedPod", status["message"]), status
+            assert "NotReady" in status.get("failedPod", status["message"]), status
+            # The survivor's rank was stopped too: the whole gang restarts, and with one
+            # node left it cannot be placed again.
+            api.wait("nodeloss", lambda s: s.get("phase") in ("Queued", "Restarting"),
+                     timeout=60)
+        finally:
+            real_cluster.start_kubelet(victim)
+        deadline = time.monotonic() + 120
+        while not realnode.node_ready(real_cluster.raw_client().get_json(
+                f"/api/v1/nodes/{victim}")):
+            assert time.monotonic() < deadline, "node did not come back"
+            time.sleep(1)
+
+
 def _in_cluster_token_dropped(c: devcluster.DevCluster, tmp: Path,
                               monkeypatch: pytest.MonkeyPatch) -> bool:
     """Whether shipyard's in-cluster connection loses the pod's token, found by feeding

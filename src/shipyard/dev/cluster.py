@@ -217,6 +217,16 @@ class DevCluster:
                 )
             time.sleep(1.0)
 
+    def stop_kubelet(self, node: str) -> None:
+        """Stop a real node's kubelet (its containers keep running), as if it crashed."""
+        procs.stop([r for r in self.procs if r.name == f"kubelet/{node}"], grace=5)
+
+    def start_kubelet(self, node: str) -> None:
+        """Start a stopped real node's kubelet again with the same arguments."""
+        from shipyard.dev import realcluster
+
+        realcluster.restart_kubelet(self, node)
+
     def set_node_not_ready(self, node: str, message: str = "made NotReady by shipyard dev",
                            reason: str = "KubeletNotReady") -> None:
         self._patch_node(node, {NOT_READY: message, NOT_READY_REASON: reason})
@@ -393,6 +403,11 @@ def up(
 ) -> DevCluster:
     """Start cluster `name` (or return it if already running) and add `pool_specs`
     (kwok nodes) and `real_specs` (real kubelets; only when the cluster is created)."""
+    if tuning is None and real_specs:
+        # Real kubelets renew their lease every 10 s: a stopped one should turn NotReady
+        # in seconds, not after the 10 minutes thousands of kwok nodes need.
+        tuning = Tuning(node_monitor_grace_period="40s",
+                        kwok=KwokOptions(node_lease_duration_seconds=40))
     tuning = tuning or Tuning()
     if not name.replace("-", "").isalnum() or not name[0].isalnum() or len(name) > 40:
         raise DevClusterError(f"bad cluster name {name!r}: use letters, digits and '-'")

@@ -104,3 +104,14 @@ def teardown(c: DevCluster) -> None:
                           others_with_real_nodes(c.name))
     if c.netns:
         netns.delete(c.netns)
+
+
+def restart_kubelet(c: DevCluster, name: str) -> None:
+    node = next((n for n in realnode.from_json(c.real_nodes) if n.name == name), None)
+    if node is None:
+        raise RealNodeError(f"{c.name} has no real node {name!r}")
+    bins = build.require_node_binaries()
+    argv = [*netns.Netns(c.netns or "").prefix(), *realnode.kubelet_argv(node, bins["kubelet"])]
+    rec = procs.start(f"kubelet/{name}", argv, Path(node.dir) / "kubelet.log", cwd=c.state_dir)
+    c.procs = [r for r in c.procs if r.name != rec.name] + [rec]
+    c.save()
