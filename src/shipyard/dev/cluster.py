@@ -542,6 +542,9 @@ def _prepare_real(c: DevCluster, specs: list[pools.PoolSpec], progress: Progress
         raise DevClusterError(str(e)) from e
     nodes = realnode.plan(c.name, c.state_dir, netns.Netns(netns.ns_name(c.name)), specs)
     c.host_paths = realnode.host_paths_missing()
+    from shipyard.dev import realcluster
+
+    realcluster.remember_host_paths(c.host_paths)
     c.netns = netns.ns_name(c.name)
     c.real_nodes = realnode.to_json(nodes)
     c.save()

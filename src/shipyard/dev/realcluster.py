@@ -8,6 +8,7 @@ container, mount, cgroup, socket and host path they made is removed.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -77,8 +78,6 @@ def wait_ready(c: DevCluster, names: list[str], timeout: float, progress: Progre
         status, data = api.request("GET", "/api/v1/nodes?labelSelector="
                                    f"{realnode.LABEL_NODE_KIND}%3Dreal")
         if status == 200:
-            import json
-
             ready = {n["metadata"]["name"] for n in json.loads(data)["items"]
                      if realnode.node_ready(n)}
             pending = [n for n in names if n not in ready]
@@ -96,12 +95,31 @@ def others_with_real_nodes(name: str) -> bool:
     return any(o.name != name and o.real_nodes and o.running() for o in list_clusters())
 
 
+def _ledger() -> Path:
+    from shipyard.dev.cluster import state_root
+
+    return state_root() / "real-host-paths.json"
+
+
+def remember_host_paths(paths: list[str]) -> None:
+    """Add to the machine-wide list of hard-coded host paths shipyard's real nodes made:
+    clusters overlap, so the last one down removes what any of them created."""
+    f = _ledger()
+    f.parent.mkdir(parents=True, exist_ok=True)
+    known = set(json.loads(f.read_text())) if f.is_file() else set()
+    f.write_text(json.dumps(sorted(known | set(paths))))
+
+
 def teardown(c: DevCluster) -> None:
     """After the processes are stopped: containers, mounts, cgroups, paths, namespace."""
     nodes = realnode.from_json(c.real_nodes)
     if nodes:
-        realnode.teardown(nodes, f"/run/shipyard/{c.name}", c.host_paths,
-                          others_with_real_nodes(c.name))
+        last = not others_with_real_nodes(c.name)
+        f = _ledger()
+        created = sorted({*c.host_paths, *(json.loads(f.read_text()) if f.is_file() else [])})
+        realnode.teardown(nodes, f"/run/shipyard/{c.name}", created, not last)
+        if last:
+            f.unlink(missing_ok=True)
     if c.netns:
         netns.delete(c.netns)
 
