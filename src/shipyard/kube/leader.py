@@ -149,9 +149,11 @@ class LeaderElector:
             if not self.is_leader():
                 break
             try:
-                # One attempt may take a retry period, no more: a request stuck on a
-                # dying or starting API server must not eat the whole renew deadline.
-                async with asyncio.timeout(self.retry_s):
+                # One attempt may take half of what is left of the renew deadline (at
+                # least a retry period): a slow server still gets through, and a request
+                # stuck on a dying or starting one leaves time for another attempt.
+                left = self.renew_deadline_s - (self.monotonic() - (self.renewed_at or 0.0))
+                async with asyncio.timeout(max(self.retry_s, left / 2)):
                     renewed = await self.try_acquire()
                 if not renewed:
                     self._lose("another replica holds the lease")
@@ -162,7 +164,7 @@ class LeaderElector:
             except (Transient, TimeoutError) as exc:
                 if not failing:
                     log.warning("lease renewal: %s; retrying every %gs until the %gs deadline",
-                                exc or f"no answer within {self.retry_s:g}s", self.retry_s,
+                                exc or "no answer in time", self.retry_s,
                                 self.renew_deadline_s)
                 failing = True
         self.check()  # sets `lost` with the reason, if not yet, and raises
