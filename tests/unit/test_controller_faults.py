@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -237,3 +238,13 @@ def test_a_relapse_soon_after_recovery_is_the_same_outage(caplog: pytest.LogCapt
         outage.failed(OSError("refused"))  # a new outage, long after
     assert [r.levelname for r in caplog.records] == ["WARNING", "INFO", "WARNING"]
     assert outage.outages == 2
+
+
+def test_an_admitted_gang_waits_for_its_terminating_pods_before_creating() -> None:
+    spec = Experiment(name="e", roles=[Role(name="w", replicas=2, machine_type="cpu-small",
+                                            command=["true"])])
+    exp = ExperimentView("ns/e", "ns", "e", "u", spec, None, {"phase": "Admitted"}, 0.0, False, False)
+    going = replace(pod_view(_pod({"shipyard.dev/experiment": "e", "shipyard.dev/role": "w",
+                                   "shipyard.dev/replica-index": "0"})), terminating=True)
+    assert reconcile(exp, exp.status, [going], {}, 0.0) == Decision(force=("p",))  # node n1 gone
+    assert reconcile(exp, exp.status, [], {}, 0.0) == Decision(create=True)

@@ -74,6 +74,10 @@ def reconcile(
         cause = "preemption" if phase == "Preempted" else "failure"
         return Decision(_next(status, phase="Queued", placement=None, message=f"requeued after {cause}"))
     if phase == "Admitted":
+        # A pod still terminating (of a creation rolled back half-way, say) holds its
+        # name: create the gang once it is gone, or the new gang would count it deleted.
+        if any(p.terminating for p in pods):
+            return Decision(force=_stuck(pods, nodes))
         return Decision(create=True)
     if phase in ("Starting", "Running"):
         return _watch_gang(exp, status, pods, nodes, now)
@@ -82,9 +86,13 @@ def reconcile(
     return _delete_all(pods, nodes)
 
 
+def _stuck(pods: Sequence[PodView], nodes: Mapping[str, Node]) -> tuple[str, ...]:
+    return tuple(p.name for p in pods if p.terminating and p.node and p.node not in nodes)
+
+
 def _delete_all(pods: Sequence[PodView], nodes: Mapping[str, Node]) -> Decision:
-    stuck = tuple(p.name for p in pods if p.terminating and p.node and p.node not in nodes)
-    return Decision(delete="all" if any(not p.terminating for p in pods) else None, force=stuck)
+    return Decision(delete="all" if any(not p.terminating for p in pods) else None,
+                    force=_stuck(pods, nodes))
 
 
 def _watch_gang(exp: ExperimentView, status: Mapping[str, Any], pods: Sequence[PodView],

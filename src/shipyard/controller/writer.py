@@ -97,6 +97,9 @@ class Writer:
         self.lanes = Lanes(concurrency)
         self.outage = outage or Outage("API server writes")
         self._probe = asyncio.Lock()  # during an outage: one request at a time
+        # A few gangs created at a time, each with all its pods at once: under load every
+        # gang is partial for one round of creates, not for as long as the whole burst.
+        self.gang_slots = asyncio.Semaphore(max(1, concurrency // 16))
 
     async def _call(self, coro: Coroutine[Any, Any, Any], lane: int = URGENT) -> Any:
         await self.lanes.acquire(lane)
@@ -131,6 +134,11 @@ class Writer:
                           existing: set[str]) -> None:
         """Create the Service and every missing pod; on any failure delete what this
         call created and raise, so no partial gang is left holding nodes."""
+        async with self.gang_slots:
+            await self._create_gang(exp, placement, attempt, existing)
+
+    async def _create_gang(self, exp: ExperimentView, placement: Mapping[str, str], attempt: int,
+                           existing: set[str]) -> None:
         spec = exp.spec
         if spec is None:
             raise ValueError(f"{exp.key}: no valid spec")

@@ -58,9 +58,12 @@ def load_connection(kubeconfig: str | None = None, context: str | None = None, *
         ctx.verify_mode = ssl.CERT_NONE
     if conf.cert_file:
         ctx.load_cert_chain(conf.cert_file, conf.key_file)
-    token = conf.api_key.get("authorization") if conf.api_key else None
-    if token and token.startswith("Bearer "):
-        token = token[len("Bearer "):]
+    # A kubeconfig token lands in api_key["authorization"]; the in-cluster loader puts the
+    # service account's in api_key["BearerToken"] as "bearer <token>".
+    keys = conf.api_key or {}
+    token = keys.get("authorization") or keys.get("BearerToken")
+    if token and token[:7].lower() == "bearer ":
+        token = token[7:]
     return Connection(conf.host, ctx, token, context or "")
 
 
