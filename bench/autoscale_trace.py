@@ -2,11 +2,14 @@
 
 Replays a day of experiment arrivals through the simulator (src/shipyard/sim), which
 runs the same policy as the controller (core.queueing.schedule, core.autoscale.plan)
-on a virtual clock, three ways in one run:
+on a virtual clock, five ways in one run:
 
   shipyard, warm buffer   autoscaled gpu-a100 pool keeping --warm-buffer idle nodes
   fixed cluster           a static pool sized for the peak demand, paid all the time
   shipyard, no buffer     autoscaled, nothing kept idle
+
+each autoscaled one also with today's plan: the planner before it counted capacity that
+running work frees (by its time limit) before a new node could be Ready.
 
 Default trace: the busiest 24 h of creation times in the Alibaba GPU trace 2023
 (openb_pod_list_default.csv; Weng et al., "Beware of Fragmentation", USENIX ATC'23),
@@ -93,26 +96,37 @@ def fmt_s(s: float) -> str:
     return f"{s:,.0f} s" if s < 600 else f"{s / 60:,.1f} min"
 
 
+def _ratio(new: int, old: int) -> str:
+    return f"{new / old:.2f} x" if old else "none either way"
+
+
 def compare(arrivals: list[Arrival], args: argparse.Namespace) -> None:
     k = args.speedup
     gpus, nodes = peak_demand(arrivals)
     cap = max(4 * nodes, nodes + args.warm_buffer + 16)
     cfg = SimConfig(provisioning_delay_s=args.provisioning_delay, failure_rate=args.failure_rate,
-                    seed=args.seed)
+                    seed=args.seed, time_limits=not args.no_time_limits)
+    today = replace(cfg, look_ahead=False)  # the planner before it counted ending work
     base = SimPool(POOL, A100, max_nodes=cap, idle_timeout_s=args.idle_timeout)
+    warm = replace(base, warm_buffer=args.warm_buffer)
     runs = [
-        (f"shipyard, warm {args.warm_buffer}", replace(base, warm_buffer=args.warm_buffer)),
-        (f"fixed {nodes} nodes", replace(base, static=True, start_nodes=nodes, max_nodes=nodes)),
-        ("shipyard, no buffer", base),
+        (f"shipyard, warm {args.warm_buffer}", warm, cfg),
+        (f"warm {args.warm_buffer}, today's plan", warm, today),
+        (f"fixed {nodes} nodes", replace(base, static=True, start_nodes=nodes, max_nodes=nodes), cfg),
+        ("shipyard, no buffer", base, cfg),
+        ("no buffer, today's plan", base, today),
     ]
     print(f"peak demand: {gpus} GPUs at once if every experiment started on arrival = {nodes} x 8-GPU "
           f"nodes; autoscaled pool max_nodes {cap}; {A100.name} at ${A100.cost_per_hour}/h per node")
     print(f"provisioning delay {args.provisioning_delay:g} s, idle timeout {args.idle_timeout:g} s + 30 s "
           f"confirmation, failure rate {args.failure_rate:g}, time compressed x{k:g} "
-          f"(all figures below in trace time)\n")
+          f"(all figures below in trace time)")
+    print("time limits: " + ("none declared" if args.no_time_limits else
+                             "each experiment declares its trace duration (backfill, and the look-ahead)")
+          + "; today's plan: the planner before it counted capacity that running work frees\n")
     results = []
-    for name, pool in runs:
-        r, wall = run(arrivals, pool, cfg, k)
+    for name, pool, conf in runs:
+        r, wall = run(arrivals, pool, conf, k)
         results.append((name, r, wall))
     rows = [
         ("node-hours paid", lambda r: f"{r.node_hours * k:,.1f}"),
@@ -139,6 +153,11 @@ def compare(arrivals: list[Arrival], args: argparse.Namespace) -> None:
         else:
             cells = [cell(r) for _, r, _ in results]
         print(f"{label:<{width}}" + "".join(f"{c:>{col}}" for c in cells))
+    for (name, new, _), (_, old, _) in ((results[0], results[1]), (results[3], results[4])):
+        print(f"{name}: nodes never used {new.never_used} vs {old.never_used} with today's plan "
+              f"({_ratio(new.never_used, old.never_used)}); node-hours {new.node_hours * k:,.1f} vs "
+              f"{old.node_hours * k:,.1f}; queueing delay mean {new.mean_wait_s * k:.2f} s vs "
+              f"{old.mean_wait_s * k:.2f} s, p95 {new.p95_wait_s * k:.1f} s vs {old.p95_wait_s * k:.1f} s")
     print("\n(a) nodes that never ran a member of any experiment before their removal or the end of the run"
           "\n(b) most nodes paid for at one instant (registered or provisioning) minus most nodes running"
           " work at one instant")
@@ -228,6 +247,8 @@ def main() -> None:
     ap.add_argument("--failure-rate", type=arg(low=0, high=1), default=0.0,
                     help="chance (0 to 1) that a requested node never registers")
     ap.add_argument("--seed", type=arg(integer=True, low=0, high=2**63 - 1), default=0)
+    ap.add_argument("--no-time-limits", action="store_true",
+                    help="experiments declare no time limit (no backfill; the planner cannot see work end)")
     ap.add_argument("--nodes", type=arg(integer=True, low=1, high=MAX_NODES), default=5000, help="nodes of the latency snapshot")
     ap.add_argument("--pending", type=arg(integer=True, low=0, high=10_000), default=40, help="pending gangs of the latency snapshot")
     ap.add_argument("--latency-runs", type=arg(integer=True, low=1, high=10_000), default=20)

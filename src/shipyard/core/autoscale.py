@@ -9,7 +9,13 @@ requested) that returns an AutoscalePlan:
    earlier gang was given (free or new) is not counted again; a gang's earmark (nodes
    already requested for it) counts as its own. No partial scale-up: a gang that does
    not fit even with every pool at max gets a NoScaleUp saying why;
-2. warm buffer: top each pool up to `warm_buffer` idle nodes (and to `min_nodes`);
+   Look-ahead: running work whose time limit ends before a new node could be Ready
+   (the pool's provisioning_delay_s) counts as ended. A gang that fits on what it
+   frees is not given nodes: it starts there no later than on new ones, and the new
+   ones would be paid and never used (the waste an autoscaler exists to cut);
+2. warm buffer: top each pool up to `warm_buffer` idle nodes (and to `min_nodes`),
+   counting nodes that running work leaves idle (by time limit) within the idle
+   timeout after a new one could be Ready;
 3. scale-down: decide, wait, re-check. Idle nodes past their pool's timeout are marked;
    one still a candidate `confirm_s` later is removed, never below min_nodes or the
    warm buffer, never more than half a pool per step, never under a running or earmarked
@@ -20,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from shipyard.core import reasons
 from shipyard.core.capacity import Group
@@ -33,6 +39,7 @@ from shipyard.core.model import (
     Node,
     Policy,
     Resources,
+    Running,
     Snapshot,
     Waiting,
 )
@@ -56,6 +63,9 @@ class PoolState:
     nodes: tuple[str, ...] = ()  # this pool's registered nodes
     provisioning: int = 0  # requested from the provider, not yet registered
     unavailable_until: float = 0.0  # after a provisioning failure: skipped until then
+    # How soon a requested node is Ready: work ending (by time limit) sooner frees its
+    # capacity first. 0: no look-ahead (only capacity free now counts).
+    provisioning_delay_s: float = 0.0
 
     @property
     def headroom(self) -> int:
@@ -106,6 +116,8 @@ class AutoscalePlan:
     unmark: tuple[str, ...]
     scale_down: tuple[ScaleDown, ...]  # most expensive pool first
     cannot_fit: tuple[NoScaleUp, ...]
+    # Gangs given no nodes because they fit on what running work frees first.
+    ending_work: tuple[NoScaleUp, ...] = ()
 
 
 def plan(inp: AutoscaleInput, policy: Policy = Policy()) -> AutoscalePlan:
@@ -113,13 +125,34 @@ def plan(inp: AutoscaleInput, policy: Policy = Policy()) -> AutoscalePlan:
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
         raise ValueError(f"pools: duplicate name(s) {', '.join(dup)}; pool names must be unique")
-    ups, cannot, claimed = _scale_up(inp, policy)
+    ups, cannot, ending, claimed = _scale_up(inp, policy)
     ups += _top_up(inp, ups, claimed)
     mark, unmark, down = _scale_down(inp, claimed)
-    return AutoscalePlan(tuple(ups), mark, unmark, down, tuple(cannot))
+    return AutoscalePlan(tuple(ups), mark, unmark, down, tuple(cannot), tuple(ending))
 
 
 # -- scale-up ---------------------------------------------------------------------
+
+
+def ending_by(snap: Snapshot, horizon: float) -> list[Running]:
+    """Running gangs whose time limit stops them by `horizon` (the end of a run is
+    known only from its limit; one that finishes sooner frees its nodes sooner)."""
+    return [r for r in snap.running if r.ends_at is not None and r.ends_at <= horizon]
+
+
+def _released(snap: Snapshot, runs: Sequence[Running]) -> Snapshot:
+    """The snapshot with the requests of `runs` taken off their nodes."""
+    freed: dict[str, Resources] = {}
+    for run in runs:
+        for m in run.gang.members:
+            node = run.placement.get(m.name)
+            if node is not None:
+                freed[node] = freed.get(node, Resources()) + m.request
+    if not freed:
+        return snap
+    nodes = tuple(replace(n, used=n.used - freed[n.name]) if n.name in freed else n for n in snap.nodes)
+    return replace(snap, nodes=nodes)
+
 
 
 def _coming(inp: AutoscaleInput) -> dict[str, dict[str, int]]:
@@ -143,7 +176,9 @@ def _coming(inp: AutoscaleInput) -> dict[str, dict[str, int]]:
     return out
 
 
-def _scale_up(inp: AutoscaleInput, policy: Policy) -> tuple[list[ScaleUp], list[NoScaleUp], set[str]]:
+def _scale_up(
+    inp: AutoscaleInput, policy: Policy
+) -> tuple[list[ScaleUp], list[NoScaleUp], list[NoScaleUp], set[str]]:
     snap = inp.snapshot
     pending = {g.key: g for g in snap.pending}
     gangs: list[Gang] = []
@@ -162,7 +197,12 @@ def _scale_up(inp: AutoscaleInput, policy: Policy) -> tuple[list[ScaleUp], list[
         for g, per in _coming(inp).items()
     }
     keys = [*policy.topology_keys, *(g.topology.key for g in gangs if g.topology is not None)]
-    ext = Extended(snap, keys, spare, coming, inp.earmarked_nodes)
+    # New nodes come no sooner than the fastest pool's delay: work ending before then
+    # frees capacity a gang can start on as soon as on a new node.
+    delay = min((p.provisioning_delay_s for p in growable), default=0.0)
+    ending = ending_by(snap, snap.now + delay) if delay > 0 and gangs else []
+    ext = Extended(_released(snap, ending), keys, spare, coming, inp.earmarked_nodes)
+    soon = {ext.index(n) for r in ending for n in r.placement.values()}
     claimed: set[str] = set()
     everything = {g.key: g for g in snap.pending}
     for adm in inp.admitted:
@@ -174,6 +214,7 @@ def _scale_up(inp: AutoscaleInput, policy: Policy) -> tuple[list[ScaleUp], list[
                 claimed.add(ext.cap.nodes[i].name)
     ups: list[ScaleUp] = []
     cannot: list[NoScaleUp] = []
+    later: list[NoScaleUp] = []
     for g in gangs:
         ext.open_own(g.key)
         groups = ext.cap.groups(g.members)
@@ -192,12 +233,17 @@ def _scale_up(inp: AutoscaleInput, policy: Policy) -> tuple[list[ScaleUp], list[
                     if i < ext.base and i not in ext.hidden:
                         ext.hide(i)
             shape = reasons.shape(groups)
+            if not counts and any(i in soon for _, i in taken):
+                later.append(NoScaleUp(g.key, (
+                    f"needs {shape}; fits on capacity that running work frees by its time limit, "
+                    f"within {reasons.duration(delay)} (before a new node could be Ready): "
+                    "no nodes requested")))
             for pool in sorted(counts, key=lambda p: (by_name[p].cost_per_hour, p)):
                 n = counts[pool]
                 ups.append(ScaleUp(pool, n, g.key, f"{n} x {pool} for {g.key} (needs {shape}; "
                                                    f"{free} such node(s) free)"))
         ext.close_own(g.key)
-    return ups, cannot, claimed
+    return ups, cannot, later, claimed
 
 
 def _free_nodes(group: Group) -> int:
@@ -270,9 +316,10 @@ def _top_up(inp: AutoscaleInput, ups: Sequence[ScaleUp], claimed: set[str]) -> l
             continue
         idle = sum(1 for n in p.nodes if n in registered and n in inp.idle_since
                    and n not in inp.earmarked_nodes and n not in busy)
+        soon = _soon_idle(inp, p, claimed) if p.warm_buffer and p.provisioning_delay_s > 0 else 0
         spare_coming = max(p.provisioning - coming_for.get(p.name, 0), 0)
         total = len(p.nodes) + p.provisioning + asked.get(p.name, 0)
-        warm = p.warm_buffer - idle - spare_coming
+        warm = p.warm_buffer - idle - soon - spare_coming
         low = p.min_nodes - total
         n = min(max(warm, low, 0), max(p.max_nodes - total, 0))
         if n <= 0:
@@ -281,9 +328,26 @@ def _top_up(inp: AutoscaleInput, ups: Sequence[ScaleUp], claimed: set[str]) -> l
             why = f"{n} x {p.name}: {total} node(s) are below min_nodes {p.min_nodes}"
         else:
             why = (f"{n} x {p.name}: warm buffer of {p.warm_buffer} idle node(s), "
-                   f"{idle} idle and {spare_coming} unclaimed on the way")
+                   f"{idle} idle, {soon} soon idle and {spare_coming} unclaimed on the way")
         out.append(ScaleUp(p.name, n, None, why))
     return out
+
+
+def _soon_idle(inp: AutoscaleInput, pool: PoolState, claimed: set[str]) -> int:
+    """The pool's nodes that all their running work leaves (by time limit) within the
+    idle timeout after a new node could be Ready, and that no waiting gang was planned
+    onto. A top-up node asked for now would see the buffer full again by then, and an
+    idle node would be removed unused: the buffer is a hedge, one node short for less
+    time than the pool is willing to pay an idle node."""
+    snap = inp.snapshot
+    mine = set(pool.nodes) - claimed - set(inp.earmarked_nodes)
+    busy: set[str] = set()
+    ending: set[str] = set()
+    done = {id(r) for r in ending_by(snap, snap.now + pool.provisioning_delay_s + pool.idle_timeout_s)}
+    for run in snap.running:
+        (ending if id(run) in done else busy).update(n for n in run.placement.values() if n in mine)
+    ready = {n.name for n in snap.nodes if n.ready and n.schedulable}
+    return len((ending - busy) & ready)
 
 
 # -- scale-down --------------------------------------------------------------------

@@ -264,7 +264,8 @@ class Simulation:
             states.append(PoolState(
                 s.name, p.template, s.cost, s.min_nodes, s.max_nodes, s.warm_buffer, s.idle_timeout_s,
                 s.static, tuple(n.name for n in p.nodes.values() if n.ready),
-                sum(1 for n in p.nodes.values() if not n.ready), p.unavailable_until))
+                sum(1 for n in p.nodes.values() if not n.ready), p.unavailable_until,
+                self.cfg.provisioning_delay_s if self.cfg.look_ahead else 0.0))
         return AutoscaleInput(snap, tuple(states), waiting, earmarked, earmarked_nodes, idle,
                               dict(self.marked), self.cfg.confirm_s)
 

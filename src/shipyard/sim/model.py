@@ -67,6 +67,9 @@ class SimConfig:
     # True: each experiment declares its duration as its time limit (enables backfill).
     time_limits: bool = False
     horizon_s: float | None = None  # None: 30 days after the last arrival
+    # The planner counts capacity that running work frees (by time limit) before a new
+    # node could be Ready; False: today's planner before that look-ahead, to compare.
+    look_ahead: bool = True
 
 
 def gang_for(arrival: Arrival, machine: MachineType, time_limit: bool = False) -> Gang:

@@ -12,11 +12,13 @@ from shipyard.core.autoscale import (
     AutoscaleInput,
     AutoscalePlan,
     PoolState,
+    ending_by,
     plan,
 )
 from shipyard.core.model import (
     WAIT_CAPACITY,
     WAIT_QUOTA,
+    CycleResult,
     Gang,
     Member,
     Node,
@@ -393,14 +395,17 @@ def worlds(draw) -> tuple[Snapshot, tuple[PoolState, ...], dict[str, float], dic
         mine = [Node(f"{name}-{i}", alloc, labels) for i in range(n)]
         for x in mine:
             if draw(st.booleans()):  # busy with a one-pod gang taking all of it
-                g = Gang(f"run-{x.name}", "default", 0, -1.0, (Member("w", 0, alloc, labels),))
+                # Started at 0 with no limit, or one that ends at 1060, 1600 or later.
+                limit = draw(st.sampled_from([None, 1060.0, 1600.0, 1e6]))
+                g = Gang(f"run-{x.name}", "default", 0, -1.0, (Member("w", 0, alloc, labels),), limit)
                 runs.append(running(g, [x.name]))
         nodes += mine
         pools.append(PoolState(
             name, template(labels, alloc), cost, draw(st.integers(0, 2)), n + draw(st.integers(0, 8)),
             draw(st.integers(0, 2)), 600.0, static=draw(st.integers(0, 5)) == 0,
             nodes=tuple(x.name for x in mine), provisioning=0,
-            unavailable_until=draw(st.sampled_from([0.0, 0.0, 5000.0]))))
+            unavailable_until=draw(st.sampled_from([0.0, 0.0, 5000.0])),
+            provisioning_delay_s=draw(st.sampled_from([0.0, 120.0]))))
     pending = []
     for k in range(draw(st.integers(0, 5))):
         roles: tuple[Member, ...] = ()
@@ -439,6 +444,28 @@ def applied(snap: Snapshot, pools: tuple[PoolState, ...], p: AutoscalePlan) -> S
     return replace(snap, nodes=snap.nodes + tuple(new), pending=pending)
 
 
+def admit(snap: Snapshot, result: CycleResult) -> Snapshot:
+    """The snapshot once the cycle's admissions run (the plan counts their nodes taken)."""
+    gangs = {g.key: g for g in snap.pending}
+    runs = [Running(gangs[a.gang], a.placement, snap.now) for a in result.admitted]
+    done = {a.gang for a in result.admitted}
+    return replace(snap, nodes=with_used(list(snap.nodes), runs), running=snap.running + tuple(runs),
+                   pending=tuple(g for g in snap.pending if g.key not in done))
+
+
+def when_ready(snap: Snapshot, pools: tuple[PoolState, ...]) -> Snapshot:
+    """The snapshot when a new node could be Ready (the fastest growable pool's delay):
+    running work whose time limit ends by then is gone."""
+    delay = min((x.provisioning_delay_s for x in pools if not x.static and snap.now >= x.unavailable_until),
+                default=0.0)
+    if delay <= 0:
+        return snap
+    gone = {id(r) for r in ending_by(snap, snap.now + delay)}
+    left = [r for r in snap.running if id(r) not in gone]
+    bare = [replace(n, used=Resources()) for n in snap.nodes]
+    return replace(snap, nodes=with_used(bare, left), running=tuple(left))
+
+
 @SETTINGS
 @given(worlds())
 def test_every_gang_given_nodes_then_fits_and_no_pool_goes_over_max(world):
@@ -446,11 +473,15 @@ def test_every_gang_given_nodes_then_fits_and_no_pool_goes_over_max(world):
     result = schedule(snap, CYCLE)
     p = plan(AutoscaleInput(snap, pools, result.waiting, idle_since=since, marked=marked,
                             admitted=result.admitted), CYCLE)
-    after = schedule(applied(snap, pools, p), CYCLE)
+    # The next cycles, once the nodes are Ready: what this cycle admitted is running
+    # (leaving it pending would let a gang ahead take the room the plan saw it take).
+    after = schedule(applied(when_ready(admit(snap, result), pools), pools, p), CYCLE)
     got = {u.gang for u in p.scale_up if u.gang}
-    assert got <= {a.gang for a in after.admitted}, (p, after)
-    # Decided once each: a gang gets nodes or a reason, never both.
+    later = {n.gang for n in p.ending_work}
+    assert got | later <= {a.gang for a in after.admitted}, (p, after)
+    # Decided once each: a gang gets nodes, waits for running work, or gets a reason.
     assert not got & {n.gang for n in p.cannot_fit}
+    assert not later & (got | {n.gang for n in p.cannot_fit})
     for x in pools:
         asked = sum(u.count for u in p.scale_up if u.pool == x.name)
         if x.static or snap.now < x.unavailable_until:
@@ -492,12 +523,19 @@ def test_the_first_gang_given_nodes_would_not_fit_with_one_fewer(world):
     ups = [u for u in p.scale_up if u.gang]
     if not ups:
         return
-    mine = [u for u in ups if u.gang == ups[0].gang]
-    gangs = {g.key: g for g in snap.pending}
-    runs = [Running(gangs[a.gang], a.placement, snap.now) for a in result.admitted]
-    alone = replace(snap, nodes=with_used(list(snap.nodes), runs), pending=(gangs[ups[0].gang],),
-                    running=snap.running + tuple(runs))
-    assert schedule(applied(alone, pools, replace(p, scale_up=tuple(mine))), CYCLE).admitted
+    first = ups[0].gang
+    mine = [u for u in ups if u.gang == first]
+    # Alone but for the gangs before it that wait for running work (they take what it frees).
+    ahead = {n.gang for n in p.ending_work}
+    order = [w.gang for w in result.waiting]
+    keep = {g for g in ahead if order.index(g) < order.index(first)} | {first}
+    alone = replace(when_ready(admit(snap, result), pools),
+                    pending=tuple(g for g in snap.pending if g.key in keep))
+
+    def admitted(ups: tuple) -> bool:
+        cycle = schedule(applied(alone, pools, replace(p, scale_up=ups)), CYCLE)
+        return first in {a.gang for a in cycle.admitted}
+
+    assert admitted(tuple(mine))
     for i, u in enumerate(mine):
-        fewer = (*mine[:i], replace(u, count=u.count - 1), *mine[i + 1:])
-        assert not schedule(applied(alone, pools, replace(p, scale_up=fewer)), CYCLE).admitted, u
+        assert not admitted((*mine[:i], replace(u, count=u.count - 1), *mine[i + 1:])), u
