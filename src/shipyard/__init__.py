@@ -1,6 +1,21 @@
 """shipyard: run deep-learning experiments on Kubernetes as a batch system."""
 
-from shipyard.spec import Experiment, MachineType, Resources, RetryPolicy, Role, Taint
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shipyard.spec import Experiment, MachineType, Resources, RetryPolicy, Role, Taint
 
 __all__ = ["Experiment", "MachineType", "Resources", "RetryPolicy", "Role", "Taint"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: `import shipyard.cli.main` (every CLI start) must not pay for
+    # the spec's pydantic models; `from shipyard import Experiment` works as before.
+    if name in __all__:
+        import shipyard.spec
+
+        return getattr(shipyard.spec, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from shipyard.cli.flags import check
+from shipyard.cli.options import ClustersFile
 from shipyard.cli.output import Format, console, dump, errors, fail, table
 from shipyard.core.clusters import ClusterScore
 from shipyard.fleet import (
@@ -35,11 +36,6 @@ from shipyard.spec.quantity import MAX_SECONDS
 app = typer.Typer(help="Work across the configured clusters (see `shipyard clusters`).",
                   no_args_is_help=True)
 
-ClustersFile = Annotated[
-    Path | None,
-    typer.Option("--clusters", help="Clusters config (default: $SHIPYARD_CLUSTERS, else "
-                 "~/.config/shipyard/clusters.yaml)."),
-]
 TIERS = {0: "fits now", 1: "after scale-up", 2: "waits", 3: "cannot run", 4: "unreachable"}
 
 

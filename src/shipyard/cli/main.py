@@ -1,29 +1,28 @@
-"""The `shipyard` command. Thin: parse, call the packages, print."""
+"""The `shipyard` command. Thin: parse, call the packages, print.
+
+Start-up matters (people run it in loops and scripts): this module imports only typer
+and the output helpers. Each command imports what it needs when it runs, and the
+commands of other modules are registered lazily (cli/lazy.py), so `shipyard --help`
+loads neither kubernetes nor pydantic nor the local backend.
+"""
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import yaml
 
-from shipyard.cli import cluster, controller_cmd, fleet_cmd
+from shipyard.cli.lazy import Entry, available, lazy_group
+from shipyard.cli.options import ClustersFile
 from shipyard.cli.output import Format, age, console, dump, fail, phase, table
-from shipyard.cli.reporter import ConsoleReporter
-from shipyard.local import RunNotFound, RunStatus, Store, cancel, launch, read_logs
-from shipyard.local.machine import SettingError
-from shipyard.local.preflight import LaunchError
-from shipyard.local.store import RunDamaged
-from shipyard.render import render_experiment
-from shipyard.spec import Experiment, SpecError, load_experiment
-from shipyard.spec.inputs import short
-from shipyard.spec.quantity import parse_duration_seconds
 
-app = typer.Typer(
+if TYPE_CHECKING:
+    from shipyard.local import RunStatus, Store
+    from shipyard.spec import Experiment
+
+SETTINGS: dict[str, Any] = dict(
     name="shipyard",
     help=(
         "Describe deep-learning experiments in Python or YAML and run them: on this "
@@ -36,16 +35,16 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
-
-if importlib.util.find_spec("shipyard.cli.dev") is not None:
-    from shipyard.cli import dev
-
-    app.add_typer(dev.app, name="dev")
-app.add_typer(controller_cmd.app, name="controller")
-app.command("install")(controller_cmd.install)
-app.add_typer(fleet_cmd.app, name="fleet")
-app.command("clusters")(fleet_cmd.clusters)
-app.command("move")(fleet_cmd.move_cmd)
+# Listed in this order: these commands, then the ones defined below, then the groups.
+LAZY = {
+    "install": Entry("shipyard.cli.controller_cmd:install", group=False),
+    "clusters": Entry("shipyard.cli.fleet_cmd:clusters", group=False),
+    "move": Entry("shipyard.cli.fleet_cmd:move_cmd", group=False),
+    **({"dev": Entry("shipyard.cli.dev:app", group=True)} if available("shipyard.cli.dev") else {}),
+    "controller": Entry("shipyard.cli.controller_cmd:app", group=True),
+    "fleet": Entry("shipyard.cli.fleet_cmd:app", group=True),
+}
+app = typer.Typer(cls=lazy_group(SETTINGS, LAZY), **SETTINGS)
 
 SpecFile = Annotated[
     Path, typer.Argument(help="Experiment file: a .py module defining an Experiment, or YAML.")
@@ -64,6 +63,8 @@ Debug = Annotated[
 
 
 def _load(path: Path, debug: bool = False) -> Experiment:
+    from shipyard.spec import SpecError, load_experiment
+
     try:
         return load_experiment(path)
     except SpecError as exc:
@@ -77,6 +78,9 @@ def _load(path: Path, debug: bool = False) -> Experiment:
 
 
 def _store() -> Store:
+    from shipyard.local import Store
+    from shipyard.local.machine import SettingError
+
     try:
         return Store()
     except SettingError as exc:
@@ -84,6 +88,10 @@ def _store() -> Store:
 
 
 def _resolve(store: Store, ref: str) -> RunStatus:
+    from shipyard.local import RunNotFound
+    from shipyard.local.store import RunDamaged
+    from shipyard.spec.inputs import short
+
     try:
         return store.resolve(ref)
     except RunDamaged as exc:
@@ -107,7 +115,7 @@ def launch_cmd(
     explain: Annotated[
         bool, typer.Option("--explain", help="With --cluster auto: show how every cluster was judged.")
     ] = False,
-    clusters_file: fleet_cmd.ClustersFile = None,
+    clusters_file: ClustersFile = None,
     debug: Debug = False,
 ) -> None:
     """Launch an experiment on this machine (every replica of every role as a process),
@@ -125,9 +133,18 @@ def launch_cmd(
     """
     exp = _load(file, debug)
     if cluster_context == "auto":
+        from shipyard.cli import fleet_cmd
+
         return fleet_cmd.launch_auto(exp, explain, clusters_file)
     if cluster_context:
+        from shipyard.cli import cluster
+
         return cluster.launch(cluster_context, exp)
+    from shipyard.cli.reporter import ConsoleReporter
+    from shipyard.local import launch
+    from shipyard.local.machine import SettingError
+    from shipyard.local.preflight import LaunchError
+
     try:
         if detach:
             status = launch(exp, file, detach=True)
@@ -153,6 +170,12 @@ def render(
 
     Example:  shipyard render examples/ddp/experiment.py -o json
     """
+    import json
+
+    import yaml
+
+    from shipyard.render import render_experiment
+
     objects = render_experiment(_load(file, debug))
     if output is Format.json:
         print(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}, indent=2))
@@ -183,6 +206,8 @@ def list_cmd(
     Example:  shipyard list -o json
     """
     if cluster_context:
+        from shipyard.cli import cluster
+
         return cluster.list_experiments(cluster_context, namespace, output)
     runs = [s for s in _store().all() if all_runs or s.active]
     if output is not Format.table:
@@ -202,6 +227,8 @@ def status(ref: RunRef, output: Output = Format.table, cluster_context: Cluster 
     Example:  shipyard status allreduce
     """
     if cluster_context:
+        from shipyard.cli import cluster
+
         return cluster.status(cluster_context, ref, namespace, output)
     s = _resolve(_store(), ref)
     if output is not Format.table:
@@ -232,6 +259,9 @@ def logs(
     Example:  shipyard logs -f allreduce --rank worker-1
     """
     if cluster_context:
+        from shipyard.cli import cluster
+        from shipyard.spec.quantity import parse_duration_seconds
+
         since_s = None
         if since is not None:
             try:
@@ -239,6 +269,10 @@ def logs(
             except ValueError as exc:
                 fail(f"--since: {exc}")
         return cluster.logs(cluster_context, ref, namespace, rank, follow, since_s)
+    from shipyard.local import read_logs
+    from shipyard.local.store import RunDamaged
+    from shipyard.spec.inputs import short
+
     store = _store()
     s = _resolve(store, ref)
     try:
@@ -259,7 +293,11 @@ def cancel_cmd(ref: RunRef, cluster_context: Cluster = None, namespace: Namespac
     Example:  shipyard cancel allreduce-2
     """
     if cluster_context:
+        from shipyard.cli import cluster
+
         return cluster.cancel(cluster_context, ref, namespace)
+    from shipyard.local import cancel
+
     store = _store()
     s = _resolve(store, ref)
     if not s.active:

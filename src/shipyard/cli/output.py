@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import typer
-import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -35,6 +34,8 @@ def dump(data: Any, fmt: Format) -> None:
     if fmt is Format.json:
         print(json.dumps(data, indent=2, default=str))
     else:
+        import yaml  # only here: the CLI starts without it
+
         print(yaml.safe_dump(data, sort_keys=False, default_flow_style=False), end="")
 
 
