@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -345,6 +346,101 @@ def test_stopped_kubelet_turns_node_not_ready_and_restarts_the_gang(real_cluster
                 f"/api/v1/nodes/{victim}")):
             assert time.monotonic() < deadline, "node did not come back"
             time.sleep(1)
+
+
+def test_launch_ships_the_spec_folder_and_a_script_not_in_the_image_runs(
+        real_cluster, request, tmp_path: Path) -> None:
+    import yaml
+
+    folder = tmp_path / "project"
+    (folder / "pkg").mkdir(parents=True)
+    (folder / "pkg" / "__init__.py").write_text("")
+    (folder / "pkg" / "helper.py").write_text("MESSAGE = 'shipped code runs'\n")
+    (folder / "main.py").write_text(
+        "import os\nfrom pkg.helper import MESSAGE\n"
+        "print(MESSAGE, os.getcwd(), os.path.exists('secret.txt'),\n"
+        "      'restart', os.environ['SHIPYARD_RESTART_COUNT'], flush=True)\n")
+    (folder / "secret.txt").write_text("never shipped")
+    (folder / ".shipyardignore").write_text("secret.txt\n")
+    with experiment_namespace(real_cluster, request.node.name) as api:
+        spec = {"name": "shipped", "namespace": api.ns,
+                "machine_types": [REAL_CPU_SMALL.model_dump(mode="json")],
+                "roles": [{"name": "worker", "machine_type": "cpu-small",
+                           "resources": {"cpu": "100m", "memory": "64Mi"},
+                           "command": ["python", "main.py"]}]}
+        (folder / "experiment.yaml").write_text(yaml.safe_dump(spec))
+        out, _ = _cli(real_cluster, "launch", "-c", real_cluster.context,
+                      str(folder / "experiment.yaml")).communicate(timeout=60)
+        assert "created" in out, out
+        status = api.wait("shipped", lambda s: s.get("phase") in ("Succeeded", "Failed"),
+                          timeout=120)
+        assert status["phase"] == "Succeeded", (status, logs(api, "shipped-worker-0"))
+        assert logs(api, "shipped-worker-0").split() == [
+            "shipped", "code", "runs", "/shipyard/workdir", "False", "restart", "0"]
+        owner = api.get("shipped")["metadata"]["uid"]
+        cm = api.core.read_namespaced_config_map("shipped-workdir", api.ns)
+        assert [r.uid for r in cm.metadata.owner_references] == [owner]
+        api.delete("shipped")  # the garbage collector takes the ConfigMap with it
+        deadline = time.monotonic() + 60
+        while any(c.metadata.name == "shipped-workdir"
+                  for c in api.core.list_namespaced_config_map(api.ns).items):
+            assert time.monotonic() < deadline, "the workdir ConfigMap outlived its Experiment"
+            time.sleep(0.5)
+
+
+def _stream_logs(api: Api, pod: str) -> tuple[threading.Thread, list[str]]:
+    """Follow a pod's log in a thread until its container ends."""
+    out: list[str] = []
+
+    def read() -> None:
+        response = api.core.read_namespaced_pod_log(pod, api.ns, follow=True,
+                                                    _preload_content=False)
+        out.extend(response.read().decode().splitlines())
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def test_cancel_sigterms_the_command_which_reads_why_and_a_plain_python_exits(
+        real_cluster, request) -> None:
+    """Rank 0 has a SIGTERM handler that prints the stop-reason file; rank 1 is a plain
+    Python with none, which as a container's PID 1 would ignore SIGTERM and be killed only
+    after the grace period (10 minutes here): it goes, so it was not PID 1."""
+    from shipyard.controller.views import ANNOTATION_CANCEL
+
+    script = ("import os, signal, sys, time\n"
+              "def on_term(*_):\n"
+              "    print('stop reason:', open(os.environ['SHIPYARD_STOP_REASON']).read(), flush=True)\n"
+              "    sys.exit(0)\n"
+              "if os.environ['RANK'] == '0':\n"
+              "    signal.signal(signal.SIGTERM, on_term)\n"
+              "print('ready', flush=True)\n"
+              "time.sleep(3600)")
+    exp = Experiment.model_validate({
+        "name": "term", "stop_grace_seconds": 600,
+        "machine_types": [REAL_CPU_SMALL.model_dump(mode="json")],
+        "roles": [{"name": "worker", "replicas": 2, "machine_type": "cpu-small",
+                   "resources": {"cpu": "100m", "memory": "64Mi"},
+                   "command": ["python", "-c", script]}]})
+    with experiment_namespace(real_cluster, request.node.name) as api:
+        api.launch(exp)
+        api.wait("term", lambda s: s.get("phase") == "Running", timeout=120)
+        pod = api.core.read_namespaced_pod("term-worker-0", api.ns)
+        assert pod.spec.termination_grace_period_seconds == 600
+        deadline = time.monotonic() + 60
+        while "ready" not in logs(api, "term-worker-0"):
+            assert time.monotonic() < deadline, "rank 0 never started"
+            time.sleep(0.5)
+        thread, lines = _stream_logs(api, "term-worker-0")
+        api.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, api.ns, "experiments", "term",
+            {"metadata": {"annotations": {ANNOTATION_CANCEL: "true"}}})
+        api.wait("term", lambda s: s.get("phase") == "Cancelled", timeout=60)
+        # Far less than the 600 s grace: both commands ended on the SIGTERM itself.
+        api.wait_no_pods("term", timeout=90)
+        thread.join(timeout=30)
+        assert "stop reason: cancelled: shipyard cancel" in lines, lines
 
 
 def _in_cluster_token_dropped(c: devcluster.DevCluster, tmp: Path,

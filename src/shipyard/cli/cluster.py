@@ -10,6 +10,7 @@ from shipyard.cli import cluster_logs
 from shipyard.cli.output import Format, age, console, dump, fail, phase, table
 from shipyard.controller.views import parse_time
 from shipyard.kube import experiments as kexp
+from shipyard.kube import workdir
 from shipyard.kube.client import KubeClient
 from shipyard.kube.errors import ApiError, NotFound
 from shipyard.spec import Experiment
@@ -30,7 +31,7 @@ def run(context: str, work: Callable[[KubeClient], Awaitable[T]]) -> T:
         fail(f"not found in cluster {context}: {exc.message}")
     except ApiError as exc:
         fail(f"cluster {context}: {exc}")
-    except kexp.ExperimentExists as exc:
+    except (kexp.ExperimentExists, workdir.WorkdirError) as exc:
         fail(str(exc))
     except Exception as exc:
         if type(exc).__name__ == "ConfigException":  # kubernetes' kubeconfig loader

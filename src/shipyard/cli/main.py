@@ -132,6 +132,10 @@ def launch_cmd(
     Example:  shipyard launch --cluster auto --explain examples/ddp/experiment.py
     """
     exp = _load(file, debug)
+    if cluster_context:
+        from shipyard.kube.workdir import resolve_workdir
+
+        exp = resolve_workdir(exp, file)  # what the replicas need, shipped with it
     if cluster_context == "auto":
         from shipyard.cli import fleet_cmd
 
@@ -174,9 +178,10 @@ def render(
 
     import yaml
 
+    from shipyard.kube.workdir import resolve_workdir
     from shipyard.render import render_experiment
 
-    objects = render_experiment(_load(file, debug))
+    objects = render_experiment(resolve_workdir(_load(file, debug), file))
     if output is Format.json:
         print(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}, indent=2))
     else:

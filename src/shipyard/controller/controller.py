@@ -309,10 +309,12 @@ class Controller:
             if decision.force:
                 await self.writer.delete_pods(exp, list(decision.force), grace_s=0)
             if decision.delete == "all":
-                await self.writer.delete_pods(exp, [p.name for p in pods if not p.terminating])
+                await self.writer.delete_pods(exp, [p.name for p in pods if not p.terminating],
+                                              reason=decision.stop_reason)
             elif decision.delete == "active":
                 await self.writer.delete_pods(exp, [p.name for p in pods if not p.terminating
-                                                    and p.phase not in ("Succeeded", "Failed")])
+                                                    and p.phase not in ("Succeeded", "Failed")],
+                                              reason=decision.stop_reason)
             if decision.create:
                 await self._create(exp)
             if decision.event:
@@ -371,7 +373,7 @@ class Controller:
 
         async def act() -> None:
             await self.writer.patch_status(exp, new)
-            await self.writer.delete_pods(exp, pods)
+            await self.writer.delete_pods(exp, pods, reason=f"preempted: for {for_gang}: {reason}")
             await self.writer.event(exp, "Preempted", new["message"], now, "Warning")
 
         self._spawn(key, act())

@@ -35,6 +35,12 @@ class Decision:
     # Terminating pods bound to a node that no longer exists: no kubelet will ever confirm
     # their end, and pod GC would take ~40 s more, so they are deleted at once (grace 0).
     force: tuple[str, ...] = ()
+    # Why the deleted pods stop, written into each pod (file /etc/shipyard/stop-reason)
+    # before its SIGTERM: "<cause>: <details>", cause one of STOP_CAUSES.
+    stop_reason: str | None = None
+
+
+STOP_CAUSES = ("cancelled", "preempted", "time-limit", "failure", "held", "finished")
 
 
 def _next(status: Mapping[str, Any], **changes: Any) -> dict[str, Any]:
@@ -65,7 +71,8 @@ def reconcile(
     if exp.cancel_requested:
         return Decision(_next(status, phase="Cancelled", message="cancelled", position=None,
                               finishedAt=format_time(now)),
-                        delete="active", event=("Cancelled", "cancelled; pods removed"))
+                        delete="active", event=("Cancelled", "cancelled; pods removed"),
+                        stop_reason="cancelled: shipyard cancel")
     if exp.held or phase in HELD:
         return _hold(exp, status, pods)
     if phase in STOPPING:
@@ -133,7 +140,8 @@ def _watch_gang(exp: ExperimentView, status: Mapping[str, Any], pods: Sequence[P
     if needed and all(by_member[m].phase == "Succeeded" for m in needed):
         return Decision(_next(status, phase="Succeeded", position=None, finishedAt=format_time(now),
                               message="every pod of " + ", ".join(sorted(success_roles)) + " succeeded"),
-                        delete="active", event=("Succeeded", "experiment succeeded"))
+                        delete="active", event=("Succeeded", "experiment succeeded"),
+                        stop_reason="finished: every pod of the success roles succeeded")
     running = sum(1 for m in placement if by_member[m].phase in ("Running", "Succeeded"))
     pods_text = f"{running}/{len(placement)}"
     if status.get("phase") == "Starting" and running == len(placement):
@@ -153,7 +161,8 @@ def _hold(exp: ExperimentView, status: Mapping[str, Any], pods: Sequence[PodView
     if pods:
         new = None if phase == "Holding" else _next(
             status, phase="Holding", position=None, message=f"held: stopping {len(pods)} pod(s)")
-        return Decision(new, delete="all" if live else None)
+        return Decision(new, delete="all" if live else None,
+                        stop_reason="held: held, or moving to another cluster" if live else None)
     if phase == "Held":
         return Decision()
     return Decision(_next(status, phase="Held", placement=None, position=None, pods=None,
@@ -163,17 +172,19 @@ def _hold(exp: ExperimentView, status: Mapping[str, Any], pods: Sequence[PodView
 
 def _fail(spec: Any, status: Mapping[str, Any], problem: str, now: float) -> Decision:
     restarts = int(status.get("restarts", 0))
+    cause = "time-limit" if problem.startswith("time limit") else "failure"
+    reason = f"{cause}: {problem}"
     if restarts < spec.retry.max_restarts:
         delay = spec.retry.backoff(restarts + 1)
         return Decision(
             _next(status, phase="Restarting", restarts=restarts + 1, failedPod=problem,
                   nextAttemptAt=format_time(now + delay),
                   message=f"{problem}; restart {restarts + 1}/{spec.retry.max_restarts} in {delay:g}s"),
-            delete="all", event=("Restarting", problem),
+            delete="all", event=("Restarting", problem), stop_reason=reason,
         )
     tried = f" after {restarts} restart(s)" if restarts else ""
     return Decision(
         _next(status, phase="Failed", failedPod=problem, finishedAt=format_time(now), position=None,
               message=f"{problem}{tried}"),
-        delete="active", event=("Failed", problem),
+        delete="active", event=("Failed", problem), stop_reason=reason,
     )

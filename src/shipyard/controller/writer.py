@@ -22,8 +22,10 @@ from shipyard.kube.leader import LostLeadership
 from shipyard.kube.outage import Outage
 from shipyard.kube.resources import EVENTS, EXPERIMENTS, PODS, SERVICES
 from shipyard.render.objects import LABEL_EXPERIMENT, render_pod, render_service
+from shipyard.render.runtime import ANNOTATION_STOP_REASON
 
 SCHEDULER_NAME = "shipyard"
+STOP_REASON_SETTLE_S = 1.0
 
 
 def owner_reference(exp: ExperimentView) -> dict[str, Any]:
@@ -42,6 +44,9 @@ def bound_pods(exp: ExperimentView, placement: Mapping[str, str], attempt: int) 
             member = f"{role.name}-{i}"
             pod = render_pod(spec, role, i)
             pod["metadata"]["labels"][LABEL_ATTEMPT] = str(attempt)
+            # Attempts before this one: failures, preemptions, holds (0 the first time).
+            pod["spec"]["containers"][0]["env"].append(
+                {"name": "SHIPYARD_RESTART_COUNT", "value": str(max(attempt - 1, 0))})
             pod["metadata"]["ownerReferences"] = [owner_reference(exp)]
             pod["spec"]["nodeName"] = placement[member]
             pod["spec"]["schedulerName"] = SCHEDULER_NAME
@@ -158,14 +163,26 @@ class Writer:
             raise errors[0]
 
     async def delete_pods(self, exp: ExperimentView, names: list[str] | None = None,
-                          grace_s: int | None = None) -> None:
-        """Delete the named pods, or every pod of the experiment."""
+                          grace_s: int | None = None, reason: str | None = None) -> None:
+        """Delete the named pods, or every pod of the experiment; with a `reason`, written
+        into each pod first (its stop-reason file), so that its job can read it on SIGTERM."""
+        if reason and names:
+            await self._write_stop_reason(exp, names, reason)
         if names is None:
             await self._call(self.client.delete_collection(
                 PODS, exp.namespace, f"{LABEL_EXPERIMENT}={exp.name}"))
             return
         await asyncio.gather(*(self._call(self.client.delete(PODS, n, exp.namespace, grace_s=grace_s))
                                for n in names), return_exceptions=True)
+
+    async def _write_stop_reason(self, exp: ExperimentView, names: list[str], reason: str) -> None:
+        patch = {"metadata": {"annotations": {ANNOTATION_STOP_REASON: reason[:1000]}}}
+        results = await asyncio.gather(*(self._call(self.client.patch(PODS, n, patch, exp.namespace))
+                                         for n in names), return_exceptions=True)
+        if any(not isinstance(r, BaseException) for r in results):
+            # A terminating pod's files are no longer refreshed by its kubelet: give it the
+            # time to write the annotation into the file before the deletion.
+            await asyncio.sleep(STOP_REASON_SETTLE_S)
 
     async def event(self, exp: ExperimentView, reason: str, message: str, now: float,
                     kind: str = "Normal") -> None:

@@ -28,10 +28,11 @@ from shipyard.fleet.connect import DEFAULT_TIMEOUT_S, Clusters, Unreachable
 from shipyard.fleet.events import record_event
 from shipyard.fleet.machines import between
 from shipyard.kube import experiments as kexp
+from shipyard.kube import workdir
 from shipyard.kube.client import KubeClient
 from shipyard.kube.errors import AlreadyExists, ApiError, NotFound
 from shipyard.kube.objects import experiment_from_resource, experiment_resource
-from shipyard.kube.resources import EXPERIMENTS, NAMESPACES
+from shipyard.kube.resources import CONFIG_MAPS, EXPERIMENTS, NAMESPACES
 from shipyard.spec import SpecError
 from shipyard.spec.clusters import ClusterRef, ClustersConfig
 
@@ -318,6 +319,23 @@ def copy_of(obj: dict[str, Any], source: ClusterRef, target: ClusterRef) -> dict
     }
 
 
+async def _shipped_code(m: _Move, held: dict[str, Any], source: str,
+                        target: str) -> dict[str, Any] | None:
+    """The source's workdir ConfigMap, to be created beside the copy (None: none shipped)."""
+    if not isinstance((held.get("spec") or {}).get("workdir"), str):
+        return None
+    name = f"{m.name}-workdir"
+    try:
+        cm = await m.clusters.ask(source, lambda c: c.get(CONFIG_MAPS, name, m.namespace))
+    except (Unreachable, ApiError) as exc:
+        raise MoveError(f"could not read the shipped workdir {m.namespace}/{name} in {source}: "
+                        f"{exc}. " + m.resume_hint(source, target)) from None
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": m.namespace,
+                         "labels": dict(cm["metadata"].get("labels") or {})},
+            "binaryData": cm.get("binaryData") or {}}
+
+
 async def _create_copy(m: _Move, held: dict[str, Any], source: str, target: str) -> None:
     try:
         body = copy_of(held, m.refs[source], m.refs[target])
@@ -325,10 +343,14 @@ async def _create_copy(m: _Move, held: dict[str, Any], source: str, target: str)
         raise MoveError(f"{m.full} in {source} has an invalid spec: {exc}. "
                         + m.resume_hint(source, target)) from None
 
+    code = await _shipped_code(m, held, source, target)
+
     async def work(c: KubeClient) -> str:
         with contextlib.suppress(AlreadyExists):
             await c.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace",
                                         "metadata": {"name": m.namespace}})
+        if code is not None:  # the shipped workdir goes first: the pods mount it
+            await c.apply(CONFIG_MAPS, code)
         try:
             created = await c.create(EXPERIMENTS, body)
         except AlreadyExists:
@@ -337,6 +359,9 @@ async def _create_copy(m: _Move, held: dict[str, Any], source: str, target: str)
                 return "exists"
             raise MoveError(f"a different experiment {m.full} already exists in {target}; delete or "
                             f"rename it there first. " + m.resume_hint(source, target)) from None
+        if code is not None:
+            await c.patch(CONFIG_MAPS, code["metadata"]["name"], workdir.owner_patch(created),
+                          m.namespace)
         await record_event(c, created, "Moved", f"moved here from cluster {source}"
                            + (f": {m.why}" if m.why else ""))
         return "created"

@@ -7,13 +7,16 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+from shipyard.kube import workdir
 from shipyard.kube.client import KubeClient
-from shipyard.kube.errors import AlreadyExists
+from shipyard.kube.errors import AlreadyExists, NotFound
 from shipyard.kube.objects import experiment_resource
-from shipyard.kube.resources import EXPERIMENTS, NAMESPACES, PODS
+from shipyard.kube.resources import CONFIG_MAPS, EXPERIMENTS, NAMESPACES, PODS
 from shipyard.render.objects import LABEL_EXPERIMENT
+from shipyard.render.runtime import ships_workdir, workdir_configmap_name
 from shipyard.spec import Experiment
 
 ANNOTATION_CANCEL = "shipyard.dev/cancel-requested"
@@ -25,16 +28,32 @@ class ExperimentExists(RuntimeError):
 
 
 async def submit(client: KubeClient, exp: Experiment) -> dict[str, Any]:
-    """Create the Experiment (and its namespace when missing)."""
+    """Create the Experiment (and its namespace when missing); with a workdir, first the
+    ConfigMap of its files, then owned by the Experiment so that it goes with it."""
+    packed = None
+    if ships_workdir(exp):
+        root = Path(str(exp.workdir))
+        packed = workdir.pack(root)  # before any write: a too-large folder changes nothing
+        workdir.check_size(packed, root)
     with contextlib.suppress(AlreadyExists):
         await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace",
                                          "metadata": {"name": exp.namespace}})
+    exists = ExperimentExists(
+        f"experiment {exp.namespace}/{exp.name} already exists; delete it first or pick another name")
+    if packed is not None:
+        with contextlib.suppress(NotFound):
+            await client.get(EXPERIMENTS, exp.name, exp.namespace)
+            raise exists  # its ConfigMap must stay as it is
+        # Applied, not created: one left by a launch that died before its Experiment is replaced.
+        await client.apply(CONFIG_MAPS, workdir.configmap(exp, packed))
     try:
-        return await client.create(EXPERIMENTS, experiment_resource(exp))
+        obj = await client.create(EXPERIMENTS, experiment_resource(exp))
     except AlreadyExists:
-        raise ExperimentExists(
-            f"experiment {exp.namespace}/{exp.name} already exists; delete it first or pick another name"
-        ) from None
+        raise exists from None
+    if packed is not None:
+        await client.patch(CONFIG_MAPS, workdir_configmap_name(exp), workdir.owner_patch(obj),
+                           exp.namespace)
+    return obj
 
 
 async def list_experiments(client: KubeClient, namespace: str | None = None) -> list[dict[str, Any]]:

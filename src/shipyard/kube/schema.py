@@ -47,6 +47,9 @@ def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
             out = _convert(non_null[0], defs)
             if len(non_null) < len(options):
                 out["nullable"] = True
+                # The API server checks a null against the enum too (and refuses it, even
+                # with null listed): the client-side model is the judge of these values.
+                out.pop("enum", None)
             if "default" in node and node["default"] is not None:
                 out["default"] = node["default"]
             return out

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from shipyard.local.machine import detect_machine
 from shipyard.local.preflight import check_launch
-from shipyard.local.store import RunStatus, Store
+from shipyard.local.store import RunDamaged, RunStatus, Store
 from shipyard.local.supervisor import Reporter, Supervisor, pid_alive
 from shipyard.spec import Experiment
 
@@ -52,12 +52,17 @@ def launch(
     return status
 
 
-def cancel(ref: str, *, store: Store | None = None, timeout_s: float = 30.0) -> RunStatus:
-    """Stop a run and every process of it; a finished run is returned unchanged."""
+def cancel(ref: str, *, store: Store | None = None, timeout_s: float | None = None) -> RunStatus:
+    """Stop a run and every process of it; a finished run is returned unchanged. The
+    supervisor is given the run's stop_grace_seconds and 30 s more (`timeout_s`)."""
     store = store or Store()
     status = store.resolve(ref)
     if not status.active:
         return status
+    if timeout_s is None:
+        with contextlib.suppress(RunDamaged):
+            timeout_s = store.experiment(status.id).stop_grace_seconds + 30.0
+    timeout_s = 30.0 if timeout_s is None else timeout_s
     if pid_alive(status.supervisor_pid):
         os.kill(status.supervisor_pid, signal.SIGTERM)  # type: ignore[arg-type]
         deadline = time.monotonic() + timeout_s

@@ -61,12 +61,13 @@ class Gang:
     def alive(self) -> list[Rank]:
         return [r for r in self.ranks if r.exit_code is None and r.process.poll() is None]
 
-    def stop(self, grace_s: float = 5.0) -> None:
-        """SIGTERM every rank's process group, then SIGKILL what is left after `grace_s`."""
+    def stop(self, grace_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        """SIGTERM every rank's process group, then SIGKILL what is left after `grace_s`
+        (measured on `clock`)."""
         for rank in self.ranks:
             _signal_group(rank.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and self.alive():
+        deadline = clock() + grace_s
+        while clock() < deadline and self.alive():
             time.sleep(0.05)
         for rank in self.ranks:
             _signal_group(rank.pid, signal.SIGKILL)

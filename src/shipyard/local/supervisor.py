@@ -30,6 +30,7 @@ from shipyard.spec import Experiment, Role
 from shipyard.spec.inputs import clip
 
 HOLDING = ("Starting", "Running")  # phases whose resources are taken
+STOP_REASON_FILE, CHECKPOINT_DIR = "stop-reason", "checkpoint"  # in the run's folder
 
 
 class Reporter(Protocol):
@@ -102,8 +103,7 @@ class Supervisor:
             if gang is None:
                 return None  # could not start: already Failed, no process left
             outcome, message = self._watch(gang)
-            gang.stop()
-            self._record_ranks(gang)
+            self._stop(gang, outcome, message)
             if outcome == "succeeded":
                 return self._finish("Succeeded", message)
             if outcome == "cancelled":
@@ -122,6 +122,30 @@ class Supervisor:
             if not self._sleep(delay):
                 return self._finish("Cancelled", "cancelled while waiting to restart")
             self._save(phase="Queued", message="requeued after failure")
+
+    def _stop(self, gang: ranks.Gang, outcome: str, message: str) -> None:
+        """Say why in the stop-reason file, SIGTERM every rank still running, kill what is
+        left after stop_grace_seconds (on this supervisor's clock)."""
+        if gang.alive():
+            cause = {"succeeded": "finished", "cancelled": "cancelled"}.get(outcome)
+            if cause is None:
+                cause = "time-limit" if message.startswith("time limit") else "failure"
+            reason = {"cancelled": "cancelled: shipyard cancel"}.get(cause, f"{cause}: {message}")
+            self._stop_reason_file().write_text(reason + "\n")
+        gang.stop(grace_s=self.exp.stop_grace_seconds, clock=self.clock)
+        self._record_ranks(gang)
+
+    def _checkpoint_dir(self) -> Path:
+        """The same folder on every attempt: the checkpoint's hostPath volume, else the
+        run's own folder (other kinds of volume are the cluster's)."""
+        ck = self.exp.checkpoint
+        for volume in getattr(self.exp, "volumes", None) or []:
+            if ck is not None and volume.name == ck.volume and volume.host_path:
+                return Path(volume.host_path)
+        return self.store.run_dir(self.status.id) / CHECKPOINT_DIR
+
+    def _stop_reason_file(self) -> Path:
+        return self.store.run_dir(self.status.id) / STOP_REASON_FILE
 
     def _finish(self, phase: str, message: str) -> None:
         self._save(phase=phase, message=message, finished_at=self.clock(), position=None)
@@ -217,6 +241,9 @@ class Supervisor:
         starting = ""
         workdir = Path(self.status.workdir)
         attempt = self.status.restarts + 1
+        checkpoint = self._checkpoint_dir()
+        checkpoint.mkdir(parents=True, exist_ok=True)
+        self._stop_reason_file().write_text("")  # not stopping (yet), this attempt
         try:
             for role in self.exp.roles:
                 for i in range(role.replicas):
@@ -226,6 +253,9 @@ class Supervisor:
                         "SHIPYARD_RUN_ID": self.status.id,
                         "SHIPYARD_POD_NAME": pod_name(self.exp, role, i),
                         "SHIPYARD_ATTEMPT": str(attempt),
+                        "SHIPYARD_RESTART_COUNT": str(attempt - 1),
+                        "SHIPYARD_CHECKPOINT_DIR": str(checkpoint),
+                        "SHIPYARD_STOP_REASON": str(self._stop_reason_file()),
                         "CUDA_VISIBLE_DEVICES": ",".join(map(str, self.status.gpus.get(name, []))),
                         "PYTHONUNBUFFERED": "1",
                     }
@@ -240,7 +270,7 @@ class Supervisor:
                         self.reporter.line,
                     ))
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
-            gang.stop(grace_s=1)
+            gang.stop(grace_s=1, clock=self.clock)
             self._record_ranks(gang)
             self._finish("Failed", f"rank {starting} could not start: {clip(str(exc))}")
             return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shipyard.render import runtime
 from shipyard.render.env import pod_name, rank_layout, replica_env
 from shipyard.spec import Experiment, Role
 from shipyard.spec.machines import RESOURCE_GPU
@@ -100,7 +101,7 @@ def render_pod(exp: Experiment, role: Role, index: int) -> dict[str, Any]:
             {"key": t.key, "operator": "Equal", "value": t.value, "effect": t.effect}
             for t in machine.taints
         ]
-    return {
+    pod: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
@@ -111,6 +112,8 @@ def render_pod(exp: Experiment, role: Role, index: int) -> dict[str, Any]:
         },
         "spec": spec,
     }
+    runtime.apply(pod, exp, role)
+    return pod
 
 
 def render_experiment(exp: Experiment) -> list[dict[str, Any]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, PlainSerializer, model_validator
 
@@ -93,6 +93,19 @@ class Topology(StrictModel):
     required: bool = False
 
 
+class Checkpoint(StrictModel):
+    """Where every attempt saves and finds its checkpoints: SHIPYARD_CHECKPOINT_DIR."""
+
+    # A volume of `volumes` (a PersistentVolumeClaim, NFS...): what outlives a pod.
+    volume: str = Field(pattern=DNS_LABEL, max_length=63)
+    # Where it is mounted in every replica, the same on every attempt and after a move.
+    path: str = Field(default="/shipyard/checkpoint", pattern=r"^/[^\x00]*$", max_length=4096)
+
+
+# The most a pod may ask to be waited for between SIGTERM and SIGKILL (one day).
+MAX_STOP_GRACE_S = 86400
+
+
 class Experiment(StrictModel):
     """Everything shipyard needs to run one experiment anywhere: locally or on a cluster."""
 
@@ -109,6 +122,12 @@ class Experiment(StrictModel):
     success_roles: list[str] | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     topology: Topology | None = None
+    # The folder whose files the replicas need, shipped with the experiment to a cluster
+    # (default for `launch -c FILE`: the spec file's folder; false: ship nothing).
+    workdir: str | Literal[False] | None = None
+    checkpoint: Checkpoint | None = None
+    # Preemption, cancel, moves and the time limit send SIGTERM, wait this long, then kill.
+    stop_grace_seconds: int = Field(default=30, ge=0, le=MAX_STOP_GRACE_S)
 
     @model_validator(mode="after")
     def _check_references(self) -> Experiment:
@@ -198,6 +217,13 @@ def _reference_problems(exp: Experiment):
             )
     if not any(r.distributed for r in exp.roles):
         yield "roles: at least one role must be distributed (the one that owns rank 0)"
+    if isinstance(exp.workdir, str) and ("\0" in exp.workdir or not exp.workdir.strip()):
+        yield f"workdir: must be a folder's path without NUL bytes, got {short(exp.workdir)}"
+    volumes = [v.name for v in getattr(exp, "volumes", None) or []]
+    if exp.checkpoint is not None and exp.checkpoint.volume not in volumes:
+        known = f"one of {', '.join(volumes)}" if volumes else "a volume defined under volumes"
+        yield (f"checkpoint.volume: no volume named {short(exp.checkpoint.volume)}; "
+               f"use {known}")
 
 
 def _command_problems(i: int, role: Role):

@@ -1,0 +1,185 @@
+"""Code shipping: which files are packed, the archive, its size limit, and the pod parts
+that unpack it; the runtime parts every pod gets (grace, stop reason, checkpoint)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from shipyard.kube import workdir
+from shipyard.render import render_pod, runtime
+from shipyard.spec import Experiment
+
+EXP = {"name": "ship", "roles": [{"name": "w", "machine_type": "cpu-small", "command": "python t.py"}]}
+
+
+def write(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def unpack(archive: bytes, dest: Path) -> None:
+    """What the init container runs: the same script, with this machine's Python."""
+    src = dest.parent / "a.tar.gz"
+    src.write_bytes(archive)
+    subprocess.run([sys.executable, "-c", runtime.UNPACK, str(src), str(dest)], check=True)
+
+
+def test_gitignore_and_shipyardignore_in_every_folder(tmp_path):
+    write(tmp_path, {
+        "train.py": "", "notes.log": "", "keep.log": "", "data/big.bin": "", ".git/HEAD": "",
+        ".gitignore": "*.log\n!keep.log\ndata/\n",
+        "pkg/__init__.py": "", "pkg/secret.txt": "", "pkg/cache/x": "", "pkg/deep/secret.txt": "",
+        "pkg/.shipyardignore": "secret.txt\ncache/\n",
+        "pkg/deep/.gitignore": "!secret.txt\n",  # a deeper file may take an ignore back
+        "other/secret.txt": "",  # pkg's rules stay in pkg
+    })
+    os.symlink("train.py", tmp_path / "inside.py")
+    os.symlink("/etc/hostname", tmp_path / "outside")
+    assert workdir.shipped_files(tmp_path) == [
+        ".gitignore", "inside.py", "keep.log", "other/secret.txt", "pkg/.shipyardignore",
+        "pkg/__init__.py", "pkg/deep/.gitignore", "pkg/deep/secret.txt", "train.py",
+    ]
+
+
+names = st.text(alphabet="abcdefgh_.-", min_size=1, max_size=8).filter(lambda n: n not in (".", ".."))
+trees = st.dictionaries(
+    st.lists(names, min_size=1, max_size=3).map("/".join).filter(lambda p: not p.startswith(".git")),
+    st.text(max_size=200), max_size=12)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(files=trees, executable=st.booleans())
+def test_the_archive_is_reproducible_and_unpacks_to_the_shipped_files(tmp_path_factory, files,
+                                                                     executable):
+    root = tmp_path_factory.mktemp("src")
+    # A name cannot be both a file and a folder: keep the first of each clash.
+    kept: dict[str, str] = {}
+    for rel, text in files.items():
+        parts = rel.split("/")
+        prefixes = {"/".join(parts[:i]) for i in range(1, len(parts))}
+        if rel in {p for k in kept for p in _prefixes(k)} or prefixes & set(kept):
+            continue
+        kept[rel] = text
+    write(root, kept)
+    if kept and executable:
+        (root / sorted(kept)[0]).chmod(0o755)
+    first, second = workdir.pack(root), workdir.pack(root)
+    assert first.archive == second.archive
+    dest = tmp_path_factory.mktemp("dst") / "out"
+    unpack(first.archive, dest)
+    got = {str(p.relative_to(dest)): p.read_text() for p in dest.rglob("*") if p.is_file()}
+    expected = {rel: (root / rel).read_text() for rel in workdir.shipped_files(root)}
+    assert got == expected
+    for rel in expected:
+        assert os.access(dest / rel, os.X_OK) == os.access(root / rel, os.X_OK)
+
+
+def _prefixes(rel: str) -> set[str]:
+    parts = rel.split("/")
+    return {"/".join(parts[:i]) for i in range(1, len(parts))}
+
+
+def test_a_workdir_larger_than_a_configmap_is_one_clear_error(tmp_path):
+    (tmp_path / "weights.bin").write_bytes(os.urandom(workdir.CONFIGMAP_LIMIT + 1000))
+    packed = workdir.pack(tmp_path)
+    with pytest.raises(workdir.WorkdirTooLarge) as info:
+        workdir.check_size(packed, tmp_path)
+    message = str(info.value)
+    assert f"{len(packed.archive) + len(runtime.ARCHIVE_KEY):,} bytes" in message
+    assert "1,048,576 bytes a ConfigMap holds" in message
+    assert "image" in message and "volume" in message and ".shipyardignore" in message
+    # Ignoring it makes it fit.
+    (tmp_path / ".shipyardignore").write_text("*.bin\n")
+    workdir.check_size(workdir.pack(tmp_path), tmp_path)
+
+
+def test_a_missing_workdir_is_an_error_naming_it(tmp_path):
+    with pytest.raises(workdir.WorkdirError, match="no such folder"):
+        workdir.pack(tmp_path / "nope")
+
+
+def test_workdir_defaults_to_the_spec_files_folder(tmp_path):
+    spec = tmp_path / "exp" / "experiment.py"
+    spec.parent.mkdir()
+    (spec.parent / "code").mkdir()
+    exp = Experiment.model_validate(EXP)
+    assert workdir.resolve_workdir(exp, spec).workdir == str(spec.parent.resolve())
+    relative = Experiment.model_validate({**EXP, "workdir": "code"})
+    assert workdir.resolve_workdir(relative, spec).workdir == str(spec.parent.resolve() / "code")
+    off = Experiment.model_validate({**EXP, "workdir": False})
+    assert workdir.resolve_workdir(off, spec).workdir is False
+    assert workdir.resolve_workdir(exp, None).workdir is None
+
+
+def test_the_configmap_holds_the_archive(tmp_path):
+    write(tmp_path, {"t.py": "print(1)"})
+    exp = Experiment.model_validate({**EXP, "workdir": str(tmp_path)})
+    packed = workdir.pack(tmp_path)
+    cm = workdir.configmap(exp, packed)
+    assert cm["metadata"]["name"] == runtime.workdir_configmap_name(exp) == "ship-workdir"
+    assert base64.b64decode(cm["binaryData"][runtime.ARCHIVE_KEY]) == packed.archive
+    owner = {"apiVersion": "shipyard.dev/v1alpha1", "kind": "Experiment",
+             "metadata": {"name": "ship", "uid": "u-1"}}
+    ref = workdir.owner_patch(owner)["metadata"]["ownerReferences"][0]
+    assert (ref["kind"], ref["name"], ref["uid"]) == ("Experiment", "ship", "u-1")
+
+
+def test_a_shipped_workdir_is_unpacked_by_an_init_container_into_the_pods_cwd():
+    exp = Experiment.model_validate({**EXP, "workdir": "/src/project"})
+    exp = exp.model_copy(update={"roles": [exp.roles[0].model_copy(update={"working_dir": "sub"})]})
+    pod = render_pod(exp, exp.roles[0], 0)
+    spec = pod["spec"]
+    (init,) = spec["initContainers"]
+    container = spec["containers"][0]
+    assert init["image"] == container["image"]
+    assert init["resources"] == container["resources"]  # asks for no more than the role
+    assert init["command"][-2:] == [f"{runtime.CODE_MOUNT}/{runtime.ARCHIVE_KEY}", runtime.WORKDIR]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes[runtime.VOLUME_CODE]["configMap"]["name"] == "ship-workdir"
+    assert container["workingDir"] == f"{runtime.WORKDIR}/sub"
+    assert {"name": runtime.VOLUME_WORKDIR, "mountPath": runtime.WORKDIR} in container["volumeMounts"]
+    unshipped = Experiment.model_validate({**EXP, "workdir": False})
+    assert "initContainers" not in render_pod(unshipped, unshipped.roles[0], 0)["spec"]
+
+
+def test_every_pod_stops_with_sigterm_a_grace_period_and_a_readable_reason():
+    exp = Experiment.model_validate({**EXP, "stop_grace_seconds": 90})
+    spec = render_pod(exp, exp.roles[0], 0)["spec"]
+    assert spec["terminationGracePeriodSeconds"] == 90
+    assert spec["shareProcessNamespace"] is True  # the command is not PID 1
+    env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+    assert env["SHIPYARD_STOP_REASON"] == runtime.STOP_REASON_FILE
+    podinfo = next(v for v in spec["volumes"] if v["name"] == runtime.VOLUME_PODINFO)
+    (item,) = podinfo["downwardAPI"]["items"]
+    assert item["fieldRef"]["fieldPath"] == f"metadata.annotations['{runtime.ANNOTATION_STOP_REASON}']"
+    assert Experiment.model_validate(EXP).stop_grace_seconds == 30  # Kubernetes' own default
+
+
+@pytest.mark.skipif("volumes" not in Experiment.model_fields,
+                    reason="needs the experiment's volumes field (issue #10, storage)")
+def test_the_checkpoint_volume_is_mounted_at_its_path_in_every_replica():
+    exp = Experiment.model_validate({
+        **EXP, "volumes": [{"name": "ckpt", "pvc": "team-ckpt"}],
+        "checkpoint": {"volume": "ckpt", "path": "/ckpt/run"}})
+    spec = render_pod(exp, exp.roles[0], 0)["spec"]
+    env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+    assert env["SHIPYARD_CHECKPOINT_DIR"] == "/ckpt/run"
+    assert {"name": "ckpt", "mountPath": "/ckpt/run"} in spec["containers"][0]["volumeMounts"]
+    assert any(v["name"] == "ckpt" for v in spec["volumes"])
+
+
+def test_a_checkpoint_on_an_unknown_volume_is_refused_naming_the_field():
+    from shipyard.spec import SpecError, experiment_from_data
+
+    with pytest.raises(SpecError, match=r"checkpoint\.volume: no volume named 'nope'"):
+        experiment_from_data({**EXP, "checkpoint": {"volume": "nope"}})
