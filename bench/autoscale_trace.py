@@ -17,6 +17,15 @@ found under $SHIPYARD_TRACES or --traces-dir (default ../shared/traces beside th
 An experiment of g GPUs becomes ceil(g/8) members of min(g,8) GPUs on 8-GPU nodes.
 `--trace FILE` replays a CSV `submit_s,gpus,duration_s` instead.
 
+`--fixed-nodes N` instead replays the trace on a fixed cluster of N 8-GPU nodes (no
+autoscaling) twice in one run: shipyard's default policy beside a plain FIFO (strict
+arrival order, no backfill), with mean/p95/p99 queueing delay, mean JCT, GPU
+utilisation and each simulation's own wall time and peak RSS. `--window-days 7` takes
+the busiest week; `--resample JOBS --days D` draws JOBS experiments over D days from the
+whole trace (sim.trace.resample: the sizes and durations of real tasks, some made
+multi-node gangs) — e.g. `--resample 10000 --days 7 --fixed-nodes 64`, or
+`--resample 70000 --days 60 --fixed-nodes 352`.
+
 Then the planner's decision latency: wall time of plan() (and of schedule() + plan(),
 the whole path from a gang turning pending to its scale-up decision) on a 5,000-node
 snapshot with running gangs and a few dozen pending ones, beside Cluster Autoscaler's
@@ -24,6 +33,7 @@ documented SLO (kubernetes/autoscaler, cluster-autoscaler/FAQ.md, "What are the 
 Level Objectives"): at most 30 s on clusters under 100 nodes, 60 s on 100-1,000 nodes.
 
     python bench/autoscale_trace.py [--trace FILE] [--speedup K] [--provisioning-delay S]
+    python bench/autoscale_trace.py --fixed-nodes 64 --resample 10000 --days 7 [--time-limits]
 """
 
 from __future__ import annotations
@@ -40,7 +50,7 @@ from pathlib import Path
 
 from shipyard.cli.flags import arg
 from shipyard.core.autoscale import AutoscaleInput, PoolState, plan
-from shipyard.core.model import Gang, Node, Running, Snapshot
+from shipyard.core.model import Gang, Node, Policy, Running, Snapshot
 from shipyard.core.queueing import schedule
 from shipyard.sim import (
     Arrival,
@@ -53,7 +63,9 @@ from shipyard.sim import (
     load_csv,
     simulate,
 )
-from shipyard.sim.trace import alibaba_path
+from shipyard.sim.measure import measure_all
+from shipyard.sim.metrics import Summary, summarize
+from shipyard.sim.trace import alibaba_path, resample
 from shipyard.spec import DEFAULT_MACHINE_TYPES
 from shipyard.spec.nodepool import MAX_NODES
 from shipyard.spec.quantity import MAX_SECONDS
@@ -165,6 +177,46 @@ def compare(arrivals: list[Arrival], args: argparse.Namespace) -> None:
           " left to happen (autoscaled: its last idle node removed)")
 
 
+# -- a fixed cluster: shipyard beside FIFO ------------------------------------------------
+
+FIFO = Policy(backfill=False, preemption=False)  # strict arrival order, nothing starts ahead
+
+
+def simulate_fixed(arrivals: list[Arrival], nodes: int, policy: Policy, time_limits: bool) -> tuple[Summary, int]:
+    pool = SimPool(POOL, A100, max_nodes=nodes, static=True, start_nodes=nodes)
+    r = simulate(arrivals, [pool], SimConfig(policy=policy, time_limits=time_limits))
+    gpus = {a.name: a.gpus for a in arrivals}
+    return summarize(r, gpus, nodes * A100.gpus), r.cycles
+
+
+def fixed_compare(arrivals: list[Arrival], args: argparse.Namespace) -> None:
+    n = args.fixed_nodes
+    limits = args.time_limits
+    print(f"fixed cluster: {n} x {A100.name} ({n * A100.gpus} GPUs), no autoscaling; time limits: "
+          f"{'each experiment declares its duration' if limits else 'none given'}\n")
+    runs = [("shipyard", Policy()), ("FIFO", FIFO)]
+    measured = measure_all([(simulate_fixed, (arrivals, n, p, limits)) for _, p in runs], args.parallel)
+    rows = [
+        ("queueing delay mean", lambda s: s.mean_wait_s, fmt_s),
+        ("queueing delay p95", lambda s: s.p95_wait_s, fmt_s),
+        ("queueing delay p99", lambda s: s.p99_wait_s, fmt_s),
+        ("queueing delay max", lambda s: s.max_wait_s, fmt_s),
+        ("JCT mean", lambda s: s.mean_jct_s, fmt_s),
+        ("GPU utilisation", lambda s: s.utilisation, lambda v: f"{v:.1%}"),
+        ("not started", lambda s: s.experiments - s.started, lambda v: f"{v:,}"),
+    ]
+    width, col = 24, 18
+    print(" " * width + "".join(f"{name:>{col}}" for name, _ in runs) + f"{'shipyard / FIFO':>{col}}")
+    for label, get, fmt in rows:
+        vals = [get(m.value[0]) for m in measured]
+        ratio = f"{vals[0] / vals[1]:.2f} x" if vals[1] else "-"
+        print(f"{label:<{width}}" + "".join(f"{fmt(v):>{col}}" for v in vals) + f"{ratio:>{col}}")
+    print(f"{'simulated in (wall)':<{width}}" + "".join(f"{m.wall_s:>{col - 2}.1f} s" for m in measured))
+    print(f"{'peak RSS':<{width}}" + "".join(f"{m.rss_mib:>{col - 4}.0f} MiB" for m in measured))
+    print(f"{'policy cycles run':<{width}}" + "".join(f"{m.value[1]:>{col},}" for m in measured))
+    print(f"\n(each simulation in its own process, {args.parallel} at a time; wall and RSS are its own)")
+
+
 # -- decision latency at 5,000 nodes ---------------------------------------------------
 
 
@@ -252,18 +304,38 @@ def main() -> None:
     ap.add_argument("--nodes", type=arg(integer=True, low=1, high=MAX_NODES), default=5000, help="nodes of the latency snapshot")
     ap.add_argument("--pending", type=arg(integer=True, low=0, high=10_000), default=40, help="pending gangs of the latency snapshot")
     ap.add_argument("--latency-runs", type=arg(integer=True, low=1, high=10_000), default=20)
+    ap.add_argument("--fixed-nodes", type=arg(integer=True, low=1, high=MAX_NODES),
+                    help="a fixed cluster of N nodes, no autoscaling: shipyard beside FIFO")
+    ap.add_argument("--time-limits", action="store_true",
+                    help="with --fixed-nodes: each experiment declares its duration as its time limit")
+    ap.add_argument("--window-days", type=arg(above=0, high=3650), default=1.0,
+                    help="the busiest window of the Alibaba trace, in days (default 1)")
+    ap.add_argument("--resample", type=arg(integer=True, low=1, high=10**7),
+                    help="draw this many experiments from the whole Alibaba trace (over --days)")
+    ap.add_argument("--days", type=arg(above=0, high=3650), default=7.0, help="span of --resample")
+    ap.add_argument("--parallel", type=arg(integer=True, low=1, high=64), default=1,
+                    help="simulations run at once (each in its own process)")
     args = ap.parse_args()
     try:
         if args.trace is not None:
             arrivals, source = load_csv(args.trace), str(args.trace)
+        elif args.resample is not None:
+            path = alibaba_path(args.traces_dir)
+            arrivals = resample(load_alibaba(path, window_s=math.inf), args.resample, args.days * 86400,
+                                seed=args.seed)
+            source = f"{path} resampled: {args.resample} experiments over {args.days:g} days (seed {args.seed})"
         else:
             path = alibaba_path(args.traces_dir)
-            arrivals, source = load_alibaba(path), f"{path} (busiest 24 h of creation_time)"
+            arrivals = load_alibaba(path, window_s=args.window_days * 86400)
+            source = f"{path} (busiest {args.window_days * 24:g} h of creation_time)"
     except TraceError as e:
         sys.exit(f"error: {e}")
     total = sum(a.gpus for a in arrivals)
     print(f"trace: {source}: {len(arrivals)} experiments, {total} GPUs requested in all, "
           f"arrivals over {(arrivals[-1].submit_s - arrivals[0].submit_s) / 3600:.1f} h\n")
+    if args.fixed_nodes is not None:
+        fixed_compare(arrivals, args)
+        return
     compare(arrivals, args)
     latency(args)
 

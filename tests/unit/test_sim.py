@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shipyard.sim import Arrival, SimConfig, SimPool, TraceError, gang_for, load_alibaba, load_csv, simulate
-from shipyard.sim.trace import traces_dir
+from shipyard.sim.trace import resample, traces_dir
 from shipyard.spec import DEFAULT_MACHINE_TYPES, NodePool
 
 A100 = DEFAULT_MACHINE_TYPES["gpu-a100"]
@@ -159,7 +159,22 @@ def test_alibaba_trace_keeps_the_busiest_window(tmp_path):
     ]
     path = write(tmp_path, ALIBABA_HEADER + "\n".join(rows) + "\n")
     got = load_alibaba(path, window_s=3600)
-    assert got == [Arrival("p1", 0.0, 2, 250.0), Arrival("p2", 10.0, 8, 90.0), Arrival("p4", 30.0, 1, 1.0)]
+    assert got == [Arrival("p1", 0.0, 2, 250.0, kind="ls/1000m/1024Mi/1000"),
+                   Arrival("p2", 10.0, 8, 90.0, kind="be/1000m/1024Mi/1000"),
+                   Arrival("p4", 30.0, 1, 1.0, kind="ls/1000m/1024Mi/500")]
+
+
+def test_a_resampled_trace_keeps_the_source_tasks_and_spans_the_given_time():
+    source = [Arrival(f"t{i}", 100.0 * i, 1 + i % 4, 10.0 + i, kind=f"ls/{i % 3}") for i in range(50)]
+    out = resample(source, 200, 7 * 86400, seed=3, gangs=((4, 0.1),))
+    assert len(out) == 200 and len({a.name for a in out}) == 200
+    assert all(0 <= a.submit_s <= 7 * 86400 for a in out)
+    assert [a.submit_s for a in out] == sorted(a.submit_s for a in out)
+    durations = {a.duration_s for a in source}
+    assert all(a.duration_s in durations for a in out)
+    gangs = [a for a in out if a.gpus == 32]
+    assert 5 <= len(gangs) <= 40 and all(a.kind.endswith("/x32") for a in gangs)
+    assert resample(source, 200, 7 * 86400, seed=3, gangs=((4, 0.1),)) == out  # seeded
 
 
 def test_alibaba_errors_name_the_row_and_column(tmp_path):

@@ -20,10 +20,11 @@ import math
 from collections.abc import Iterable
 
 from shipyard.core import reasons
-from shipyard.core.backfill import earliest_start, never_fits
+from shipyard.core.backfill import Releases, earliest_start, never_fits
 from shipyard.core.capacity import Capacity, Group, Reservation
 from shipyard.core.capacity import cap as capacity_cap
 from shipyard.core.model import (
+    UNLIMITED_RESOURCES,
     WAIT_CAPACITY,
     WAIT_NEVER,
     WAIT_NO_QUEUE,
@@ -53,13 +54,26 @@ def scheduling_order(gangs: Iterable[Gang]) -> list[Gang]:
     return sorted(gangs, key=lambda g: (-g.priority, g.submitted_at, g.key))
 
 
+# Gang totals by identity: an adapter that keeps its Gang objects from cycle to cycle
+# (the simulator does) sums each gang's members once, not once per cycle.
+_TOTALS: dict[int, tuple[Gang, Resources]] = {}
+_TOTALS_MAX = 100_000
+
+
 def total(gang: Gang) -> Resources:
+    hit = _TOTALS.get(id(gang))
+    if hit is not None and hit[0] is gang:
+        return hit[1]
     cpu = mem = gpus = 0
     for m in gang.members:
         cpu += m.request.cpu_milli
         mem += m.request.memory
         gpus += m.request.gpus
-    return Resources(cpu, mem, gpus)
+    r = Resources(cpu, mem, gpus)
+    if len(_TOTALS) >= _TOTALS_MAX:
+        _TOTALS.clear()
+    _TOTALS[id(gang)] = (gang, r)
+    return r
 
 
 def dominant_share(used: Resources, capacity: Resources, weight: float) -> float:
@@ -71,9 +85,14 @@ def dominant_share(used: Resources, capacity: Resources, weight: float) -> float
     ) / weight
 
 
-def schedule(snapshot: Snapshot, policy: Policy = Policy()) -> CycleResult:
-    """Decide, for every pending gang, to admit it (with placement) or why it waits."""
-    return _Cycle(snapshot, policy).run()
+def schedule(snapshot: Snapshot, policy: Policy = Policy(), *,
+             decisions_only: bool = False) -> CycleResult:
+    """Decide, for every pending gang, to admit it (with placement) or why it waits.
+
+    `decisions_only` (for the simulator): stop as soon as no gang left in order could
+    start or preempt anything, leaving those out of `waiting`; admissions and
+    preemptions are exactly those of the whole cycle."""
+    return _Cycle(snapshot, policy).run(decisions_only)
 
 
 class _Cycle:
@@ -110,6 +129,9 @@ class _Cycle:
         self.reserved_for = 0
         self.preempt_budget = policy.preemption_attempts
         self.first_blocked: Gang | None = None
+        self.releases: Releases | None = None  # built at the first reservation search
+        self.low_priority: int | None = None  # of running gangs, at the first preemption try
+        self.quotas = False
 
     # -- queues ----------------------------------------------------------------
 
@@ -155,8 +177,12 @@ class _Cycle:
 
     # -- the cycle -------------------------------------------------------------
 
-    def run(self) -> CycleResult:
+    def run(self, decisions_only: bool = False) -> CycleResult:
+        rest = _Rest(self.snap, self.policy) if decisions_only else None
         for gang in self.order():
+            if rest is not None and (rest.hopeless(gang, self.capacity) or (
+                    self.first_blocked is not None and not self.policy.backfill)):
+                break  # strict order: after the first blocked gang every one waits
             self.decide(gang)
         return CycleResult(tuple(self.admitted), tuple(self.waiting), tuple(self.preempted))
 
@@ -253,9 +279,12 @@ class _Cycle:
         """Hold nodes for the gang's earliest start; False if it has none."""
         cap = self.capacity
         if self.policy.backfill and self.reserved_for < self.policy.reservations:
-            runs = [(INF if r.ends_at is None else max(r.ends_at, self.now), r)
-                    for r in self.running]
-            found = earliest_start(cap, groups, gang.topology, self.keys, runs, self.now)
+            if self.releases is None:
+                self.releases = Releases(cap, [
+                    (INF if r.ends_at is None else max(r.ends_at, self.now), r)
+                    for r in self.running])
+            found = earliest_start(cap, groups, gang.topology, self.keys, self.releases,
+                                   self.now)
             if found is not None:
                 start, nodes = found
                 cap.reserve(gang.key, start, nodes)
@@ -283,6 +312,11 @@ class _Cycle:
     # -- preemption ------------------------------------------------------------
 
     def try_preempt(self, gang: Gang, groups: list[Group], need: Resources) -> bool:
+        if self.low_priority is None:
+            self.low_priority = min((r.gang.priority for r in self.running), default=0)
+            self.quotas = any(q.nominal != UNLIMITED_RESOURCES for q in self.snap.queues)
+        if gang.priority <= self.low_priority and not self.quotas:
+            return False  # nothing it outranks, no borrowed capacity to reclaim
         within_nominal = not self.borrowing(gang.queue, need)
 
         def allowed(run: Running, chosen: list[Running]) -> bool:
@@ -330,6 +364,7 @@ class _Cycle:
             self.run_usage[v.gang.queue] = self.run_usage[v.gang.queue] - total(v.gang)
         gone = {id(v) for v in victims}
         self.running = [r for r in self.running if id(r) not in gone]
+        self.releases = None
         # Held for it from now: nothing else may start there while the victims stop.
         self.capacity.reserve(gang.key, -INF, nodes)
         names = ", ".join(v.gang.key for v in victims[:5])
@@ -338,3 +373,73 @@ class _Cycle:
                   f"needs {reasons.shape(groups)}; preempting {len(victims)} experiment(s) "
                   f"({names}{more}) to make room; it starts when they have stopped")
         return True
+
+
+class _Rest:
+    """The gangs not yet decided in a cycle, by shape, to tell when none of them can
+    start any more: each needs room that free capacity (open, or held with a known
+    start) no longer has. Within a cycle free capacity only shrinks and held nodes stay
+    held, so once that is so it stays so. Never when one could preempt."""
+
+    def __init__(self, snap: Snapshot, policy: Policy) -> None:
+        self.shapes: dict[tuple[Resources, int], int] = {}
+        self.off = False  # True: never stop early (a gang that may preempt, or mixed pods)
+        if policy.preemption and snap.running and (
+                any(q.nominal != UNLIMITED_RESOURCES for q in snap.queues)
+                or max(g.priority for g in snap.pending) > min(r.gang.priority for r in snap.running)):
+            self.off = True
+            return
+        for g in snap.pending:
+            key = _uniform(g)
+            if key is None:
+                self.off = True
+                return
+            self.shapes[key] = self.shapes.get(key, 0) + 1
+        self.version = -1
+
+    def hopeless(self, gang: Gang, cap: Capacity) -> bool:
+        """Called with each gang before it is decided: True if it and every gang after
+        it certainly wait."""
+        if self.off:
+            return False
+        if cap.version != self.version:
+            self.version = cap.version
+            self.fitting = {k for k in self.shapes if _may_fit(cap, *k)}
+        if not self.fitting:
+            return True
+        key = _uniform(gang)
+        assert key is not None
+        left = self.shapes[key] - 1
+        if left:
+            self.shapes[key] = left
+        else:
+            del self.shapes[key]
+            self.fitting.discard(key)
+        return False
+
+
+def _uniform(g: Gang) -> tuple[Resources, int] | None:
+    """(request, members) of a gang whose members all request the same; else None."""
+    if not g.members:
+        return (Resources(), 0)
+    r = g.members[0].request
+    return (r, len(g.members)) if all(m.request == r for m in g.members) else None
+
+
+def _may_fit(cap: Capacity, request: Resources, members: int) -> bool:
+    """Necessary condition, from counters over every class: open nodes, and nodes held
+    with a known start (which a short gang may use); nodes held with no known start
+    are used by no one."""
+    if not members:
+        return True
+    room = 0.0
+    for c in cap.classes:
+        room += capacity_cap(c, request, c.min_level(request))
+        if room >= members:
+            return True
+    for res in cap.reservations:
+        for p in res.pools:
+            room += capacity_cap(p, request, p.cls.min_level(request))
+            if room >= members:
+                return True
+    return False

@@ -54,6 +54,7 @@ class _Node:
     members: int = 0
     idle_since: float | None = None
     ever_used: bool = False
+    view: Node | None = None  # as the last snapshot saw it (rebuilt when it changes)
 
 
 @dataclass(slots=True)
@@ -63,6 +64,7 @@ class _Run:
     started_at: float
     ends_at: float
     token: int
+    view: Running
 
 
 @dataclass(slots=True)
@@ -75,10 +77,18 @@ class _Pool:
 
 
 class Simulation:
+    """`fast` (the default): on a fixed cluster (every pool static, so the autoscaler has
+    nothing to do), skip the autoscaler, skip an instant at which no pending gang could fit
+    and none could preempt, and stop a cycle once nothing left can start (cycle
+    `decisions_only`). The decisions are exactly those of a cycle at every instant;
+    `self.waiting` then holds only what the last cycle looked at, so a driver that reads
+    `state()` (several clusters) passes fast=False."""
+
     def __init__(self, arrivals: Sequence[Arrival], pools: Sequence[SimPool],
-                 config: SimConfig = SimConfig()) -> None:
+                 config: SimConfig = SimConfig(), fast: bool = True) -> None:
         if not pools:
             raise ValueError("pools: at least one pool is needed")
+        self.fast = fast and all(p.static for p in pools)
         self.cfg = config
         self.policy: Policy = config.policy
         self.rng = random.Random(config.seed)
@@ -92,6 +102,8 @@ class Simulation:
         self.started: dict[str, float] = {}
         self.ended: dict[str, float] = {}
         self.pending: dict[str, Gang] = {}
+        # Pending gangs by (GPUs per member, members), for "could any of them fit now".
+        self.shapes: dict[tuple[int, int], int] = {}
         self.running: dict[str, _Run] = {}
         self.marked: dict[str, float] = {}
         self.events: list[tuple[float, int, str, str]] = []
@@ -152,7 +164,7 @@ class Simulation:
         self.gangs[arrival.name] = gang_for(arrival, self.machine, self.cfg.time_limits)
         self.duration[arrival.name] = arrival.duration_s
         self.submit[arrival.name] = arrival.submit_s
-        self.pending[arrival.name] = self.gangs[arrival.name]
+        self.queue_up(arrival.name)
         self.cycle()
 
     def state(self) -> tuple[Snapshot, tuple[PoolState, ...], tuple[Waiting, ...]]:
@@ -162,7 +174,7 @@ class Simulation:
 
     def handle(self, kind: str, what: str) -> None:
         if kind == "arrive":
-            self.pending[what] = self.gangs[what]
+            self.queue_up(what)
         elif kind == "finish":
             key, _, token = what.rpartition("#")
             run = self.running.get(key)
@@ -184,6 +196,21 @@ class Simulation:
                 self.failures += 1
         else:
             self.ticks.discard(self.now)
+
+    def queue_up(self, key: str) -> None:
+        g = self.pending[key] = self.gangs[key]
+        shape = _shape(g)
+        self.shapes[shape] = self.shapes.get(shape, 0) + 1
+
+    def dequeue(self, key: str) -> Gang:
+        g = self.pending.pop(key)
+        shape = _shape(g)
+        left = self.shapes[shape] - 1
+        if left:
+            self.shapes[shape] = left
+        else:
+            del self.shapes[shape]
+        return g
 
     def find(self, name: str) -> _Node | None:
         return self.index.get(name)
@@ -219,30 +246,58 @@ class Simulation:
             t = p.template
             for n in p.nodes.values():
                 if n.ready:
-                    taints = t.taints if n.gang_for is None else (*t.taints, Taint(EARMARK, n.gang_for))
-                    nodes.append(Node(n.name, t.allocatable, t.labels, taints, n.used))
+                    v = n.view
+                    mark = () if n.gang_for is None else (Taint(EARMARK, n.gang_for),)
+                    if v is None or v.used is not n.used or v.taints[len(t.taints):] != mark:
+                        v = n.view = Node(n.name, t.allocatable, t.labels, (*t.taints, *mark), n.used)
+                    nodes.append(v)
         marked = {n.gang_for for p in self.pools.values() for n in p.nodes.values() if n.gang_for}
-        pending = tuple(_tolerating(g) if g.key in marked else g for g in self.pending.values())
-        running = tuple(Running(r.gang, r.placement, r.started_at) for r in self.running.values())
-        return Snapshot(tuple(nodes), pending, self.now, running)
+        pending = (tuple(_tolerating(g) if g.key in marked else g for g in self.pending.values())
+                   if marked else tuple(self.pending.values()))
+        running = tuple(r.view for r in self.running.values())
+        return Snapshot(tuple(nodes), pending, self.now, running, self.cfg.queues)
+
+    def may_change(self) -> bool:
+        """Could a cycle now admit or preempt anything? False only when it certainly
+        cannot: no pending gang fits the free GPUs even on an empty queue, and none
+        outranks a running gang (the simulator has no quotas to reclaim)."""
+        if not self.pending:
+            return False
+        if self.policy.preemption and self.running:
+            low = min(r.gang.priority for r in self.running.values())
+            if any(g.priority > low for g in self.pending.values()):
+                return True
+        free: dict[int, int] = {}
+        for p in self.pools.values():
+            per = p.template.allocatable.gpus
+            for n in p.nodes.values():
+                if n.ready:
+                    f = per - n.used.gpus
+                    free[f] = free.get(f, 0) + 1
+        for gpus, members in self.shapes:
+            if gpus == 0 or sum(c * (f // gpus) for f, c in free.items()) >= members:
+                return True
+        return False
 
     def cycle(self) -> None:
+        if self.fast and not self.may_change():
+            return  # the cycle would decide nothing: no admission, no preemption
         self.cycles += 1
-        result = schedule(self.snapshot(), self.policy)
+        result = schedule(self.snapshot(), self.policy, decisions_only=self.fast)
         for pre in result.preempted:
             run = self.running.get(pre.gang)
             if run is not None:
                 self.stop(run)
                 self.duration[pre.gang] = run.ends_at - self.now  # resumes from its checkpoint
-                self.pending[pre.gang] = self.gangs[pre.gang]
+                self.queue_up(pre.gang)
         if result.preempted:
             self.push(self.now, "tick")  # the requeued gangs are decided next cycle
         for adm in result.admitted:
             self.start(adm.gang, adm.placement)
-        snap = self.snapshot()
         waiting = tuple(w for w in result.waiting if w.gang in self.pending)
         self.waiting = waiting
-        self.apply(plan(self.autoscale_input(snap, waiting), self.policy))
+        if not self.fast:  # a fixed cluster: the autoscaler has nothing to do
+            self.apply(plan(self.autoscale_input(self.snapshot(), waiting), self.policy))
         self.peaks()
         self.wake()
 
@@ -290,9 +345,10 @@ class Simulation:
                 self.never_used += not n.ever_used
 
     def start(self, key: str, placement: dict[str, str]) -> None:
-        gang = self.pending.pop(key)
+        gang = self.dequeue(key)
         self.seq += 1
-        run = _Run(gang, dict(placement), self.now, self.now + self.duration[key], self.seq)
+        at = dict(placement)
+        run = _Run(gang, at, self.now, self.now + self.duration[key], self.seq, Running(gang, at, self.now))
         self.running[key] = run
         self.started.setdefault(key, self.now)
         for m in gang.members:
@@ -358,6 +414,11 @@ class Simulation:
             cost=cost, requested_nodes=self.requested, never_used=self.never_used + leftover,
             failures=self.failures, peak_nodes=self.peak_nodes, peak_busy_nodes=self.peak_busy,
             cycles=self.cycles, busy_gpu_s=self.busy_gpu_s)
+
+
+def _shape(g: Gang) -> tuple[int, int]:
+    # The simulator's gangs (gang_for) have identical members.
+    return (g.members[0].request.gpus if g.members else 0, len(g.members))
 
 
 def _tolerating(g: Gang) -> Gang:

@@ -7,7 +7,7 @@ import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from shipyard.core.model import Gang, Member, Node, Policy, Resources, Taint, Toleration
+from shipyard.core.model import Gang, Member, Node, Policy, Queue, Resources, Taint, Toleration
 from shipyard.sim.trace import Arrival
 from shipyard.spec import DEFAULT_MACHINE_TYPES, MachineType, NodePool
 
@@ -67,6 +67,8 @@ class SimConfig:
     # True: each experiment declares its duration as its time limit (enables backfill).
     time_limits: bool = False
     horizon_s: float | None = None  # None: 30 days after the last arrival
+    # The queues (weights, quotas); empty: every queue an experiment names, weight 1.
+    queues: tuple[Queue, ...] = ()
     # The planner counts capacity that running work frees (by time limit) before a new
     # node could be Ready; False: today's planner before that look-ahead, to compare.
     look_ahead: bool = True
@@ -84,7 +86,7 @@ def gang_for(arrival: Arrival, machine: MachineType, time_limit: bool = False) -
     tolerations = tuple(Toleration(t.key, t.value, t.effect) for t in machine.taints)
     members = tuple(Member("worker", i, request, selector, tolerations) for i in range(size))
     limit = arrival.duration_s if time_limit else None
-    return Gang(arrival.name, "default", 0, arrival.submit_s, members, limit)
+    return Gang(arrival.name, arrival.queue, 0, arrival.submit_s, members, limit)
 
 
 @dataclass(frozen=True, slots=True)

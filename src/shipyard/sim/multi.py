@@ -68,7 +68,7 @@ def simulate_clusters(arrivals: Sequence[Arrival], clusters: Sequence[SimCluster
         raise ValueError("arrivals: experiment names must be unique")
     if horizon_s is None:
         horizon_s = (order[-1].submit_s if order else 0.0) + 30 * 86400.0
-    sims = {c.name: Simulation([], c.pools, c.config) for c in clusters}
+    sims = {c.name: Simulation([], c.pools, c.config, fast=False) for c in clusters}
     for sim in sims.values():
         sim.horizon = horizon_s
     routed: dict[str, str] = {}

@@ -16,6 +16,7 @@ import bisect
 import csv
 import io
 import os
+import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,10 @@ class Arrival:
     submit_s: float
     gpus: int
     duration_s: float
+    queue: str = "default"
+    # What an estimate of its duration learns from: experiments alike (same user, name
+    # and shape); empty: its queue and GPUs only.
+    kind: str = ""
 
 
 def traces_dir() -> Path:
@@ -120,7 +125,7 @@ def load_alibaba(path: Path | str | None = None, window_s: float = DAY_S) -> lis
     """The busiest `window_s` of the Alibaba GPU trace, times shifted to start at 0."""
     path = Path(path) if path is not None else alibaba_path()
     cols = ("name", "num_gpu", "creation_time", "deletion_time", "scheduled_time")
-    tasks: list[tuple[str, float, int, float]] = []
+    tasks: list[tuple[str, float, int, float, str]] = []
     for line, row in _rows(path, cols):
         gpus = _number(path, line, "num_gpu", row["num_gpu"], integer=True, high=MAX_TRACE_GPUS)
         if gpus <= 0:
@@ -132,11 +137,58 @@ def load_alibaba(path: Path | str | None = None, window_s: float = DAY_S) -> lis
         started = (_number(path, line, "scheduled_time", row["scheduled_time"])
                    if row["scheduled_time"].strip() else created)
         # A task deleted the instant it started ran for no time: count one second.
-        tasks.append((row["name"], created, int(gpus), max(deleted - started, 1.0)))
+        # The trace names no user: tasks of one QoS class and one shape (CPU, memory,
+        # GPU share) are taken as one kind of work, the QoS class first (a queue).
+        qos = (row.get("qos") or "").strip().lower() or "default"
+        kind = f"{qos}/{row.get('cpu_milli', '')}m/{row.get('memory_mib', '')}Mi/{row.get('gpu_milli', '')}"
+        tasks.append((row["name"], created, int(gpus), max(deleted - started, 1.0), kind))
     if not tasks:
         raise TraceError(f"{path}: no GPU tasks with a known end")
     start = busiest_window([t[1] for t in tasks], window_s)
-    chosen = [Arrival(name, created - start, gpus, duration)
-              for name, created, gpus, duration in tasks if start <= created < start + window_s]
+    chosen = [Arrival(name, created - start, gpus, duration, kind=kind)
+              for name, created, gpus, duration, kind in tasks if start <= created < start + window_s]
     chosen.sort(key=lambda a: (a.submit_s, a.name))
     return chosen
+
+
+# Distributed training in the resampled shape: the share of experiments that become
+# gangs of whole 8-GPU nodes, by node count (the trace itself has no multi-node jobs;
+# the mix is the heavy tail bench/policy_cycle.py uses, cut at 16 nodes).
+GANG_NODES = ((2, 0.030), (4, 0.015), (8, 0.006), (16, 0.002))
+
+
+def resample(source: Sequence[Arrival], jobs: int, span_s: float, seed: int = 0,
+             gangs: Sequence[tuple[int, float]] = GANG_NODES, node_gpus: int = 8,
+             keep_unended: bool = False) -> list[Arrival]:
+    """A trace of `jobs` experiments over `span_s`, drawn from `source` (e.g. the whole
+    Alibaba trace): each copies a source task's GPUs and duration, submitted at that
+    task's time scaled onto `span_s` (so bursts and lulls keep their shape) plus a
+    jitter of up to one source gap; a share of them (`gangs`: node count, probability)
+    become gangs of that many whole nodes. Tasks that ran until the trace's last instant
+    (still running when it was taken) are left out unless `keep_unended`. Seeded."""
+    if not source:
+        raise ValueError("resample: the source trace is empty")
+    rng = random.Random(seed)
+    # A task that ran until the trace was taken has no known end: left out.
+    if not keep_unended:
+        cut = max(a.submit_s + a.duration_s for a in source) - 1.0
+        source = [a for a in source if a.submit_s + a.duration_s < cut] or list(source)
+    first, last = source[0].submit_s, source[-1].submit_s
+    scale = span_s / max(last - first, 1.0)
+    gap = (last - first) / len(source) * scale
+    sizes, weights = [n for n, _ in gangs], [p for _, p in gangs]
+    out = []
+    for i in range(jobs):
+        task = rng.choice(source)
+        t = min(max((task.submit_s - first) * scale + rng.uniform(-gap, gap), 0.0), span_s)
+        gpus = task.gpus
+        r = rng.random()
+        for n, p in zip(sizes, weights, strict=True):
+            if r < p:
+                gpus = n * node_gpus
+                break
+            r -= p
+        out.append(Arrival(f"job-{i:06d}", t, gpus, task.duration_s, task.queue,
+                           task.kind if gpus == task.gpus else f"{task.kind}/x{gpus}"))
+    out.sort(key=lambda a: (a.submit_s, a.name))
+    return out
