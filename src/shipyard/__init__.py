@@ -5,9 +5,24 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from shipyard.spec import Experiment, MachineType, Resources, RetryPolicy, Role, Taint
+    from shipyard.spec import (
+        EmptyDirSource,
+        EnvFrom,
+        EnvKey,
+        Experiment,
+        MachineType,
+        Mount,
+        NfsSource,
+        Resources,
+        RetryPolicy,
+        Role,
+        SecurityContext,
+        Taint,
+        Volume,
+    )
 
-__all__ = ["Experiment", "MachineType", "Resources", "RetryPolicy", "Role", "Taint"]
+__all__ = ["EmptyDirSource", "EnvFrom", "EnvKey", "Experiment", "MachineType", "Mount", "NfsSource",
+           "Resources", "RetryPolicy", "Role", "SecurityContext", "Taint", "Volume"]
 __version__ = "0.1.0"
 
 

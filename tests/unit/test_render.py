@@ -23,7 +23,10 @@ def _pod_view(pod: dict) -> dict:
         "requests": container["resources"]["requests"],
         "limits": container["resources"]["limits"],
         "labels": pod["metadata"]["labels"],
-        "env": {e["name"]: e["value"] for e in container["env"]},
+        "env": {e["name"]: e.get("value") for e in container["env"]},
+        # The memory-backed /dev/shm: its size, or None when the runtime's 64 MiB is kept.
+        "shm": next((v["emptyDir"]["sizeLimit"] for v in pod["spec"].get("volumes", [])
+                     if v["name"] == "shipyard-shm"), None),
     }
 
 

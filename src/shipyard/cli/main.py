@@ -176,16 +176,15 @@ def render(
     """
     import json
 
-    import yaml
-
     from shipyard.kube.workdir import resolve_workdir
     from shipyard.render import render_experiment
+    from shipyard.render.objects import to_yaml
 
     objects = render_experiment(resolve_workdir(_load(file, debug), file))
     if output is Format.json:
         print(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}, indent=2))
     else:
-        print(yaml.safe_dump_all(objects, sort_keys=False), end="")
+        print(to_yaml(objects), end="")
 
 
 def _summary(s: RunStatus) -> dict[str, object]:

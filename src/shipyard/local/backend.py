@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from shipyard.local import volumes
 from shipyard.local.machine import detect_machine
 from shipyard.local.preflight import check_launch
 from shipyard.local.store import RunDamaged, RunStatus, Store
@@ -34,6 +35,8 @@ def launch(
     store = store or Store()
     workdir = source.resolve().parent
     check_launch(exp, workdir)
+    for line in volumes.ignored(exp):  # once per launch, not per attempt
+        print(f"shipyard: warning: ignored on the local backend: {line}", file=sys.stderr)
     status = RunStatus(
         id="", name=exp.name, queue=exp.queue, priority=exp.priority,
         submitted_at=time.time(), source=str(source), workdir=str(workdir),

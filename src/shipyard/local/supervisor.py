@@ -22,7 +22,7 @@ import psutil
 from shipyard.core.from_spec import gang_for
 from shipyard.core.model import Resources, Snapshot
 from shipyard.core.queueing import schedule
-from shipyard.local import ranks
+from shipyard.local import ranks, volumes
 from shipyard.local.machine import LocalMachine, detect_machine
 from shipyard.local.store import RankState, RunDamaged, RunStatus, Store
 from shipyard.render.env import pod_name, replica_env
@@ -248,7 +248,8 @@ class Supervisor:
             for role in self.exp.roles:
                 for i in range(role.replicas):
                     name = f"{role.name}-{i}"
-                    env = {**os.environ, **replica_env(self.exp, role, i, address)}
+                    folders = volumes.mount_dirs(self.exp, role, self.store.run_dir(self.status.id))
+                    env = {**os.environ, **replica_env(self.exp, role, i, address, mounts=folders)}
                     env |= {
                         "SHIPYARD_RUN_ID": self.status.id,
                         "SHIPYARD_POD_NAME": pod_name(self.exp, role, i),

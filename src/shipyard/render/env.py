@@ -4,7 +4,7 @@ users expect it. One function for every backend: only the addresses differ
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from shipyard.spec import Experiment, Role
@@ -24,7 +24,25 @@ class RankLayout:
     master: tuple[str, int]  # (role, index) of rank 0
 
 
+# The last few experiments' layouts: rendering n pods must not compute it n times
+# (O(n^2) for a 10,000-replica gang). Keyed by identity and holding the experiment, so
+# an id is never reused while cached; specs are frozen, so a layout never goes stale.
+_LAYOUTS: dict[int, tuple[Experiment, RankLayout]] = {}
+_LAYOUTS_MAX = 16
+
+
 def rank_layout(exp: Experiment) -> RankLayout:
+    cached = _LAYOUTS.get(id(exp))
+    if cached is not None and cached[0] is exp:
+        return cached[1]
+    layout = _compute_layout(exp)
+    if len(_LAYOUTS) >= _LAYOUTS_MAX:
+        _LAYOUTS.pop(next(iter(_LAYOUTS)))
+    _LAYOUTS[id(exp)] = (exp, layout)
+    return layout
+
+
+def _compute_layout(exp: Experiment) -> RankLayout:
     node_rank: dict[tuple[str, int], int] = {}
     first_rank: dict[tuple[str, int], int] = {}
     rank = 0
@@ -56,12 +74,14 @@ HOST_LISTS_MAX_REPLICAS = 64
 
 
 def replica_env(exp: Experiment, role: Role, index: int, address: Addressing,
-                host_pattern: Callable[[Role], str] | None = None) -> dict[str, str]:
+                host_pattern: Callable[[Role], str] | None = None,
+                mounts: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment of replica `index` of `role`, in a stable order (user env last wins).
 
     `host_pattern(role)`: the host name of every replica of `role` with `{index}` in
     place of the index, where names follow a pattern (a cluster's, not the local
-    machine's ports)."""
+    machine's ports). `mounts`: volume name -> where it is, when not at its mount path
+    (the local backend's folders; a volume left out gets no SHIPYARD_MOUNT_*)."""
     layout = rank_layout(exp)
     master_role = exp.role(layout.master[0])
     master_host, master_port = address(master_role, layout.master[1])
@@ -110,5 +130,10 @@ def replica_env(exp: Experiment, role: Role, index: int, address: Addressing,
             "PET_MASTER_ADDR": master_host,
             "PET_MASTER_PORT": str(master_port),
         }
+    # Where each mounted volume is (the first mount of it): its mount path on a cluster.
+    for mount in reversed(role.mounts):
+        where = mount.path if mounts is None else mounts.get(mount.volume)
+        if where is not None:
+            env[f"SHIPYARD_MOUNT_{env_key(mount.volume)}"] = where
     env |= role.env
     return env

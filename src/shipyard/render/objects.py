@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import yaml
+
 from shipyard.render import runtime
 from shipyard.render.env import pod_name, rank_layout, replica_env
+from shipyard.render.pod_extras import apply_extras
 from shipyard.spec import Experiment, Role
 from shipyard.spec.machines import RESOURCE_GPU
 from shipyard.spec.quantity import format_cpu, format_memory
@@ -112,6 +115,7 @@ def render_pod(exp: Experiment, role: Role, index: int) -> dict[str, Any]:
         },
         "spec": spec,
     }
+    apply_extras(pod, exp, role)
     runtime.apply(pod, exp, role)
     return pod
 
@@ -122,3 +126,12 @@ def render_experiment(exp: Experiment) -> list[dict[str, Any]]:
     for role in exp.roles:
         objects.extend(render_pod(exp, role, i) for i in range(role.replicas))
     return objects
+
+
+# libyaml's emitter where PyYAML has it: the same text, about 4x faster for a big gang.
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def to_yaml(objects: list[dict[str, Any]]) -> str:
+    """The objects as a multi-document YAML stream, as `shipyard render` prints them."""
+    return yaml.dump_all(objects, Dumper=_DUMPER, sort_keys=False)

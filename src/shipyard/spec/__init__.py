@@ -12,6 +12,7 @@ from shipyard.spec.experiment import Experiment, Resources, RetryPolicy, Role, T
 from shipyard.spec.load import experiment_from_data, load_experiment
 from shipyard.spec.machines import DEFAULT_MACHINE_TYPES, MachineType, Taint
 from shipyard.spec.nodepool import NodePool
+from shipyard.spec.podspec import EmptyDirSource, EnvFrom, EnvKey, Mount, NfsSource, SecurityContext, Volume
 from shipyard.spec.queue import Queue, Quota
 
 __all__ = [
@@ -19,17 +20,24 @@ __all__ = [
     "ClusterRef",
     "ClustersConfig",
     "ClustersConfigMissing",
+    "EmptyDirSource",
+    "EnvFrom",
+    "EnvKey",
     "Experiment",
     "MachineType",
+    "Mount",
+    "NfsSource",
     "NodePool",
     "Queue",
     "Quota",
     "Resources",
     "RetryPolicy",
     "Role",
+    "SecurityContext",
     "SpecError",
     "Taint",
     "Topology",
+    "Volume",
     "clusters_config_from_data",
     "experiment_from_data",
     "load_clusters_config",

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-import re
 import shlex
 from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, PlainSerializer, model_validator
 
 from shipyard.spec.inputs import clip, short
+from shipyard.spec.k8s_checks import kubernetes_problems
+from shipyard.spec.k8s_names import (
+    DNS1035_PATTERN,
+    DNS1123_LABEL_PATTERN,
+    Dns1123Label,
+    Dns1123Subdomain,
+    ImageName,
+    QualifiedName,
+    checked,
+    dns1035_label,
+    dns1123_label,
+    env_name,
+)
 from shipyard.spec.machines import (
     DEFAULT_MACHINE_TYPES,
     CpuMilli,
@@ -16,12 +28,13 @@ from shipyard.spec.machines import (
     MemoryBytes,
     StrictModel,
 )
+from shipyard.spec.podspec import EnvFrom, EnvKey, Mount, PullPolicy, SecurityContext, Volume
 from shipyard.spec.quantity import MAX_SECONDS, parse_duration_seconds
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-# A Kubernetes label key: an optional DNS prefix and '/', then a name.
-LABEL_KEY = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# <experiment>-<role>-<index> is a pod's host name (a DNS label): room for both and an index.
+ExperimentName = checked(dns1035_label, 40, DNS1035_PATTERN)
+RoleName = checked(dns1123_label, 30, DNS1123_LABEL_PATTERN)
 DEFAULT_IMAGE = "python:3.11-slim"
 DEFAULT_PORT = 29500
 # A pod name is also its host name, so <experiment>-<role>-<index> must be a DNS label.
@@ -44,11 +57,24 @@ OptionalSeconds = Annotated[
 
 
 class Resources(StrictModel):
-    """What one replica requests, when it does not take the whole machine."""
+    """What one replica requests, when it does not take the whole machine. Without cpu and
+    memory it takes the whole machine (and its GPUs) and adds only `extra`."""
 
-    cpu: CpuMilli = Field(gt=0)
-    memory: MemoryBytes = Field(gt=0)
-    gpus: int = Field(default=0, ge=0, le=64)
+    cpu: CpuMilli | None = Field(default=None, gt=0)
+    memory: MemoryBytes | None = Field(default=None, gt=0)
+    gpus: int | None = Field(default=None, ge=0, le=64)
+    # Extended resources per replica, e.g. {"rdma/hca": 1}: requests = limits.
+    extra: dict[str, int] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _cpu_and_memory_together(self) -> Resources:
+        if (self.cpu is None) != (self.memory is None):
+            raise ValueError("give both cpu and memory, or neither (the whole machine)")
+        return self
+
+    @property
+    def whole_machine(self) -> bool:
+        return self.cpu is None
 
 
 class RetryPolicy(StrictModel):
@@ -66,12 +92,23 @@ class RetryPolicy(StrictModel):
 class Role(StrictModel):
     """A group of identical replicas, each one machine (pod) of `machine_type`."""
 
-    name: str = Field(pattern=DNS_LABEL, max_length=30)
+    name: RoleName
     replicas: int = Field(default=1, ge=1, le=10000)
     machine_type: str = Field(min_length=1)
     command: Command
-    image: str = Field(default=DEFAULT_IMAGE, min_length=1)
+    image: ImageName = DEFAULT_IMAGE
+    image_pull_policy: PullPolicy | None = None  # unset: the cluster's default
     env: dict[str, str] = Field(default_factory=dict)
+    # Every key of Secrets / ConfigMaps as variables, and single keys by variable name.
+    env_from: list[EnvFrom] = Field(default_factory=list)
+    env_keys: dict[str, EnvKey] = Field(default_factory=dict)
+    # The experiment's volumes this role sees, and the size of its /dev/shm (None: a
+    # quarter of the replica's memory for a GPU role, the runtime's 64 MiB otherwise;
+    # 0: the runtime's).
+    mounts: list[Mount] = Field(default_factory=list)
+    shm_size: MemoryBytes | None = None
+    # The node's network (fabrics that need it): the replica takes the whole machine.
+    host_network: bool = False
     # Extra pod annotations (sidecar settings, or kwok's simulated training time).
     annotations: dict[str, str] = Field(default_factory=dict)
     working_dir: str | None = None
@@ -88,7 +125,7 @@ class Topology(StrictModel):
     """Keep an experiment's pods inside one topology domain (a rack, a block) of nodes."""
 
     # A node label whose value names the domain, e.g. topology.shipyard.dev/block.
-    key: str = Field(min_length=1, max_length=316, pattern=LABEL_KEY)
+    key: QualifiedName
     # True: wait until one domain can hold the whole experiment. False: prefer one.
     required: bool = False
 
@@ -109,10 +146,11 @@ MAX_STOP_GRACE_S = 86400
 class Experiment(StrictModel):
     """Everything shipyard needs to run one experiment anywhere: locally or on a cluster."""
 
-    name: str = Field(pattern=DNS_LABEL, max_length=40)
+    # It names the headless Service too: a DNS-1035 label (starts with a letter).
+    name: ExperimentName
     roles: list[Role] = Field(min_length=1)
-    namespace: str = Field(default="default", pattern=DNS_LABEL, max_length=63)
-    queue: str = Field(default="default", pattern=DNS_LABEL, max_length=63)
+    namespace: Dns1123Label = "default"
+    queue: Dns1123Label = "default"  # also a label value on every pod
     priority: int = Field(default=0, ge=-1000, le=1000)
     time_limit: OptionalSeconds = None
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
@@ -122,6 +160,10 @@ class Experiment(StrictModel):
     success_roles: list[str] | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     topology: Topology | None = None
+    volumes: list[Volume] = Field(default_factory=list)
+    service_account: Dns1123Subdomain | None = None
+    image_pull_secrets: list[Dns1123Subdomain] = Field(default_factory=list)
+    security_context: SecurityContext | None = None
     # The folder whose files the replicas need, shipped with the experiment to a cluster
     # (default for `launch -c FILE`: the spec file's folder; false: ship nothing).
     workdir: str | Literal[False] | None = None
@@ -142,15 +184,20 @@ class Experiment(StrictModel):
     def machine(self, role: Role) -> MachineType:
         return self.catalog()[role.machine_type]
 
+    def machine_or_none(self, role: Role) -> MachineType | None:
+        return self.catalog().get(role.machine_type)
+
     def request(self, role: Role) -> Resources:
         """What each replica of `role` asks the scheduler for."""
-        if role.resources is not None:
-            return role.resources
+        r = role.resources
+        if r is not None and not r.whole_machine:
+            return r if r.gpus is not None else r.model_copy(update={"gpus": 0})
         m = self.machine(role)
         # Already validated integers: construct directly (validation would read
         # an integer CPU as cores, not millicores).
         return Resources.model_construct(
-            cpu=m.allocatable_cpu, memory=m.allocatable_memory, gpus=m.gpus
+            cpu=m.allocatable_cpu, memory=m.allocatable_memory,
+            gpus=m.gpus if r is None or r.gpus is None else r.gpus, extra=r.extra if r else {},
         )
 
     def role(self, name: str) -> Role:
@@ -183,23 +230,20 @@ def _reference_problems(exp: Experiment):
                 f"use one of {known}, or define it under machine_types"
             )
         elif role.resources is not None:
-            r = role.resources
+            r = exp.request(role)
             for field, want, have in (
                 ("cpu", r.cpu, machine.allocatable_cpu),
                 ("memory", r.memory, machine.allocatable_memory),
                 ("gpus", r.gpus, machine.gpus),
             ):
-                if want > have:
+                if want is not None and want > have:
                     yield (
                         f"roles[{i}].resources.{field}: asks for more than one "
                         f"{machine.name} has ({want} > {have}); lower it or pick a bigger machine"
                     )
         for key, value in role.env.items():
-            if not ENV_NAME.match(key):
-                yield (
-                    f"roles[{i}].env.{clip(key, 60)}: not a valid environment variable name; "
-                    "use letters, digits and '_', not starting with a digit"
-                )
+            if (problem := env_name(key)) is not None:
+                yield f"roles[{i}].env.{clip(key, 60)}: {problem}"
             elif "\0" in value:
                 yield f"roles[{i}].env.{key}: the value contains a NUL byte{NO_NUL}"
         yield from _command_problems(i, role)
@@ -217,6 +261,7 @@ def _reference_problems(exp: Experiment):
             )
     if not any(r.distributed for r in exp.roles):
         yield "roles: at least one role must be distributed (the one that owns rank 0)"
+    yield from kubernetes_problems(exp)
     if isinstance(exp.workdir, str) and ("\0" in exp.workdir or not exp.workdir.strip()):
         yield f"workdir: must be a folder's path without NUL bytes, got {short(exp.workdir)}"
     volumes = [v.name for v in getattr(exp, "volumes", None) or []]

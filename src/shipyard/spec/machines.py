@@ -12,8 +12,11 @@ from pydantic import (
     PlainSerializer,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
+from shipyard.spec.inputs import clip
+from shipyard.spec.k8s_names import LabelValue, QualifiedName, label_value, qualified_name
 from shipyard.spec.quantity import format_cpu, format_memory, parse_cpu_milli, parse_memory_bytes
 
 # Users write "500m" or 2 for CPU and "16Gi" for memory; the model keeps integers.
@@ -50,8 +53,8 @@ class StrictModel(BaseModel):
 
 
 class Taint(StrictModel):
-    key: str = Field(min_length=1)
-    value: str = ""
+    key: QualifiedName
+    value: LabelValue = ""
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
 
 
@@ -78,6 +81,18 @@ class MachineType(StrictModel):
     @property
     def allocatable_memory(self) -> int:
         return max(self.memory - self.reserved_memory, 0)
+
+    @model_validator(mode="after")
+    def _labels_kubernetes_accepts(self) -> MachineType:
+        # Nodes carry these labels and pods select on them: Kubernetes' label rules.
+        problems = [f"labels.{clip(k, 60)}: the key {p}" for k in self.labels if (p := qualified_name(k))]
+        problems += [f"labels.{k}: the value {p}" for k, v in self.labels.items()
+                     if not qualified_name(k) and (p := label_value(v))]
+        if self.gpu_model is not None and (p := label_value(self.gpu_model)):
+            problems.append(f"gpu_model: it is the {LABEL_GPU_PRODUCT} label's value, so it {p}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     def node_labels(self) -> dict[str, str]:
         """Labels every node of this type carries (and a pod of it selects on)."""

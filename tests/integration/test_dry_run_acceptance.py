@@ -1,0 +1,141 @@
+"""What shipyard accepts, the API server accepts; what shipyard refuses, the server refuses.
+
+Hypothesis draws valid-looking specs (tests/unit/spec_gen.py: every field, storage,
+credentials and hardware included, many of them at the edge of Kubernetes' rules).
+Every spec shipyard accepts is rendered and each object (Service, Pods, and the
+Experiment custom resource that `launch -c` creates) is created on the dev cluster's
+API server with server-side dry run (dryRun=All: validation and admission, nothing
+stored): all must be accepted. The other direction is sampled one field at a time: a
+value shipyard refuses, planted where it lands in the rendered objects of a valid
+spec, must be refused by the server too (422). One cluster, one client, one event
+loop for the whole test; each spec's objects go in one concurrent batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import copy
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shipyard.kube.client import KubeClient
+from shipyard.kube.crds import all_crds
+from shipyard.kube.errors import AlreadyExists, ApiError
+from shipyard.kube.install import install
+from shipyard.kube.objects import experiment_resource
+from shipyard.kube.resources import BY_KIND, SERVICE_ACCOUNTS
+from shipyard.render import render_experiment
+from shipyard.spec import SpecError, experiment_from_data
+from tests.unit.fuzzing import examples
+from tests.unit.spec_gen import BASE, MUTATIONS, edgy, specs
+
+DRY_RUN = {"dryRun": "All"}
+
+
+class Server:
+    """One client and one loop, reused by every example."""
+
+    def __init__(self, cluster: Any) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.client = KubeClient.from_kubeconfig(str(cluster.kubeconfig), cluster.context)
+        self.accounts: set[tuple[str, str]] = set()
+
+    def run(self, coro: Any) -> Any:
+        return self.loop.run_until_complete(coro)
+
+    async def _create(self, obj: dict[str, Any]) -> str | None:
+        """None when the server accepts `obj` (dry run), else its message."""
+        kind = BY_KIND[obj["kind"]]
+        try:
+            await self.client.request("POST", kind.path(obj["metadata"].get("namespace")),
+                                      params=DRY_RUN, body=obj)
+        except ApiError as exc:
+            return f"{obj['kind']} {obj['metadata'].get('name')}: {exc}"
+        return None
+
+    def refusals(self, objects: list[dict[str, Any]]) -> list[str]:
+        async def batch() -> list[str | None]:
+            return await asyncio.gather(*(self._create(o) for o in objects))
+
+        return [m for m in self.run(batch()) if m is not None]
+
+    def ensure_account(self, namespace: str, name: str) -> None:
+        # The ServiceAccount admission plugin refuses a pod whose account does not exist.
+        if (namespace, name) in self.accounts:
+            return
+        body = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}}
+        with contextlib.suppress(AlreadyExists):
+            self.run(self.client.create(SERVICE_ACCOUNTS, body, namespace))
+        self.accounts.add((namespace, name))
+
+    def close(self) -> None:
+        self.run(self.client.close())
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def server(dev_cluster: Any) -> Any:
+    s = Server(dev_cluster)
+    s.run(install(s.client, all_crds(), timeout_s=120))  # the Experiment CRD, for its schema
+    yield s
+    s.close()
+
+
+def _objects(exp: Any) -> list[dict[str, Any]]:
+    return [*render_experiment(exp), experiment_resource(exp)]
+
+
+def test_every_spec_shipyard_accepts_the_api_server_accepts(server: Server, namespace: str) -> None:
+    seen: collections.Counter[str] = collections.Counter()
+
+    @examples(500)
+    @given(data=specs(namespace))
+    def check(data: dict[str, Any]) -> None:
+        try:
+            exp = experiment_from_data(copy.deepcopy(data), "generated")
+        except SpecError:
+            seen["refused"] += 1
+            return
+        seen["accepted"] += 1
+        if exp.service_account:
+            server.ensure_account(namespace, exp.service_account)
+        refused = server.refusals(_objects(exp))
+        assert not refused, f"shipyard accepted a spec the API server refuses: {refused}\nspec: {data}"
+
+    check()
+    # The generator must exercise both sides, or the property says little.
+    assert seen["accepted"] >= 100 and seen["refused"] >= 100, seen
+
+
+def test_a_value_shipyard_refuses_the_api_server_refuses(server: Server, namespace: str) -> None:
+    seen: collections.Counter[str] = collections.Counter()
+    base = {**BASE, "namespace": namespace}
+
+    @examples(150)
+    @given(data=st.data(), mutation=st.sampled_from(MUTATIONS))
+    def check(data: st.DataObject, mutation: Any) -> None:
+        value = data.draw(edgy(mutation.values), label=mutation.field)
+        spec = copy.deepcopy(base)
+        mutation.spec(spec, value)
+        try:
+            exp = experiment_from_data(spec, "mutated")
+        except SpecError as exc:
+            seen[f"refused {mutation.field}"] += 1
+            objects = _objects(experiment_from_data(copy.deepcopy(base)))
+            mutation.plant(objects, value)
+            refused = server.refusals(objects)
+            assert refused, (f"shipyard refuses {mutation.field}={value!r} ({exc.problems}) "
+                             "but the API server accepts it")
+            return
+        seen[f"accepted {mutation.field}"] += 1
+        refused = server.refusals(_objects(exp))
+        assert not refused, f"shipyard accepted {mutation.field}={value!r}; the server refuses: {refused}"
+
+    check()
+    refused_fields = {k for k in seen if k.startswith("refused ")}
+    assert len(refused_fields) >= len(MUTATIONS) // 2, seen

@@ -1,0 +1,315 @@
+"""Valid-looking experiment specs for the API-server acceptance test
+(tests/integration/test_dry_run_acceptance.py): every field, the new ones too, drawn
+mostly from what a researcher would write and partly from the edge of what Kubernetes
+allows (a name starting with a digit, a label key with two slashes, an env name with a
+dot, a mount path with '..' or ':', quantities near int64, ids past 2^31...).
+
+`specs(namespace)` draws whole documents; `MUTATIONS` are single-field changes of a
+valid base spec with the spot in the rendered objects where the same value lands, for
+the other direction: a value shipyard refuses, planted there, the server refuses too.
+"""
+
+from __future__ import annotations
+
+import functools
+import string
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from hypothesis import strategies as st
+
+LOWER = string.ascii_lowercase + string.digits
+# Mostly DNS-ish characters, some that Kubernetes refuses in one place or another.
+_name_chars = st.sampled_from(list(LOWER * 4 + "-" * 3 + ".") + list("A_Z @/:"))
+_key_chars = st.sampled_from(list(string.ascii_letters + string.digits + "-_." * 3) + list(" /@:+"))
+
+
+# A spec has thirty fields and one bad one refuses it: most specs are drawn "clean" (only
+# plausible values, every field varied), the rest "edgy" (each field at times at the edge).
+EDGY = [False]
+
+
+@st.composite
+def _either(draw: st.DrawFn, good: st.SearchStrategy[Any], edgy: st.SearchStrategy[Any]) -> Any:
+    return draw(edgy if EDGY[0] else good)
+
+
+def mostly(good: st.SearchStrategy[Any], *edge: st.SearchStrategy[Any], odds: int = 12) -> st.SearchStrategy[Any]:
+    """`good`; in an edgy spec, `odds` times as often as the edge cases."""
+    return _either(good, st.one_of(*([good] * odds), *edge))
+
+
+@st.composite
+def edgy(draw: st.DrawFn, strategy: st.SearchStrategy[Any]) -> Any:
+    """`strategy` drawn with its edge cases (the single-field mutations)."""
+    EDGY[0] = True
+    return draw(strategy)
+
+
+def _text(chars: st.SearchStrategy[str], low: int, high: int) -> st.SearchStrategy[str]:
+    return st.text(chars, min_size=low, max_size=high)
+
+
+def _word(first: str, middle: str, last: str, high: int = 10) -> st.SearchStrategy[str]:
+    """first + middle* + last, or one `first` character (cheaper than from_regex)."""
+    return st.one_of(st.sampled_from([c for c in first if c in last]),
+                     st.builds(lambda a, b, c: a + b + c, st.sampled_from(list(first)),
+                               _text(st.sampled_from(list(middle)), 0, high), st.sampled_from(list(last))))
+
+
+# The factories below are pure: one strategy object per argument, built once.
+@functools.cache
+def names(high: int = 20) -> st.SearchStrategy[str]:
+    """DNS-label-ish names: usually fine, sometimes a digit first, a dot, an uppercase."""
+    good = _word(string.ascii_lowercase, LOWER * 3 + "-", LOWER)
+    return mostly(good, _text(_name_chars, 0, high),
+                  st.sampled_from(["1exp", "a" * 63, "a" * 64, "a-", "-a", "a.b", "x" * high]))
+
+
+@functools.cache
+def subdomains() -> st.SearchStrategy[str]:
+    part = _word(LOWER, LOWER * 3 + "-", LOWER, 6)
+    good = st.lists(part, min_size=1, max_size=3).map(".".join)
+    return mostly(good, _text(_name_chars, 0, 30),
+                  st.sampled_from(["a..b", "a.-b", "." * 3, "x" * 254, "x" * 253, "my-secret"]))
+
+
+@functools.cache
+def qualified_names() -> st.SearchStrategy[str]:
+    """Label keys, annotation keys, taint keys: prefix/name, mostly plausible."""
+    alnum = string.ascii_letters + string.digits
+    name = mostly(_word(alnum, alnum + "-_." * 4, alnum, 8),
+                  _text(_key_chars, 0, 12), st.sampled_from(["x" * 63, "x" * 64, "a_", "_a"]), odds=6)
+    prefix = mostly(st.just(""), subdomains().map(lambda p: p + "/"),
+                    st.sampled_from(["/", "a/b/", "Example.com/", "kubernetes.io/"]), odds=4)
+    return st.builds(lambda p, n: p + n, prefix, name)
+
+
+@functools.cache
+def label_values() -> st.SearchStrategy[str]:
+    alnum = string.ascii_letters + string.digits
+    return mostly(st.one_of(st.just(""), _word(alnum, alnum + "-_." * 4, alnum, 8)),
+                  _text(_key_chars, 0, 12), st.sampled_from(["v" * 63, "v" * 64, "-v", "v."]), odds=6)
+
+
+@functools.cache
+def env_names() -> st.SearchStrategy[str]:
+    upper = string.ascii_uppercase + "_"
+    return mostly(_word(upper, upper + string.digits, upper + string.digits), _text(_key_chars, 0, 10),
+                  st.sampled_from(["my.var", "MY-VAR", "1BAD", ".", "..", "..x", "A=B", "é"]), odds=6)
+
+
+@functools.cache
+def paths(absolute: bool = True) -> st.SearchStrategy[str]:
+    seg = _text(st.sampled_from(list(string.ascii_lowercase * 3 + "_-")), 1, 6)
+    odd = _text(st.sampled_from(list(string.ascii_lowercase + "._-: ")), 1, 6)
+    good = st.lists(seg, min_size=1, max_size=3).map(lambda p: ("/" if absolute else "") + "/".join(p))
+    edge = st.lists(odd, min_size=1, max_size=3).map(lambda p: ("/" if absolute else "") + "/".join(p))
+    return mostly(good, edge, st.sampled_from(
+        ["/data", "/", "data", "/a/../b", "..", "../x", "/a:b", "/dev/shm", "/etc/shipyard", "a/b", "",
+         "/data/", " /data"]))
+
+
+@functools.cache
+def quantities(kind: str) -> st.SearchStrategy[object]:
+    if kind == "cpu":
+        return mostly(st.one_of(st.sampled_from(["100m", "1", "0.5", "250m", 2, "1m", "3"]), st.integers(1, 4)),
+                      st.sampled_from(["9223372036854775807m", "0", "1e3", "0.0001"]))
+    return mostly(st.one_of(st.sampled_from(["64Mi", "1Gi", "512Mi", "1G", 1 << 30, "1", "2Gi"]),
+                            st.integers(1, 1 << 34)), st.sampled_from(["8Ei", "7Ei", "0", "1m"]))
+
+
+@st.composite
+def volumes(draw: st.DrawFn) -> dict[str, Any]:
+    source = draw(st.sampled_from(["pvc", "nfs", "host_path", "empty_dir", "secret"]))
+    value: object = {
+        "pvc": subdomains(), "secret": subdomains(), "host_path": paths(),
+        "nfs": st.fixed_dictionaries({"server": mostly(st.sampled_from(["nfs.lab", "10.0.0.2"]),
+                                                       st.sampled_from(["a b", ""]), odds=4),
+                                      "path": paths()}),
+        "empty_dir": st.one_of(st.just({}), st.fixed_dictionaries(
+            {"size_limit": mostly(st.sampled_from(["1Gi", "100Gi", "1Ei", "1"]), st.just("0"))})),
+    }[source]
+    out = {"name": draw(names()), source: draw(value)}  # type: ignore[arg-type]
+    if EDGY[0] and draw(st.integers(0, 19)) == 0:
+        out["pvc"] = "second-source"  # two sources: refused
+    return out
+
+
+def _one_of_sources(extra: dict[str, st.SearchStrategy[Any]]) -> st.SearchStrategy[dict[str, Any]]:
+    return st.builds(lambda kind, name, rest: {kind: name, **rest},
+                     st.sampled_from(["secret", "config_map"]), subdomains(), st.fixed_dictionaries({}, optional=extra))
+
+
+@st.composite
+def roles(draw: st.DrawFn, volume_names: list[str], index: int) -> dict[str, Any]:
+    machine = draw(st.sampled_from(["cpu-small", "gpu-a100", "box"]))
+    role: dict[str, Any] = {
+        "name": draw(names(12)) if index else draw(st.sampled_from(["worker", "trainer"])),
+        "replicas": draw(st.integers(1, 3)),
+        "machine_type": machine,
+        "command": draw(st.lists(st.text(string.printable, max_size=12), min_size=1, max_size=3).filter(
+            lambda c: c[0].strip())),
+    }
+    optional: dict[str, st.SearchStrategy[Any]] = {
+        "image": mostly(st.sampled_from(["python:3.11-slim", "registry.example/team/x:1"]),
+                        st.sampled_from([" python", "python ", ""]), odds=6),
+        "image_pull_policy": mostly(st.sampled_from(["Always", "IfNotPresent", "Never"]), st.just("Sometimes")),
+        "env": st.dictionaries(env_names(), st.text(string.printable, max_size=8), max_size=3),
+        "env_from": st.lists(_one_of_sources({"prefix": env_names(), "optional": st.booleans()}), max_size=2),
+        "env_keys": st.dictionaries(env_names(), _one_of_sources({"optional": st.booleans()}).flatmap(
+            lambda s: st.builds(lambda k: {**s, "key": k}, st.one_of(env_names(), qualified_names()))),
+            max_size=2),
+        "annotations": st.dictionaries(qualified_names(), st.text(string.printable, max_size=10), max_size=3),
+        "mounts": st.lists(st.fixed_dictionaries(
+            {"volume": mostly(st.sampled_from(volume_names or ["nope"]), st.just("nope")),
+             "path": paths()},
+            optional={"read_only": st.booleans(), "sub_path": paths(absolute=False)}),
+            max_size=3 if volume_names else 0),
+        "shm_size": mostly(st.sampled_from(["0", "64Mi", "1Gi", "16Gi", "256Mi"]), st.just("100Ti")),
+        "host_network": st.booleans(),
+        "resources": st.one_of(
+            st.fixed_dictionaries({}, optional={"extra": st.dictionaries(
+                mostly(st.sampled_from(["rdma/hca", "vpc.amazonaws.com/efa", "example.com/x"]),
+                       qualified_names(), st.sampled_from(["nvidia.com/gpu", "cpu"]), odds=4),
+                st.integers(0, 4), max_size=2), "gpus": st.integers(0, 8)}),
+            st.fixed_dictionaries({"cpu": quantities("cpu"), "memory": quantities("memory")},
+                                  optional={"gpus": st.integers(0, 1)})),
+        "port": st.integers(1024, 65535),
+        "procs_per_replica": st.integers(1, 8),
+        "working_dir": paths(),
+    }
+    role |= draw(st.fixed_dictionaries({}, optional=optional))
+    return role
+
+
+@st.composite
+def specs(draw: st.DrawFn, namespace: str) -> dict[str, Any]:
+    EDGY[0] = draw(st.integers(0, 2)) == 0  # strategies below are built after this, per spec
+    vols = draw(st.lists(volumes(), max_size=3))
+    names_of = [v["name"] for v in vols]
+    n_roles = draw(st.integers(1, 3))
+    spec: dict[str, Any] = {
+        "name": draw(st.one_of(st.just("exp"), names(24))),
+        "namespace": namespace,
+        "roles": [draw(roles(names_of, i)) for i in range(n_roles)],
+        "volumes": vols,
+    }
+    box = {"name": "box", "cpu": 8, "memory": "32Gi", "gpus": draw(st.integers(0, 2))}
+    box |= draw(st.fixed_dictionaries({}, optional={
+        "labels": st.dictionaries(qualified_names(), label_values(), max_size=2),
+        "taints": st.lists(st.fixed_dictionaries({"key": qualified_names()},
+                                                 optional={"value": label_values()}), max_size=2),
+        "gpu_model": label_values(),
+    }))
+    spec |= draw(st.fixed_dictionaries({}, optional={
+        "labels": st.dictionaries(qualified_names(), label_values(), max_size=3),
+        "queue": names(),
+        "service_account": subdomains(),
+        "image_pull_secrets": st.lists(subdomains(), max_size=2),
+        "security_context": st.fixed_dictionaries({}, optional={
+            k: mostly(st.sampled_from([0, 1000, 2**31 - 1, 65534]), st.sampled_from([2**31, -1])) for k in ("run_as_user", "run_as_group", "fs_group")}),
+        "topology": st.fixed_dictionaries({"key": qualified_names()}),
+    }))
+    spec["machine_types"] = [box]
+    return spec
+
+
+# -- the other direction: one field at a time -----------------------------------------
+
+BASE: dict[str, Any] = {
+    "name": "base",
+    "roles": [{"name": "worker", "replicas": 1, "machine_type": "box", "command": ["python", "t.py"],
+               "mounts": [{"volume": "data", "path": "/data"}]}],
+    "volumes": [{"name": "data", "empty_dir": {}}],
+    "machine_types": [{"name": "box", "cpu": 4, "memory": "8Gi"}],
+}
+
+Objects = list[dict[str, Any]]
+
+
+def _pod(objects: Objects) -> dict[str, Any]:
+    return next(o for o in objects if o["kind"] == "Pod")
+
+
+def _container(objects: Objects) -> dict[str, Any]:
+    return _pod(objects)["spec"]["containers"][0]
+
+
+def _set_volume_name(o: Objects, v: str) -> None:
+    pod = _pod(o)
+    for vol in pod["spec"]["volumes"]:
+        if vol["name"] == "data":
+            vol["name"] = v
+    for m in pod["spec"]["containers"][0]["volumeMounts"]:
+        if m["name"] == "data":
+            m["name"] = v
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """`spec(base, value)` puts `value` in the spec; `plant(objects, value)` puts it in the
+    base spec's rendered objects where that field lands."""
+
+    field: str
+    values: st.SearchStrategy[Any]
+    spec: Callable[[dict[str, Any], Any], None]
+    plant: Callable[[Objects, Any], None]
+
+
+MUTATIONS = [
+    Mutation("name (the Service's)", names(40).filter(lambda v: len(v) <= 40),
+             lambda s, v: s.__setitem__("name", v),
+             lambda o, v: o[0]["metadata"].__setitem__("name", v)),
+    Mutation("labels key", qualified_names(), lambda s, v: s.__setitem__("labels", {v: "x"}),
+             lambda o, v: _pod(o)["metadata"]["labels"].__setitem__(v, "x")),
+    Mutation("labels value", label_values(), lambda s, v: s.__setitem__("labels", {"k": v}),
+             lambda o, v: _pod(o)["metadata"]["labels"].__setitem__("k", v)),
+    Mutation("annotations key", qualified_names(),
+             lambda s, v: s["roles"][0].__setitem__("annotations", {v: "x"}),
+             lambda o, v: _pod(o)["metadata"]["annotations"].__setitem__(v, "x")),
+    Mutation("machine label key", qualified_names(),
+             lambda s, v: s["machine_types"][0].__setitem__("labels", {v: "x"}),
+             lambda o, v: _pod(o)["spec"]["nodeSelector"].__setitem__(v, "x")),
+    Mutation("machine label value", label_values(),
+             lambda s, v: s["machine_types"][0].__setitem__("labels", {"k": v}),
+             lambda o, v: _pod(o)["spec"]["nodeSelector"].__setitem__("k", v)),
+    Mutation("taint key", qualified_names(),
+             lambda s, v: s["machine_types"][0].__setitem__("taints", [{"key": v}]),
+             lambda o, v: _pod(o)["spec"].__setitem__(
+                 "tolerations", [{"key": v, "operator": "Equal", "value": "", "effect": "NoSchedule"}])),
+    Mutation("taint value", label_values(),
+             lambda s, v: s["machine_types"][0].__setitem__("taints", [{"key": "k", "value": v}]),
+             lambda o, v: _pod(o)["spec"].__setitem__(
+                 "tolerations", [{"key": "k", "operator": "Equal", "value": v, "effect": "NoSchedule"}])),
+    Mutation("volume name", names().filter(lambda v: not v.startswith("shipyard-")), lambda s, v: (s["volumes"][0].__setitem__("name", v),
+                                                   s["roles"][0]["mounts"][0].__setitem__("volume", v)),
+             _set_volume_name),
+    Mutation("env_from secret", subdomains(),
+             lambda s, v: s["roles"][0].__setitem__("env_from", [{"secret": v}]),
+             lambda o, v: _container(o).__setitem__("envFrom", [{"secretRef": {"name": v}}])),
+    Mutation("env_keys key", st.one_of(env_names(), qualified_names()),
+             lambda s, v: s["roles"][0].__setitem__("env_keys", {"K": {"secret": "s", "key": v}}),
+             lambda o, v: _container(o)["env"].append(
+                 {"name": "K", "valueFrom": {"secretKeyRef": {"name": "s", "key": v}}})),
+    # With a domain: a native name (cpu, kubernetes.io/x) is another field's, refused by shipyard only.
+    Mutation("extra resource name", qualified_names().filter(
+        lambda v: "/" in v and "kubernetes.io/" not in v and v != "nvidia.com/gpu"),
+             lambda s, v: s["roles"][0].__setitem__("resources", {"extra": {v: 1}}),
+             lambda o, v: [_container(o)["resources"][k].__setitem__(v, "1") for k in ("requests", "limits")]),
+    Mutation("run_as_user", st.sampled_from([-1, 0, 2**31 - 1, 2**31, 2**40]),
+             lambda s, v: s.__setitem__("security_context", {"run_as_user": v}),
+             lambda o, v: _pod(o)["spec"].__setitem__("securityContext", {"runAsUser": v})),
+    Mutation("image", st.sampled_from([" python", "python ", "", "py thon", "python:3"]),
+             lambda s, v: s["roles"][0].__setitem__("image", v),
+             lambda o, v: _container(o).__setitem__("image", v)),
+    Mutation("image_pull_policy", st.sampled_from(["Always", "Never", "Sometimes", "always"]),
+             lambda s, v: s["roles"][0].__setitem__("image_pull_policy", v),
+             lambda o, v: _container(o).__setitem__("imagePullPolicy", v)),
+    Mutation("mount sub_path", paths(absolute=False).filter(bool),
+             lambda s, v: s["roles"][0]["mounts"][0].__setitem__("sub_path", v),
+             lambda o, v: _container(o)["volumeMounts"][0].__setitem__("subPath", v)),
+]
+# Where shipyard is deliberately stricter than the server (k8s_names says why), so a
+# refusal need not be the server's: env names, relative mount paths, PVC names.
