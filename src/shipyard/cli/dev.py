@@ -56,6 +56,7 @@ def build_cmd(
             if node:
                 devbuild.build_node(force=force, log=log)
                 devbuild.build_tools(force=force, log=log)
+                devbuild.build_monitoring(force=force, log=log)
         except devbuild.BuildError as e:
             raise _fail(str(e)) from e
     typer.echo(out)

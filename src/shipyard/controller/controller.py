@@ -54,9 +54,13 @@ from shipyard.core.model import (
 from shipyard.core.queueing import schedule
 from shipyard.kube.client import KubeClient
 from shipyard.kube.informer import Informer, cancel_all
+from shipyard.kube.install import SYSTEM_NAMESPACE
 from shipyard.kube.outage import Outage
 from shipyard.kube.resources import EXPERIMENTS, NODES, PODS, QUEUES
 from shipyard.monitor.metrics import CacheCollector
+from shipyard.monitor.scheduler import SchedulerCollector, SchedulerMetrics
+from shipyard.monitor.usage import rates, running_uses
+from shipyard.monitor.usage_store import UsageRecorder
 
 log = logging.getLogger(__name__)
 WAITING_REFRESH_S = 5.0  # at most one position/reason update per experiment this often
@@ -75,7 +79,8 @@ def _tolerating_earmark(gang: Gang) -> Gang:
 class Controller:
     def __init__(self, client: KubeClient, *, clock: Callable[[], float] = time.time,
                  coalesce_s: float = 0.05, write_concurrency: int = 64,
-                 autoscale: Mapping[str, Any] | None = None) -> None:
+                 autoscale: Mapping[str, Any] | None = None,
+                 usage_namespace: str = SYSTEM_NAMESPACE) -> None:
         """`autoscale`: options of the Autoscaler (None: defaults); it acts only on
         NodePools, so a cluster without any is left alone."""
         self.client = client
@@ -106,6 +111,11 @@ class Controller:
         self.capacity = CapacityPublisher(client)
         self.autoscaler.metrics.registry.register(
             CacheCollector(lambda: self.informers, self.outage))
+        self.last_snapshot: Snapshot | None = None
+        # GPU-hours per queue, kept in a ConfigMap so the count survives a restart.
+        self.usage = UsageRecorder(client, usage_namespace)
+        self.metrics = SchedulerMetrics(self.autoscaler.metrics.registry)
+        self.autoscaler.metrics.registry.register(SchedulerCollector(self))
 
     # -- cache bookkeeping ------------------------------------------------------
 
@@ -173,6 +183,7 @@ class Controller:
                 raise InformerStopped(f"{task.get_name()} stopped: {exc!r}") from exc
         finally:
             await cancel_all([loop, *tasks, *self.inflight.values(), *self.autoscaler.tasks])
+            await self.usage.final_flush(self.clock())
 
     async def _loop(self, leading: asyncio.Event | None = None) -> None:
         await asyncio.gather(*(i.synced.wait() for i in self.informers))
@@ -191,6 +202,10 @@ class Controller:
             self.run_cycle()
 
     def run_cycle(self) -> CycleResult:
+        with self.metrics.cycle.time():
+            return self._cycle()
+
+    def _cycle(self) -> CycleResult:
         now = self.clock()
         self.cycles += 1
         for key, exp in list(self.experiments.items.items()):
@@ -200,7 +215,13 @@ class Controller:
                                                      self.nodes.items, now), now)
         snapshot = self.snapshot(now)
         result = schedule(snapshot)
-        self.last_result = result
+        self.last_snapshot, self.last_result = snapshot, result
+        self.usage.step(now, lambda: rates(running_uses(self.pods_of, self._queue_of(),
+                                                        self.nodes.items)))
+        if self.usage.load_due(now):  # once leading: continue the stored counts
+            self.autoscaler.spawn(self.usage.load(now))
+        elif self.usage.due(now):
+            self.autoscaler.spawn(self.usage.flush(now))
         for victim in result.preempted:
             self._preempt(victim.gang, victim.for_gang, victim.reason, now)
         for admission in result.admitted:
@@ -213,6 +234,9 @@ class Controller:
             if status is not None:
                 self.autoscaler.spawn(self.capacity.write(status))
         return result
+
+    def _queue_of(self) -> dict[str, str]:
+        return {k: e.spec.queue for k, e in self.experiments.items.items() if e.spec is not None}
 
     def _busy_nodes(self, snapshot: Snapshot) -> set[str]:
         """Nodes holding any part of a shipyard gang: never idle, never removed."""
@@ -296,6 +320,10 @@ class Controller:
     def _apply_lifecycle(self, exp: ExperimentView, decision: Decision, now: float) -> None:
         if decision == Decision():
             return
+        if decision.status is not None and exp.spec is not None:
+            old = self.status(exp.key)
+            self.metrics.transition(exp.spec.queue, old, decision.status,
+                                    parse_time(old.get("admittedAt")), now)
         if decision.status is not None:
             self._set_status(exp.key, decision.status)
         pods = list(self.pods_of.get(exp.key, {}).values())
@@ -347,6 +375,9 @@ class Controller:
         if exp is None:
             return
         status = self.status(key)
+        if exp.spec is not None:
+            self.metrics.admitted(exp.spec.queue, int(status.get("attempt", 0)),
+                                  parse_time(status.get("submittedAt")) or exp.created_at, now)
         new = {**status, "phase": "Admitted", "placement": dict(placement), "position": None,
                "attempt": int(status.get("attempt", 0)) + 1, "admittedAt": format_time(now),
                "nextAttemptAt": None, "pods": f"0/{len(placement)}",
@@ -366,6 +397,8 @@ class Controller:
         if exp is None or key in self.inflight:
             return
         status = self.status(key)
+        if exp.spec is not None:
+            self.metrics.preempted(exp.spec.queue)
         new = {**status, "phase": "Preempted", "message": f"preempted for {for_gang}: {reason}",
                "revision": int(status.get("revision", 0)) + 1}
         self._set_status(key, new)

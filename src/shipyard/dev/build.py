@@ -33,12 +33,17 @@ ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
 COREDNS_VERSION = "v1.15.0"
 HELM_VERSION = "v3.22.0"
+# The Go module v0.316.0 is Prometheus v3.16.0 (the module is tagged v0.<minor>.<patch>).
+# Built without the `builtinassets` tag, its web UI is served from disk and never
+# needs npm; the HTTP API, rule evaluation and promtool are all there.
+PROMETHEUS_VERSION = "v0.316.0"
 
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 NODE_BINARIES = ("kubelet", "kube-proxy", "coredns")
 TOOL_BINARIES = ("helm",)  # for the Helm chart's tests
+MONITORING_BINARIES = ("prometheus", "promtool")  # for the monitoring tests
 _SETS = {"controlplane": ("etcd", "kubernetes", "kwok"), "node": ("kubernetes-node", "coredns"),
-         "tools": ("helm",)}
+         "tools": ("helm",), "monitoring": ("prometheus",)}
 _CONTROLPLANE_CMDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 _NODE_CMDS = ("kubelet", "kube-proxy")
 
@@ -54,6 +59,7 @@ class Versions:
     kwok: str = KWOK_VERSION
     coredns: str = COREDNS_VERSION
     helm: str = HELM_VERSION
+    prometheus: str = PROMETHEUS_VERSION
 
     @classmethod
     def from_env(cls) -> Versions:
@@ -64,6 +70,7 @@ class Versions:
             kwok=os.environ.get("SHIPYARD_KWOK_VERSION", KWOK_VERSION),
             coredns=os.environ.get("SHIPYARD_COREDNS_VERSION", COREDNS_VERSION),
             helm=os.environ.get("SHIPYARD_HELM_VERSION", HELM_VERSION),
+            prometheus=os.environ.get("SHIPYARD_PROMETHEUS_VERSION", PROMETHEUS_VERSION),
         )
 
     def key(self) -> str:
@@ -74,6 +81,9 @@ class Versions:
 
     def tools_key(self) -> str:
         return f"tools_helm-{self.helm}_{_platform()}"
+
+    def monitoring_key(self) -> str:
+        return f"monitoring_prometheus-{self.prometheus}_{_platform()}"
 
 
 def _platform() -> str:
@@ -104,6 +114,15 @@ def tools_bin_dir(versions: Versions | None = None) -> Path:
 def cached_tool_binaries(versions: Versions | None = None) -> dict[str, Path] | None:
     """helm of a complete cached build, or None."""
     return _complete(tools_bin_dir(versions), TOOL_BINARIES)
+
+
+def monitoring_bin_dir(versions: Versions | None = None) -> Path:
+    return cache_root() / "bin" / (versions or Versions.from_env()).monitoring_key()
+
+
+def cached_monitoring_binaries(versions: Versions | None = None) -> dict[str, Path] | None:
+    """prometheus and promtool of a complete cached build, or None."""
+    return _complete(monitoring_bin_dir(versions), MONITORING_BINARIES)
 
 
 def _complete(d: Path, names: tuple[str, ...]) -> dict[str, Path] | None:
@@ -183,6 +202,10 @@ def tool_targets(v: Versions) -> list[Target]:
     return [t for t in _all_targets(v) if t.name in _SETS["tools"]]
 
 
+def monitoring_targets(v: Versions) -> list[Target]:
+    return [t for t in _all_targets(v) if t.name in _SETS["monitoring"]]
+
+
 def _is_node(t: Target) -> bool:
     return t.name == "kubernetes-node"
 
@@ -246,7 +269,21 @@ def _all_targets(v: Versions) -> list[Target]:
             packages={"helm": "helm.sh/helm/v3/cmd/helm"},
             ldflags=[f"-X helm.sh/helm/v3/internal/version.version={v.helm}"],
         ),
+        Target(
+            name="prometheus",
+            upstream="github.com/prometheus/prometheus",
+            version=v.prometheus,
+            local_version=v.prometheus,
+            packages={b: f"github.com/prometheus/prometheus/cmd/{b}" for b in MONITORING_BINARIES},
+            ldflags=[f"-X github.com/prometheus/common/version.Version={_prometheus_release(v)}"],
+        ),
     ]
+
+
+def _prometheus_release(v: Versions) -> str:
+    """v0.316.0 -> 3.16.0, the release the module tag stands for."""
+    _, minor, patch = v.prometheus.lstrip("v").split(".")[:3]
+    return f"{int(minor) // 100}.{int(minor) % 100}.{patch}"
 
 
 Log = Callable[[str], None]
@@ -337,6 +374,13 @@ def build_tools(versions: Versions | None = None, *, force: bool = False, log: L
                             tool_targets)
 
 
+def build_monitoring(versions: Versions | None = None, *, force: bool = False,
+                     log: Log = print) -> Path:
+    """Build prometheus and promtool (for the monitoring tests) into the cache."""
+    return _cached_or_built(versions, force, log, monitoring_bin_dir,
+                            cached_monitoring_binaries, monitoring_targets)
+
+
 def _build_set(v: Versions, tgts: list[Target], out: Path, log: Log) -> Path:
     if shutil.which("go") is None:
         raise BuildError("`go` is not on PATH; install Go >= 1.26 to build the control plane")
@@ -412,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         if not a.no_node:
             build_node(force=a.force, log=log)
             build_tools(force=a.force, log=log)
+            build_monitoring(force=a.force, log=log)
     except BuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

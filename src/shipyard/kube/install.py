@@ -42,6 +42,8 @@ CLUSTER_RULES: list[dict[str, Any]] = [
 LEASE_RULES: list[dict[str, Any]] = [
     {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
      "verbs": ["get", "create", "update"]},
+    # The usage ledger (GPU-hours per queue), kept so a restarted controller goes on counting.
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "patch"]},
 ]
 
 

@@ -68,9 +68,15 @@ class CacheCollector:
                                       "forced by an expired watch (410) or an error", labels=["kind"])
         unreadable = CounterMetricFamily("shipyard_informer_unreadable_objects", "Objects a "
                                          "watch cache could not read and skipped", labels=["kind"])
+        # Summed per kind: the scheduler and the autoscaler each watch nodes, and one
+        # series per label set is all an exposition may carry.
+        counts: dict[str, tuple[int, int]] = {}
         for informer in self.informers():
-            relists.add_metric([informer.kind.plural], informer.relists)
-            unreadable.add_metric([informer.kind.plural], informer.malformed)
+            r, m = counts.get(informer.kind.plural, (0, 0))
+            counts[informer.kind.plural] = (r + informer.relists, m + informer.malformed)
+        for kind, (r, m) in counts.items():
+            relists.add_metric([kind], r)
+            unreadable.add_metric([kind], m)
         yield relists
         yield unreadable
         yield CounterMetricFamily("shipyard_api_outages", "Times the API server began failing "

@@ -1,0 +1,233 @@
+"""GPU-hour accounting: what each (queue, namespace) used and what it cost. Plain data.
+
+The controller integrates, every cycle, the resources of the pods that are Running
+over the time since the last cycle (`Accountant.step`). Totals only ever grow (they
+are Prometheus counters); coarse buckets give `shipyard usage --since`: hourly for
+`HOURLY_KEEP_S`, then merged into daily ones kept for `DAILY_KEEP_S`, so the ledger
+stays bounded (at most 192 hourly + 92 daily buckets per key) however long it runs.
+
+Node-seconds charge a pod its dominant fraction of its node (8 of 8 GPUs: 1 node;
+2 of 8: 0.25), and cost is node-seconds times the node's price: a team pays for
+the part of the machine it kept others from using.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from shipyard.core.model import Resources
+from shipyard.spec.machines import DEFAULT_MACHINE_TYPES, LABEL_INSTANCE_TYPE, MachineType
+
+HOUR, DAY = 3600, 86400
+HOURLY_KEEP_S = 8 * DAY
+DAILY_KEEP_S = 92 * DAY
+FIELDS = ("gpu_seconds", "cpu_seconds", "node_seconds", "cost")
+Key = tuple[str, str]  # (queue, namespace)
+
+
+@dataclass(frozen=True, slots=True)
+class Amount:
+    gpu_seconds: float = 0.0
+    cpu_seconds: float = 0.0  # core-seconds
+    node_seconds: float = 0.0
+    cost: float = 0.0  # in the catalog's currency (cost_per_hour)
+
+    def __add__(self, other: Amount) -> Amount:
+        return Amount(*(a + b for a, b in zip(self.values(), other.values(), strict=True)))
+
+    def scaled(self, k: float) -> Amount:
+        return Amount(*(a * k for a in self.values()))
+
+    def values(self) -> tuple[float, float, float, float]:
+        return (self.gpu_seconds, self.cpu_seconds, self.node_seconds, self.cost)
+
+    def to_data(self) -> list[float]:
+        return [round(v, 3) for v in self.values()]
+
+    @classmethod
+    def from_data(cls, data: Iterable[float]) -> Amount:
+        values = [float(v) for v in data][: len(FIELDS)]
+        if len(values) != len(FIELDS) or not all(math.isfinite(v) and v >= 0 for v in values):
+            raise ValueError(f"bad usage amount {values!r}")
+        return cls(*values)
+
+
+@dataclass(frozen=True, slots=True)
+class PodUse:
+    """One Running pod: who it is for and what of which node it holds."""
+
+    queue: str
+    namespace: str
+    request: Resources
+    node_allocatable: Resources
+    node_cost_per_hour: float
+
+
+def node_price(labels: Mapping[str, str],
+               catalog: Mapping[str, MachineType] = DEFAULT_MACHINE_TYPES) -> float:
+    """Per hour, from the node's instance-type label; 0 for a type the catalog lacks."""
+    machine = catalog.get(labels.get(LABEL_INSTANCE_TYPE, ""))
+    return machine.cost_per_hour if machine else 0.0
+
+
+def node_fraction(request: Resources, allocatable: Resources) -> float:
+    """The dominant fraction of its node a pod takes, at most 1."""
+    parts = [
+        request.gpus / allocatable.gpus if allocatable.gpus else 0.0,
+        request.cpu_milli / allocatable.cpu_milli if allocatable.cpu_milli else 0.0,
+        request.memory / allocatable.memory if allocatable.memory else 0.0,
+    ]
+    return min(1.0, max(parts))
+
+
+def rates(pods: Iterable[PodUse]) -> dict[Key, Amount]:
+    """What each key uses per second now."""
+    out: dict[Key, Amount] = {}
+    for p in pods:
+        fraction = node_fraction(p.request, p.node_allocatable)
+        rate = Amount(p.request.gpus, p.request.cpu_milli / 1000, fraction,
+                      fraction * p.node_cost_per_hour / HOUR)
+        key = (p.queue, p.namespace)
+        out[key] = out.get(key, Amount()) + rate
+    return out
+
+
+Buckets = dict[int, dict[Key, Amount]]
+
+
+@dataclass
+class Ledger:
+    totals: dict[Key, Amount] = field(default_factory=dict)
+    hourly: Buckets = field(default_factory=dict)  # hour start (epoch s) -> key -> amount
+    daily: Buckets = field(default_factory=dict)  # day start (epoch s) -> key -> amount
+
+    def add(self, key: Key, amount: Amount, at: float) -> None:
+        self.totals[key] = self.totals.get(key, Amount()) + amount
+        bucket = self.hourly.setdefault(int(at // HOUR) * HOUR, {})
+        bucket[key] = bucket.get(key, Amount()) + amount
+
+    def compact(self, now: float) -> None:
+        """Merge hourly buckets older than HOURLY_KEEP_S into days; drop old days."""
+        for start in [s for s in self.hourly if s < now - HOURLY_KEEP_S]:
+            day = self.daily.setdefault(start // DAY * DAY, {})
+            for key, amount in self.hourly.pop(start).items():
+                day[key] = day.get(key, Amount()) + amount
+        for start in [s for s in self.daily if s < now - DAILY_KEEP_S]:
+            del self.daily[start]
+
+    def since(self, cutoff: float) -> dict[Key, Amount]:
+        """Usage in the buckets that begin at or after the bucket holding `cutoff`
+        (to the hour while hourly buckets reach back that far, else to the day)."""
+        out: dict[Key, Amount] = {}
+        hour, day = int(cutoff // HOUR) * HOUR, int(cutoff // DAY) * DAY
+        chosen = [b for s, b in self.hourly.items() if s >= hour]
+        chosen += [b for s, b in self.daily.items() if s >= day]
+        for bucket in chosen:
+            for key, amount in bucket.items():
+                out[key] = out.get(key, Amount()) + amount
+        return out
+
+    @property
+    def oldest(self) -> float | None:
+        starts = [*self.hourly, *self.daily]
+        return float(min(starts)) if starts else None
+
+    def to_data(self) -> dict[str, object]:
+        return {"version": 1, "fields": list(FIELDS), "totals": _keyed(self.totals),
+                "hourly": {str(s): _keyed(b) for s, b in sorted(self.hourly.items())},
+                "daily": {str(s): _keyed(b) for s, b in sorted(self.daily.items())}}
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, object]) -> Ledger:
+        if data.get("version") != 1:
+            raise ValueError(f"unknown usage ledger version {data.get('version')!r}")
+        return cls(_unkeyed(data.get("totals")),
+                   {int(s): _unkeyed(b) for s, b in _mapping(data.get("hourly")).items()},
+                   {int(s): _unkeyed(b) for s, b in _mapping(data.get("daily")).items()})
+
+
+def _keyed(amounts: Mapping[Key, Amount]) -> dict[str, list[float]]:
+    # "queue/namespace": both are DNS labels, so "/" never appears in either.
+    return {f"{q}/{ns}": a.to_data() for (q, ns), a in sorted(amounts.items())}
+
+
+def _mapping(data: object) -> Mapping[str, object]:
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ValueError(f"expected a mapping, got {type(data).__name__}")
+    return data
+
+
+def _unkeyed(data: object) -> dict[Key, Amount]:
+    out: dict[Key, Amount] = {}
+    for text, values in _mapping(data).items():
+        queue, _, namespace = text.partition("/")
+        if not isinstance(values, list):
+            raise ValueError(f"bad usage amount for {text!r}")
+        out[(queue, namespace)] = Amount.from_data(values)
+    return out
+
+
+class Accountant:
+    """Integrates piecewise-constant rates: each step charges the rates set at the
+    previous step for the time since. A step after a long gap (a standby taking over,
+    a stalled loop) charges at most `max_gap_s`, so nothing is billed twice or for a
+    time no one watched."""
+
+    def __init__(self, ledger: Ledger | None = None, max_gap_s: float = 60.0) -> None:
+        self.ledger = ledger or Ledger()
+        self.max_gap_s = max_gap_s
+        self.current: dict[Key, Amount] = {}
+        self.last_at: float | None = None
+
+    def step(self, now: float, current: dict[Key, Amount]) -> None:
+        if self.last_at is not None and now > self.last_at:
+            dt = min(now - self.last_at, self.max_gap_s)
+            for key, rate in self.current.items():
+                self.ledger.add(key, rate.scaled(dt), now)
+        if self.last_at is None or now > self.last_at:
+            self.last_at = now
+        self.current = current
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRow:
+    queue: str
+    namespace: str
+    used: Amount
+    gpu_share: float  # of all GPU-seconds in the report
+    cost_share: float
+
+
+def report(amounts: Mapping[Key, Amount], by: str = "queue") -> list[ReportRow]:
+    """Rows per queue ("queue"), per namespace ("namespace") or per both ("both"),
+    largest cost first, with each row's share of the GPU-seconds and of the cost."""
+    grouped: dict[Key, Amount] = {}
+    for (queue, namespace), amount in amounts.items():
+        key = {"queue": (queue, ""), "namespace": ("", namespace)}.get(by, (queue, namespace))
+        grouped[key] = grouped.get(key, Amount()) + amount
+    total = sum(grouped.values(), Amount())
+    rows = [ReportRow(q, ns, a, a.gpu_seconds / total.gpu_seconds if total.gpu_seconds else 0.0,
+                      a.cost / total.cost if total.cost else 0.0)
+            for (q, ns), a in grouped.items()]
+    return sorted(rows, key=lambda r: (-r.used.cost, -r.used.gpu_seconds, r.queue, r.namespace))
+
+
+def running_uses(pods_of: Mapping[str, Mapping[str, Any]], queue_of: Mapping[str, str],
+                 nodes: Mapping[str, Any]) -> Iterator[PodUse]:
+    """The Running pods of the controller's caches as PodUse (duck-typed PodView with
+    `.phase`, `.node`, `.namespace`, `.request`; Node with `.allocatable`, `.labels`).
+    `queue_of`: experiment key -> its queue; pods of unknown experiments are skipped."""
+    for key, pods in list(pods_of.items()):
+        queue = queue_of.get(key)
+        if queue is None:
+            continue
+        for pod in list(pods.values()):
+            node = nodes.get(pod.node) if pod.node else None
+            if pod.phase == "Running" and node is not None:
+                yield PodUse(queue, pod.namespace, pod.request, node.allocatable,
+                             node_price(node.labels))
