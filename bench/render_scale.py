@@ -3,7 +3,7 @@
 For each size, one experiment of that many 8-GPU replicas (with a volume mount, a
 Secret's keys as env and an extended resource, as a real job has):
   render        render_experiment(): the objects as dicts (what the controller writes)
-  render+yaml   what `shipyard render` does: render, then to_yaml() (libyaml's emitter)
+  render+yaml   what `shipyard render` does: render, then to_yaml() (render/dump.py)
   plain dump    the reference: yaml.safe_dump_all of as many already-built pod dicts
                 (copies of one rendered pod), the cost of merely printing them
 Each cell is the median of --repeat runs. Linear rendering keeps the ratios flat as

@@ -129,8 +129,25 @@ def test_a_changed_copy_never_reuses_a_stale_layout(first, second):
     assert env["WORLD_SIZE"] == str(second)
 
 
-def test_to_yaml_is_the_same_text_as_safe_dump():
+def test_to_yaml_reads_back_as_the_objects():
     import yaml
 
     objects = render_experiment(experiment_from_data(SPEC))
-    assert to_yaml(objects) == yaml.safe_dump_all(objects, sort_keys=False)
+    assert list(yaml.safe_load_all(to_yaml(objects))) == objects
+
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(),
+                     st.sampled_from(["yes", "No", "on", "null", "None", "~", "1e3", "0x1", ".inf", "a: b",
+                                      "- x", "#c", "12:30", "2026-01-01", "", " ", "x\n", "<<", "=", "'", '"']))
+_data = st.recursive(_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.one_of(st.text(), _scalars.filter(
+        lambda v: isinstance(v, str))), inner, max_size=3)), max_leaves=12)
+
+
+@given(st.lists(_data, min_size=1, max_size=3))
+def test_the_fast_writer_writes_yaml_that_reads_back_equal(documents):
+    import yaml
+
+    from shipyard.render.dump import dump_all
+
+    assert list(yaml.safe_load_all(dump_all(documents))) == documents

@@ -228,7 +228,8 @@ class Controller:
             self._admit(admission.gang, admission.placement, now)
         for waiting in result.waiting:
             self._waiting(waiting.gang, waiting.position, waiting.reason, now)
-        self.autoscaler.step(snapshot, result, self._busy_nodes(snapshot), self.earmarks, now)
+        self.autoscaler.step(snapshot, result, self._busy_nodes(snapshot), self.earmarks, now,
+                             self._releasing(snapshot))
         if self.capacity.due(now):
             status = self.capacity.status_for(snapshot, self.autoscaler.last_states, result.waiting, now)
             if status is not None:
@@ -237,6 +238,19 @@ class Controller:
 
     def _queue_of(self) -> dict[str, str]:
         return {k: e.spec.queue for k, e in self.experiments.items.items() if e.spec is not None}
+
+    def _releasing(self, snapshot: Snapshot) -> dict[str, Resources]:
+        """node -> what pods of gangs no longer running still hold there: stopped (a time
+        limit, a cancel, a restart), they are deleted and go within their grace period."""
+        running = {r.gang.key for r in snapshot.running}
+        out: dict[str, Resources] = {}
+        for key, pods in self.pods_of.items():
+            if key in running:
+                continue
+            for p in pods.values():
+                if p.node and p.holds_resources:
+                    out[p.node] = out.get(p.node, Resources()) + p.request
+        return out
 
     def _busy_nodes(self, snapshot: Snapshot) -> set[str]:
         """Nodes holding any part of a shipyard gang: never idle, never removed."""
