@@ -295,3 +295,19 @@ def scrape_or_empty(port: int) -> Samples:
         return scrape(port)
     except httpx.HTTPError:
         return {}
+
+
+def test_cluster_logs_name_the_rank_that_failed_first(monitored, request):
+    # (Here for the cluster this module already runs; kwok pods exit but write no log.)
+    with experiment_namespace(monitored, request.node.name) as api:
+        api.launch(gpu_job("crash", 2, annotations={FAIL_AFTER: "1s", EXIT_CODE: "3"}))
+        failed = api.wait("crash", lambda s: s.get("phase") == "Failed", timeout=60)
+        blamed = failed["failedPod"].split()[1].removeprefix("crash-")  # "pod crash-trainer-1 ..."
+        env = {**os.environ, "KUBECONFIG": str(monitored.kubeconfig)}
+        out = subprocess.run([sys.executable, "-m", "shipyard.cli", "logs", "-c", monitored.context,
+                              "-n", api.ns, "crash", "--tail", "5"],
+                             capture_output=True, text=True, timeout=60, env=env, check=True)
+        lines = out.stdout.splitlines()
+        assert lines[0].startswith(f"== rank {blamed} failed first: exited with code 3"), lines
+        assert "== every rank" in lines
+        _drain(api, "crash")

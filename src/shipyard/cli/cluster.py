@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from shipyard.cli import cluster_logs
 from shipyard.cli.output import Format, age, console, dump, fail, phase, table
+from shipyard.cli.rank_logs import LineFilter, layout
 from shipyard.controller.views import parse_time
 from shipyard.kube import experiments as kexp
 from shipyard.kube import workdir
@@ -104,15 +105,22 @@ def _exit_code(pod: dict[str, Any]) -> int | None:
 
 
 def logs(context: str, name: str, namespace: str, rank: str | None, follow: bool = False,
-         since_s: float | None = None) -> None:
-    """Every rank's lines with its prefix; with `follow`, printed as they are written."""
+         since_s: float | None = None, filt: LineFilter = LineFilter()) -> None:
+    """Every rank's lines with its prefix; with `follow`, printed as they are written
+    (--grep applied); without, the rank that failed first comes before the rest."""
     def emit(pod_rank: str, line: str) -> None:
-        print(f"[{pod_rank}] {line}", flush=True)
+        if filt.keeps(line):
+            print(f"[{pod_rank}] {line}", flush=True)
 
+    # The kubelet cuts to the last N lines itself, unless --grep must see them all.
+    tail = filt.tail if filt.grep is None else None
     if follow:
-        run(context, lambda c: cluster_logs.follow(c, name, namespace, rank, since_s, emit))
-    else:
-        run(context, lambda c: cluster_logs.print_once(c, name, namespace, rank, since_s, emit))
+        run(context, lambda c: cluster_logs.follow(c, name, namespace, rank, since_s, emit, tail))
+        return
+    lines, failure = run(context, lambda c: cluster_logs.collect(c, name, namespace, rank,
+                                                                 since_s, tail))
+    for line in layout(lines, failure, filt):
+        print(line)
 
 
 def cancel(context: str, name: str, namespace: str) -> None:

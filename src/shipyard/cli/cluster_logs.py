@@ -1,4 +1,6 @@
-"""`shipyard logs -c CTX EXP [-f] [--rank R] [--since D]`: every rank's lines, as written.
+"""`shipyard logs -c CTX EXP [-f] [--rank R] [--since D] [--grep RE] [--tail N]`: every
+rank's lines, as written; without -f, the rank that failed first (exit code, reason,
+last lines) comes before the rest (rank_logs.py lays it out).
 
 Each pod's log is streamed from the kubelet (`follow=true`) the moment its container
 has started, and lines of all ranks are printed as they arrive with the `[role-index]`
@@ -16,21 +18,14 @@ from typing import Any
 
 import httpx
 
+from shipyard.cli.rank_logs import Failure, first_failure, pod_failure, rank_of
 from shipyard.kube import experiments as kexp
 from shipyard.kube.client import KubeClient
 from shipyard.kube.errors import NotFound
 from shipyard.kube.resources import EXPERIMENTS, PODS
-from shipyard.render.objects import LABEL_INDEX, LABEL_ROLE
 
 POLL_S = 0.5
 Emit = Callable[[str, str], None]
-
-
-def rank_of(pod: dict[str, Any]) -> str:
-    labels = pod["metadata"].get("labels") or {}
-    if LABEL_ROLE in labels and LABEL_INDEX in labels:
-        return f"{labels[LABEL_ROLE]}-{labels[LABEL_INDEX]}"
-    return pod["metadata"]["name"]
 
 
 def started(pod: dict[str, Any]) -> bool:
@@ -42,21 +37,23 @@ def started(pod: dict[str, Any]) -> bool:
     return False
 
 
-def _params(follow: bool, since_s: float | None) -> dict[str, str]:
+def _params(follow: bool, since_s: float | None, tail: int | None = None) -> dict[str, str]:
     p = {"follow": "true" if follow else "false"}
     if since_s is not None:
         p["sinceSeconds"] = str(max(1, int(since_s)))
+    if tail is not None:
+        p["tailLines"] = str(tail)
     return p
 
 
 async def _stream(client: KubeClient, pod: dict[str, Any], follow: bool,
-                  since_s: float | None, emit: Emit) -> None:
+                  since_s: float | None, emit: Emit, tail: int | None = None) -> None:
     meta = pod["metadata"]
     path = PODS.path(meta["namespace"], meta["name"], "log")
     rank = rank_of(pod)
     with contextlib.suppress(httpx.HTTPError):
         # No read timeout: a quiet rank is not a dead stream.
-        async with client.http.stream("GET", path, params=_params(follow, since_s),
+        async with client.http.stream("GET", path, params=_params(follow, since_s, tail),
                                       timeout=httpx.Timeout(None, connect=10.0)) as r:
             if r.status_code != 200:
                 return  # the pod went away (restart, cancel) before its log was read
@@ -64,15 +61,32 @@ async def _stream(client: KubeClient, pod: dict[str, Any], follow: bool,
                 emit(rank, line)
 
 
-async def print_once(client: KubeClient, name: str, namespace: str, rank: str | None,
-                     since_s: float | None, emit: Emit) -> None:
-    for pod in await kexp.pods_of(client, name, namespace):
-        if (rank is None or rank_of(pod) == rank) and started(pod):
-            await _stream(client, pod, False, since_s, emit)
+async def collect(client: KubeClient, name: str, namespace: str, rank: str | None,
+                  since_s: float | None, tail: int | None = None
+                  ) -> tuple[dict[str, list[str]], Failure | None]:
+    """Every (matching) started pod's lines by rank, and the rank that failed first:
+    the earliest non-zero exit among the pods, ties going to the pod the controller
+    blamed (status.failedPod)."""
+    exp = await client.get(EXPERIMENTS, name, namespace)  # a clear NotFound for a wrong name
+    pods = [p for p in await kexp.pods_of(client, name, namespace)
+            if rank is None or rank_of(p) == rank]
+    blamed = str((exp.get("status") or {}).get("failedPod") or "")
+    named = next((rank_of(p) for p in pods if f"pod {p['metadata']['name']} " in blamed + " "), None)
+    failure = first_failure((f for p in pods if (f := pod_failure(p)) is not None), named)
+    lines: dict[str, list[str]] = {}
+
+    def keep(pod_rank: str, line: str) -> None:
+        lines.setdefault(pod_rank, []).append(line)
+
+    for pod in pods:
+        if started(pod):
+            lines.setdefault(rank_of(pod), [])
+            await _stream(client, pod, False, since_s, keep, tail)
+    return lines, failure
 
 
 async def follow(client: KubeClient, name: str, namespace: str, rank: str | None,
-                 since_s: float | None, emit: Emit) -> None:
+                 since_s: float | None, emit: Emit, tail: int | None = None) -> None:
     """Stream every (matching) pod's log until the experiment has finished."""
     await client.get(EXPERIMENTS, name, namespace)  # a clear NotFound for a wrong name
     streams: dict[str, asyncio.Task[None]] = {}
@@ -82,7 +96,7 @@ async def follow(client: KubeClient, name: str, namespace: str, rank: str | None
             uid = pod["metadata"]["uid"]
             if uid in streams or (rank is not None and rank_of(pod) != rank) or not started(pod):
                 continue
-            streams[uid] = asyncio.create_task(_stream(client, pod, True, since_s, emit))
+            streams[uid] = asyncio.create_task(_stream(client, pod, True, since_s, emit, tail))
         try:
             exp = await client.get(EXPERIMENTS, name, namespace)
         except NotFound:

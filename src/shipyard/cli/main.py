@@ -258,11 +258,22 @@ def logs(
     namespace: Namespace = "default",
     since: Annotated[str | None, typer.Option(
         "--since", help="Cluster only: lines of the last DURATION, e.g. 30s, 10m.")] = None,
+    grep: Annotated[str | None, typer.Option(
+        "--grep", help="Only lines matching this regular expression (Python syntax).")] = None,
+    tail: Annotated[int | None, typer.Option(
+        "--tail", help="Only the last N lines of each rank (after --grep).")] = None,
 ) -> None:
-    """Print the logs of every rank, each line prefixed with its rank.
+    """Print the logs of every rank, each line prefixed with its rank. Without -f, the
+    rank that failed first is named first, with its exit code and last lines.
 
-    Example:  shipyard logs -f allreduce --rank worker-1
+    Example:  shipyard logs allreduce --grep 'loss|error' --tail 50
     """
+    from shipyard.cli.rank_logs import LineFilter, layout, local_failure
+
+    try:
+        filt = LineFilter.parse(grep, tail)
+    except ValueError as exc:
+        fail(str(exc), 2)
     if cluster_context:
         from shipyard.cli import cluster
         from shipyard.spec.quantity import parse_duration_seconds
@@ -273,7 +284,11 @@ def logs(
                 since_s = parse_duration_seconds(since)
             except ValueError as exc:
                 fail(f"--since: {exc}")
-        return cluster.logs(cluster_context, ref, namespace, rank, follow, since_s)
+        return cluster.logs(cluster_context, ref, namespace, rank, follow, since_s, filt)
+    if since is not None:
+        fail("--since needs --cluster: local logs carry no timestamps", 2)
+    if follow and tail is not None:
+        fail("--tail with -f needs --cluster; on this machine use --tail without -f", 2)
     from shipyard.local import read_logs
     from shipyard.local.store import RunDamaged
     from shipyard.spec.inputs import short
@@ -281,8 +296,17 @@ def logs(
     store = _store()
     s = _resolve(store, ref)
     try:
-        for name, line in read_logs(s.id, follow=follow, rank=rank, store=store):
-            print(f"[{name}] {line}")
+        if follow:
+            for name, line in read_logs(s.id, follow=True, rank=rank, store=store):
+                if filt.keeps(line):
+                    print(f"[{name}] {line}", flush=True)
+            return
+        lines: dict[str, list[str]] = {}
+        for name, line in read_logs(s.id, rank=rank, store=store):
+            lines.setdefault(name, []).append(line)
+        ranks = {k: v for k, v in store.load(s.id).ranks.items() if rank is None or k == rank}
+        for out in layout(lines, local_failure(ranks), filt):
+            print(out)
     except RunDamaged as exc:
         fail(str(exc))
     except KeyError:
