@@ -85,14 +85,15 @@ def node_fraction(request: Resources, allocatable: Resources) -> float:
 
 def rates(pods: Iterable[PodUse]) -> dict[Key, Amount]:
     """What each key uses per second now."""
-    out: dict[Key, Amount] = {}
+    sums: dict[Key, list[float]] = {}  # plain floats: this runs over every Running pod
     for p in pods:
         fraction = node_fraction(p.request, p.node_allocatable)
-        rate = Amount(p.request.gpus, p.request.cpu_milli / 1000, fraction,
-                      fraction * p.node_cost_per_hour / HOUR)
-        key = (p.queue, p.namespace)
-        out[key] = out.get(key, Amount()) + rate
-    return out
+        acc = sums.setdefault((p.queue, p.namespace), [0.0, 0.0, 0.0, 0.0])
+        acc[0] += p.request.gpus
+        acc[1] += p.request.cpu_milli / 1000
+        acc[2] += fraction
+        acc[3] += fraction * p.node_cost_per_hour / HOUR
+    return {key: Amount(*acc) for key, acc in sums.items()}
 
 
 Buckets = dict[int, dict[Key, Amount]]
