@@ -211,7 +211,12 @@ def specs(draw: st.DrawFn, namespace: str) -> dict[str, Any]:
         "security_context": st.fixed_dictionaries({}, optional={
             k: mostly(st.sampled_from([0, 1000, 2**31 - 1, 65534]), st.sampled_from([2**31, -1])) for k in ("run_as_user", "run_as_group", "fs_group")}),
         "topology": st.fixed_dictionaries({"key": qualified_names()}),
+        "stop_grace_seconds": st.integers(0, 86400),
     }))
+    if names_of and draw(st.booleans()):
+        spec["checkpoint"] = {"volume": draw(mostly(st.sampled_from(names_of), st.just("nope"))),
+                              "path": draw(mostly(st.sampled_from(["/ckpt", "/shipyard/checkpoint", "/data"]),
+                                                  paths(), odds=3))}
     spec["machine_types"] = [box]
     return spec
 

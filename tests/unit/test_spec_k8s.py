@@ -65,6 +65,10 @@ CASES = [
     ({"roles.0.resources": {"extra": {"rdma/hca": 1.5}}}, "roles[0].resources.extra.rdma/hca: input should be a valid integer", "1.5"),
     ({"roles.0.resources": {"cpu": 1}}, "roles[0].resources: give both cpu and memory, or neither", "whole machine"),
     ({"roles.0.host_network": True, "roles.0.resources": {"cpu": 1, "memory": "1Gi"}}, "roles[0].host_network: a host-network replica must take the whole machine", "leave out resources.cpu"),
+    # the checkpoint volume's path is mounted in every container too
+    ({"volumes": DATA, "checkpoint": {"volume": "data", "path": "/etc/shipyard"}}, "checkpoint.path: '/etc/shipyard' is where shipyard mounts", "another path"),
+    ({"volumes": [*DATA, {"name": "s", "empty_dir": {}}], "checkpoint": {"volume": "data", "path": "/ckpt"},
+      "roles.0.mounts": [{"volume": "s", "path": "/ckpt"}]}, "roles[0].mounts[0].path: '/ckpt' is checkpoint.path", "'data'"),
     # Kubernetes' name rules everywhere a spec value lands in an object
     ({"name": "1st"}, "name: must be a DNS-1035 label", "'1st'"),
     ({"name": "a.b"}, "name: must be a DNS-1035 label", "'a.b'"),

@@ -41,6 +41,24 @@ def kubernetes_problems(exp: Experiment) -> Iterator[str]:
             yield f"volumes[{i}].name: duplicate volume name {short(name)}; give each volume its own name"
     for i, role in enumerate(exp.roles):
         yield from _role_problems(exp, f"roles[{i}]", role, set(names))
+    yield from _checkpoint_problems(exp)
+
+
+def _checkpoint_problems(exp: Experiment) -> Iterator[str]:
+    """The checkpoint volume is mounted in every container (render/runtime.py): its path
+    must not be one of shipyard's own, nor another volume's mount."""
+    checkpoint = getattr(exp, "checkpoint", None)
+    if checkpoint is None:
+        return
+    path = checkpoint.path.rstrip("/") or "/"
+    if path in RESERVED_MOUNT_PATHS or (path == SHM_PATH and any(shm_bytes(exp, r) for r in exp.roles)):
+        yield (f"checkpoint.path: {short(checkpoint.path)} is where shipyard mounts its own volume; "
+               "pick another path")
+    for i, role in enumerate(exp.roles):
+        for j, mount in enumerate(role.mounts):
+            if (mount.path.rstrip("/") or "/") == path and mount.volume != checkpoint.volume:
+                yield (f"roles[{i}].mounts[{j}].path: {short(mount.path)} is checkpoint.path, where "
+                       f"volume {checkpoint.volume!r} is mounted; pick another path")
 
 
 def label_problems(path: str, labels: Mapping[str, str]) -> Iterator[str]:
