@@ -2,19 +2,27 @@
 
 One dev cluster of N 8-GPU kwok nodes (gpu-a100) per size, and the same burst of
 experiments (1 to 512 pods each, one whole node per pod, N pods in all) placed
-three ways, one after the other, in the same run:
+four ways, one after the other, in the same run:
 
   (a) raw ceiling   the experiments' pods created already bound to a node by a plain
                     asyncio client (no scheduling at all);
   (b) kube-scheduler the same pods created unbound, placed one by one by
                     kube-scheduler (client QPS as --scheduler-qps, default 50/100:
                     upstream's default configuration);
+  (n) native gang   the same pods, each gang a PodGroup (scheduling.k8s.io/v1alpha2,
+                    gang minCount = its size) its pods name in spec.schedulingGroup,
+                    placed by kube-scheduler's own gang scheduling (the cluster runs
+                    with GenericWorkload and GangScheduling on, for every way;
+                    --no-native leaves the gates and this way out);
   (c) shipyard      the Experiments created; the shipyard controller admits and
                     places each gang whole and creates its pods bound.
 
-For each: pods/s (pods / time from the first submission to the last pod bound) and
-the time from submission to all Running (kwok marks bound pods Running), and
-shipyard's ratios to (a) and (b).
+For each: pods/s (pods / time from the first submission to the last pod bound), the
+time from submission to all Running (kwok marks bound pods Running), the gangs seen
+partial (the fault suite's rule, src/shipyard/dev/invariants.py: a live pod of the
+gang holds a node while another member has none) in samples every 0.1 s of the
+bench's own watch of the API server, with the longest such window, and shipyard's
+ratios of pods/s to each.
 
     python bench/schedule_scale.py --sizes 2500[,5000,7500] [--scheduler-qps 50]
 
@@ -37,16 +45,18 @@ from typing import Any
 
 from shipyard.cli.flags import arg, counts
 from shipyard.dev import cluster as devcluster
-from shipyard.dev import pools
+from shipyard.dev import nativegang, pools
+from shipyard.dev.invariants import live
 from shipyard.kube.client import KubeClient, load_connection
 from shipyard.kube.informer import Informer, cancel_all
 from shipyard.kube.objects import experiment_resource
 from shipyard.kube.resources import EXPERIMENTS, NAMESPACES, NODES, PODS, SERVICES
-from shipyard.render.objects import render_pod, render_service
+from shipyard.render.objects import LABEL_EXPERIMENT, render_pod, render_service
 from shipyard.spec import Experiment, Role
 
 MACHINE = "gpu-a100"
 CONCURRENCY = 64  # in-flight requests, for the raw client and shipyard's writer alike
+SAMPLE_S = 0.1  # how often the watch's view is sampled (progress and partial gangs)
 
 
 def burst(total: int, seed: int) -> list[int]:
@@ -75,34 +85,83 @@ class Outcome:
     pods: int
     placed_s: float
     running_s: float
+    partial: int = 0  # gangs seen partial in at least one sample
+    longest_partial_s: float = 0.0
 
     @property
     def pods_per_s(self) -> float:
         return self.pods / self.placed_s
 
 
+Seen = tuple[str, bool, bool]  # (experiment, live and holding a node, Running)
+
+
+def _seen(pod: dict[str, Any]) -> Seen:
+    return ((pod["metadata"].get("labels") or {}).get(LABEL_EXPERIMENT, ""),
+            bool(pod["spec"].get("nodeName")) and live(pod),
+            (pod.get("status") or {}).get("phase") == "Running")
+
+
+class PartialGangs:
+    """invariants.Sampler's partial-gang rule over the watch: an experiment with some
+    but not all of its members live on a node. Counts kept per event; windows timed
+    from the first sample that saw a gang partial to the first that did not."""
+
+    def __init__(self, sizes: dict[str, int]) -> None:
+        self.sizes = sizes
+        self.holding: dict[str, int] = {}
+        self.since: dict[str, float] = {}
+        self.windows: dict[str, float] = {}  # gang -> longest window
+
+    def change(self, _key: str, old: Seen | None, new: Seen | None) -> None:
+        for seen, step in ((old, -1), (new, 1)):
+            if seen is not None and seen[1]:
+                self.holding[seen[0]] = self.holding.get(seen[0], 0) + step
+
+    def sample(self, now: float) -> None:
+        partial = {g for g, n in self.holding.items() if 0 < n < self.sizes.get(g, 0)}
+        for g in partial:
+            self.since.setdefault(g, now)
+        for g in [g for g in self.since if g not in partial]:
+            self.close(g, now)
+
+    def close(self, gang: str, now: float) -> None:
+        start = self.since.pop(gang)
+        self.windows[gang] = max(self.windows.get(gang, 0.0), now - start)
+
+    def finish(self, now: float) -> tuple[int, float]:
+        """(gangs seen partial, longest window), windows still open closed at `now`."""
+        for g in list(self.since):
+            self.close(g, now)
+        return len(self.windows), max(self.windows.values(), default=0.0)
+
+
 class PodWatch:
     """Counts pods of one namespace that are bound and Running, from a watch."""
 
-    def __init__(self, client: KubeClient, namespace: str) -> None:
-        self.informer: Informer[tuple[bool, bool]] = Informer(
-            client, PODS, lambda o: (bool(o["spec"].get("nodeName")),
-                                     (o.get("status") or {}).get("phase") == "Running"),
-            namespace=namespace)
-        self.task: asyncio.Task[None] | None = None
+    def __init__(self, client: KubeClient, namespace: str, sizes: dict[str, int]) -> None:
+        self.gangs = PartialGangs(sizes)
+        self.informer: Informer[Seen] = Informer(client, PODS, _seen, self.gangs.change,
+                                                 namespace=namespace)
+        self.tasks: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> PodWatch:
-        self.task = asyncio.create_task(self.informer.run())
+        self.tasks.append(asyncio.create_task(self.informer.run()))
         await self.informer.synced.wait()
+        self.tasks.append(asyncio.create_task(self._sample()))  # from before the first submission
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self.task is not None
-        await cancel_all([self.task])
+        await cancel_all(self.tasks)
+
+    async def _sample(self) -> None:
+        while True:
+            self.gangs.sample(time.monotonic())
+            await asyncio.sleep(SAMPLE_S)
 
     def counts(self) -> tuple[int, int, int]:
         items = self.informer.items.values()
-        return len(items), sum(b for b, _ in items), sum(r for _, r in items)
+        return len(items), sum(b for _, b, _ in items), sum(r for _, _, r in items)
 
     async def until(self, total: int, start: float, label: str, timeout: float) -> Outcome:
         placed = 0.0
@@ -112,13 +171,13 @@ class PodWatch:
             if bound >= total and not placed:
                 placed = now - start
             if running >= total:
-                return Outcome(total, placed, now - start)
+                return Outcome(total, placed, now - start, *self.gangs.finish(now))
             if now - start > timeout:
                 raise TimeoutError(f"{label}: {bound}/{total} bound, {running} Running "
                                    f"after {timeout:.0f}s")
             print(f"\r   {label}: {seen} pods, {bound} bound, {running} Running ",
                   end="", file=sys.stderr, flush=True)
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(SAMPLE_S)
 
 
 async def bounded(calls: list[Any]) -> None:
@@ -150,18 +209,28 @@ async def clear_pods(client: KubeClient, namespace: str, watch: PodWatch) -> Non
         await asyncio.sleep(0.2)
 
 
+def gang_sizes(exps: list[Experiment]) -> dict[str, int]:
+    return {e.name: sum(r.replicas for r in e.roles) for e in exps}
+
+
 async def pods_way(client: KubeClient, exps: list[Experiment], nodes: list[str] | None,
-                   label: str, timeout: float) -> Outcome:
-    """(a) with `nodes` (pods created bound, in order), (b) without (kube-scheduler)."""
+                   label: str, timeout: float, native: bool = False) -> Outcome:
+    """(a) with `nodes` (pods created bound, in order), (b) without (kube-scheduler),
+    (n) `native`: each experiment's pods one PodGroup (kube-scheduler's gang)."""
     namespace = exps[0].namespace
     await fresh_namespace(client, namespace)
     bodies = [render_pod(e, role, i) for e in exps for role in e.roles for i in range(role.replicas)]
     if nodes is not None:
         for body, node in zip(bodies, nodes, strict=False):
             body["spec"]["nodeName"] = node
-    async with PodWatch(client, namespace) as watch:
+    groups = [nativegang.pod_group(e.name, namespace, n) for e, n in
+              zip(exps, gang_sizes(exps).values(), strict=True)] if native else []
+    if native:
+        bodies = [nativegang.join(b, b["metadata"]["labels"][LABEL_EXPERIMENT]) for b in bodies]
+    async with PodWatch(client, namespace, gang_sizes(exps)) as watch:
         start = time.monotonic()
         await create_all(client, SERVICES, [render_service(e) for e in exps])
+        await create_all(client, nativegang.PODGROUPS, groups)
         await create_all(client, PODS, bodies)
         outcome = await watch.until(len(bodies), start, label, timeout)
         print(file=sys.stderr)
@@ -173,7 +242,7 @@ async def shipyard_way(client: KubeClient, exps: list[Experiment], timeout: floa
     namespace = exps[0].namespace
     await fresh_namespace(client, namespace)
     total = sum(r.replicas for e in exps for r in e.roles)
-    async with PodWatch(client, namespace) as watch:
+    async with PodWatch(client, namespace, gang_sizes(exps)) as watch:
         start = time.monotonic()
         await create_all(client, EXPERIMENTS, [experiment_resource(e) for e in exps])
         outcome = await watch.until(total, start, "shipyard", timeout)
@@ -202,7 +271,8 @@ def start_controller(c: devcluster.DevCluster) -> subprocess.Popen[bytes]:
 def report(label: str, o: Outcome) -> Outcome:
     """Each way's figures as soon as they are known: a later failure loses nothing."""
     print(f"   {label}: {o.pods} pods, {o.pods_per_s:.0f} pods/s, all bound {o.placed_s:.1f}s, "
-          f"all Running {o.running_s:.1f}s", file=sys.stderr, flush=True)
+          f"all Running {o.running_s:.1f}s, {o.partial} gangs seen partial (longest "
+          f"{o.longest_partial_s:.1f}s)", file=sys.stderr, flush=True)
     return o
 
 
@@ -211,7 +281,8 @@ async def run_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
     tuning = devcluster.Tuning(scheduler_qps=args.scheduler_qps)
     print(f"== {n} x {MACHINE}: starting the cluster", file=sys.stderr, flush=True)
     c = devcluster.up(args.name, pool_specs=[pools.parse_pool_arg(f"{MACHINE}:{n}")],
-                      tuning=tuning, merge_kubeconfig=False, nodes_timeout=3600)
+                      tuning=tuning, merge_kubeconfig=False, nodes_timeout=3600,
+                      feature_gates=nativegang.GATES if args.native else None)
     controller = None
     try:
         sizes = burst(n, args.seed)
@@ -223,11 +294,15 @@ async def run_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
                                                args.timeout))
             kube = report("kube-scheduler", await pods_way(
                 client, experiments(sizes, "bench-kube"), None, "kube-scheduler", args.timeout))
+            native = report("native gang", await pods_way(
+                client, experiments(sizes, "bench-native"), None, "native gang", args.timeout,
+                native=True)) if args.native else None
             controller = start_controller(c)
             ours = report("shipyard", await shipyard_way(
                 client, experiments(sizes, "bench-shipyard"), args.timeout))
         return {"nodes": n, "experiments": len(sizes), "largest": max(sizes),
-                "raw": vars(raw), "kube": vars(kube), "shipyard": vars(ours)}
+                "raw": vars(raw), "kube": vars(kube), "shipyard": vars(ours),
+                **({"native": vars(native)} if native else {})}
     finally:
         if controller is not None:
             controller.terminate()
@@ -237,16 +312,20 @@ async def run_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
 
 def table(rows: list[dict[str, Any]], qps: int) -> str:
     head = ["nodes = pods", "gangs", "way", "pods/s", "all bound s", "all Running s",
-            "shipyard / this (pods/s)"]
+            "gangs seen partial", "longest partial s", "shipyard / this (pods/s)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         ours = Outcome(**r["shipyard"])
         for key, label in (("raw", "(a) raw asyncio, pre-bound"),
                            ("kube", f"(b) kube-scheduler (QPS {qps})"),
+                           ("native", f"(n) kube-scheduler native gang (QPS {qps})"),
                            ("shipyard", "(c) shipyard gangs")):
+            if key not in r:
+                continue
             o = Outcome(**r[key])
             lines.append(f"| {r['nodes']} | {r['experiments']} (max {r['largest']}) | {label} | "
                          f"{o.pods_per_s:.0f} | {o.placed_s:.1f} | {o.running_s:.1f} | "
+                         f"{o.partial} | {o.longest_partial_s:.1f} | "
                          f"{ours.pods_per_s / o.pods_per_s:.2f} |")
     return "\n".join(lines)
 
@@ -258,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", type=counts(high=100_000), default="2500", help="comma-separated node counts")
     p.add_argument("--scheduler-qps", type=arg(integer=True, low=1, high=100_000), default=50,
                    help="kube-scheduler client QPS (burst 2x); 50 is upstream's default")
+    p.add_argument("--native", action=argparse.BooleanOptionalAction, default=True,
+                   help="also (n), kube-scheduler's native gang (its feature gates on)")
     p.add_argument("--seed", type=arg(integer=True, low=0, high=2**63 - 1), default=1)
     p.add_argument("--timeout", type=arg(above=0, high=86400), default=1800, help="seconds per way")
     p.add_argument("--name", default="bench-sched")

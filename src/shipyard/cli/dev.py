@@ -79,12 +79,18 @@ def up_cmd(
         "--no-kubeconfig", help="Do not merge the context into ~/.kube/config.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for nodes to be Ready.")]
     = 900,
+    feature_gates: Annotated[str | None, typer.Option(
+        help="Kubernetes feature gates NAME=true|false,... for the API server, controller-manager "
+        "and scheduler (alpha API groups they need are served too), e.g. "
+        "GenericWorkload=true,GangScheduling=true for kube-scheduler's native gang scheduling.")]
+    = None,
 ) -> None:
     """Start a named cluster on 127.0.0.1 (or add pools to a running one) and wait for it.
 
     Example: shipyard dev up --name a --pool gpu-a100:2000 --pool cpu:500
     """
     try:
+        gates = None if feature_gates is None else devcluster.parse_feature_gates(feature_gates)
         specs = [devpools.parse_pool_arg(p) for p in pool or []]
         if pools_file is not None:
             specs += devpools.load_pools_file(pools_file)
@@ -98,7 +104,8 @@ def up_cmd(
         try:
             c = devcluster.up(name, pool_specs=specs, real_specs=real_specs, progress=progress,
                               merge_kubeconfig=not no_kubeconfig,
-                              apiserver_port=apiserver_port, nodes_timeout=timeout)
+                              apiserver_port=apiserver_port, nodes_timeout=timeout,
+                              feature_gates=gates)
         except (devcluster.DevClusterError, devbuild.BuildError, RealNodeError, ImageError,
                 NetnsError) as e:
             raise _fail(str(e)) from e

@@ -24,10 +24,29 @@ from shipyard.dev.stages import NOT_READY, NOT_READY_REASON, KwokOptions, kwok_c
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 PORT_NAMES = ("etcd", "etcd_peer", "apiserver", "controller_manager", "scheduler", "kwok")
+# Alpha API groups a feature gate needs served (--runtime-config), so that turning
+# the gate on is enough: GenericWorkload's Workload and PodGroup kinds.
+GATE_APIS = {"GenericWorkload": "scheduling.k8s.io/v1alpha2"}
+GATED = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")  # get --feature-gates
 
 
 class DevClusterError(RuntimeError):
     """A dev cluster could not be started, found or stopped; the message says why."""
+
+
+def parse_feature_gates(text: str) -> dict[str, bool]:
+    """`A=true,B=false` (Kubernetes' --feature-gates syntax) as a dict."""
+    gates: dict[str, bool] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        gate, sep, value = item.partition("=")
+        if not sep or not gate.isalnum() or value.lower() not in ("true", "false"):
+            raise ValueError(f"bad feature gate {item!r}: want NAME=true or NAME=false")
+        gates[gate] = value.lower() == "true"
+    return gates
+
+
+def format_feature_gates(gates: dict[str, bool]) -> str:
+    return ",".join(f"{g}={str(v).lower()}" for g, v in sorted(gates.items()))
 
 
 Progress = Callable[[str], None]
@@ -119,6 +138,8 @@ class DevCluster:
     netns: str | None = None
     real_nodes: list[dict[str, Any]] = field(default_factory=list)
     host_paths: list[str] = field(default_factory=list)
+    # --feature-gates of the API server, controller-manager and scheduler (empty: defaults).
+    feature_gates: dict[str, bool] = field(default_factory=dict)
 
     # -- addresses ------------------------------------------------------------
     @property
@@ -263,6 +284,17 @@ def _args(c: DevCluster, tuning: Tuning) -> dict[str, list[str]]:
     return args
 
 
+def _with_gates(args: dict[str, list[str]], gates: dict[str, bool]) -> dict[str, list[str]]:
+    if not gates:
+        return args
+    for comp in GATED:
+        args[comp].append(f"--feature-gates={format_feature_gates(gates)}")
+    apis = sorted(GATE_APIS[g] for g, on in gates.items() if on and g in GATE_APIS)
+    if apis:
+        args["kube-apiserver"].append("--runtime-config=" + ",".join(f"{a}=true" for a in apis))
+    return args
+
+
 def _plain_args(c: DevCluster, tuning: Tuning) -> dict[str, list[str]]:
     b = Path(c.bin_dir)
     s = c.state_dir
@@ -342,8 +374,8 @@ def _plain_args(c: DevCluster, tuning: Tuning) -> dict[str, list[str]]:
         # logging alone costs a noticeable share of a core.
         "--v=WARN",
     ]
-    return {"etcd": etcd, "kube-apiserver": apiserver, "kube-controller-manager": kcm,
-            "kube-scheduler": sched, "kwok": kwok}
+    return _with_gates({"etcd": etcd, "kube-apiserver": apiserver, "kube-controller-manager": kcm,
+                        "kube-scheduler": sched, "kwok": kwok}, c.feature_gates)
 
 
 def _write_configs(c: DevCluster, tuning: Tuning) -> None:
@@ -400,9 +432,12 @@ def up(
     apiserver_port: int | None = None,
     timeout: float = 120,
     nodes_timeout: float = 900,
+    feature_gates: dict[str, bool] | None = None,
 ) -> DevCluster:
     """Start cluster `name` (or return it if already running) and add `pool_specs`
-    (kwok nodes) and `real_specs` (real kubelets; only when the cluster is created)."""
+    (kwok nodes) and `real_specs` (real kubelets; only when the cluster is created).
+    `feature_gates` go to the API server, controller-manager and scheduler, with the
+    alpha API groups they need (GATE_APIS); a running cluster must have the same."""
     if tuning is None and real_specs:
         # Real kubelets renew their lease every 10 s: a stopped one should turn NotReady
         # in seconds, not after the 10 minutes thousands of kwok nodes need.
@@ -422,6 +457,11 @@ def up(
             raise DevClusterError(
                 f"cluster {name!r} is running with {len(existing.real_nodes)} real node(s); real "
                 f"pools are made with the cluster: `shipyard dev down --name {name}` first")
+        if feature_gates is not None and feature_gates != existing.feature_gates:
+            raise DevClusterError(
+                f"cluster {name!r} is running with feature gates "
+                f"{format_feature_gates(existing.feature_gates) or '(defaults)'}; gates are set "
+                f"when the cluster starts: `shipyard dev down --name {name}` first")
         if pool_specs:
             existing.add_pools(pool_specs, timeout=nodes_timeout, progress=progress)
         return existing
@@ -439,7 +479,7 @@ def up(
     shutil.rmtree(state_dir, ignore_errors=True)
     (state_dir / "logs").mkdir(parents=True)
     c = DevCluster(name=name, state_dir=state_dir, ports=ports,
-                   bin_dir=str(bins["etcd"].parent))
+                   bin_dir=str(bins["etcd"].parent), feature_gates=dict(feature_gates or {}))
     real_nodes = _prepare_real(c, real_specs or [], progress)
     progress("generating certificates")
     _write_configs(c, tuning)
