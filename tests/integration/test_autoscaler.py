@@ -8,6 +8,7 @@ test uses, so their nodes never mix; pools and their nodes are deleted afterward
 from __future__ import annotations
 
 import re
+import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -148,3 +149,25 @@ def test_provisioning_failure_retries_another_pool(pools):
     assert set(running["placement"].values()) == dear and len(dear) == 2
     assert p.nodes("h100-cheap") == []
     assert p.events("h100-cheap", "ScaleUpFailed"), "the failure is reported on the pool"
+
+
+def test_no_node_is_bought_for_a_gang_that_running_work_makes_room_for_first(pools):
+    """Look-ahead: the controller learns the pool's provisioning delay from its first node;
+    a gang arriving when running work is stopped by its time limit sooner than a new node
+    could be Ready starts on the freed node. Nodes requested: one; never used: none."""
+    api, p = pools
+    p.create(name="cpu-ahead", machine_type="cpu-large", max_nodes=4, idle_timeout=300,
+             provider_config={"provisioningDelay": "8"})
+    limit = 20.0
+    api.launch(gpu_job("first", 1, machine_type="cpu-large").model_copy(update={"time_limit": limit}))
+    first = api.wait("first", lambda s: s.get("phase") == "Running", timeout=120)
+    began = time.monotonic()
+    [node] = set(first["placement"].values())
+    # Submitted when less of the limit is left than a new node takes (8 s, as learnt).
+    time.sleep(max(limit - 4.0 - (time.monotonic() - began), 0.0))
+    api.launch(gpu_job("second", 1, machine_type="cpu-large"))
+    second = api.wait("second", lambda s: s.get("phase") == "Running", timeout=120)
+    assert set(second["placement"].values()) == {node}
+    assert {n.metadata.name for n in p.nodes("cpu-ahead")} == {node}, "no node bought and left unused"
+    ups = [e.message for e in p.events("cpu-ahead", "ScaleUp")]
+    assert len(ups) == 1, ups  # and none still on its way

@@ -128,8 +128,10 @@ class Autoscaler:
         catalog: Mapping[str, MachineType] = DEFAULT_MACHINE_TYPES,
         providers: Callable[[NodePool, KubeClient], Provider] = provider_for,
         metrics: AutoscalerMetrics | None = None,
+        look_ahead: bool = True,
     ) -> None:
         self.client, self.writer, self.wake = client, writer, wake
+        self.look_ahead = look_ahead
         self.interval_s, self.confirm_s = interval_s, confirm_s
         self.backoff_s, self.earmark_ttl_s = backoff_s, earmark_ttl_s
         self.catalog, self.provider_for = catalog, providers
@@ -151,6 +153,12 @@ class Autoscaler:
         self.last_run = float("-inf")
         self.last_plan: AutoscalePlan | None = None
         self.last_states: list[PoolState] = []
+        # Provisioning delay, learnt: when each node not yet Ready was asked for (per pool,
+        # oldest first), the nodes already seen Ready, and the fastest request-to-Ready seen.
+        # The planner counts work ending (by time limit) sooner than that before buying.
+        self.asked_at: dict[str, list[float]] = {}
+        self.seen_ready: set[str] | None = None
+        self.fastest: dict[str, float] = {}
 
     @property
     def informers(self) -> list[Informer[Any]]:
@@ -181,8 +189,10 @@ class Autoscaler:
     # -- one step ---------------------------------------------------------------------
 
     def step(self, snapshot: Snapshot, result: CycleResult, busy: set[str],
-             earmarks: Mapping[str, str], now: float) -> AutoscalePlan | None:
-        """Plan and start acting; `busy`: nodes where a shipyard pod holds resources."""
+             earmarks: Mapping[str, str], now: float,
+             releasing: Mapping[str, Resources] | None = None) -> AutoscalePlan | None:
+        """Plan and start acting; `busy`: nodes where a shipyard pod holds resources;
+        `releasing`: node -> what deleted pods of stopped gangs still hold there."""
         if now - self.last_run < self.interval_s or not self.pools.items:
             return None
         self.last_run = now
@@ -190,6 +200,7 @@ class Autoscaler:
             for key in [k for k in self.requested if k[0] == admission.gang]:
                 del self.requested[key]
         self._registered(earmarks)
+        self._learn_delays(now)
         states, specs = self._pool_states(now, busy, earmarks)
         self.last_states = states
         if not states:
@@ -209,13 +220,15 @@ class Autoscaler:
             earmarked_nodes=dict(earmarks),
             idle_since={n: t for n, t in self.idle_since.items() if n in pool_of},
             marked={n.name: n.marked_at for n in self.nodes.items.values() if n.marked_at is not None},
-            confirm_s=self.confirm_s, admitted=result.admitted,
+            confirm_s=self.confirm_s, admitted=result.admitted, releasing=releasing or {},
         )
         with self.metrics.plan_seconds.time():
             decided = plan(inp)
         self.last_plan = decided
         for up in decided.scale_up:
             log.info("scale-up: %s", up.reason)
+        for later in decided.ending_work:
+            log.debug("no scale-up for %s: %s", later.gang, later.reason)
         for down in decided.scale_down:
             log.info("scale-down: %s", down.reason)
         self._act(decided, specs, now)
@@ -233,6 +246,21 @@ class Autoscaler:
         for name in [n for n in self.counted if n not in self.nodes.items]:
             self.counted.discard(name)
             self.earmark_seen.pop(name, None)
+
+    def _learn_delays(self, now: float) -> None:
+        """A pool node newly Ready answers its pool's oldest request: that took this long."""
+        ready = {n.name: n.pool for n in self.nodes.items.values() if n.ready}
+        if self.seen_ready is None:  # nodes there before this controller: no request to answer
+            self.seen_ready = set(ready)
+            return
+        for name, pool in ready.items():
+            if name not in self.seen_ready:
+                self.seen_ready.add(name)
+                asked = self.asked_at.get(pool)
+                if asked:
+                    took = now - asked.pop(0)
+                    self.fastest[pool] = min(self.fastest.get(pool, took), took)
+        self.seen_ready &= {n.name for n in self.nodes.items.values()}
 
     def _pool_states(self, now: float, busy: set[str], earmarks: Mapping[str, str]
                      ) -> tuple[list[PoolState], dict[str, NodePool]]:
@@ -264,6 +292,7 @@ class Autoscaler:
                 idle_timeout_s=pool.idle_timeout, static=pool.provider == "static",
                 nodes=tuple(nodes), provisioning=provider.provisioning(pool),
                 unavailable_until=self.unavailable_until.get(pool.name, 0.0),
+                provisioning_delay_s=self.fastest.get(pool.name, 0.0) if self.look_ahead else 0.0,
             ))
         return states, specs
 
@@ -271,6 +300,7 @@ class Autoscaler:
         """A pool that failed to provision is skipped for a while; the gangs it was
         for are planned again (on another pool) at the next step."""
         self.unavailable_until[pool.name] = now + self.backoff_s
+        self.asked_at.pop(pool.name, None)  # those requests will not be answered
         for key in [k for k in self.requested if k[1] == pool.name]:
             del self.requested[key]
         self.metrics.decisions.labels(pool.name, "failed").inc()
@@ -299,6 +329,7 @@ class Autoscaler:
             if up.gang is not None:
                 key = (up.gang, up.pool)
                 self.requested[key] = self.requested.get(key, 0) + up.count
+            self.asked_at.setdefault(up.pool, []).extend([now] * up.count)
             self.metrics.decisions.labels(up.pool, "scale_up").inc(up.count)
             self.spawn(self._scale_up(pool, up.count, up.gang, up.reason, now))
         for name in decided.mark:

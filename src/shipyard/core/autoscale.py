@@ -9,10 +9,11 @@ requested) that returns an AutoscalePlan:
    earlier gang was given (free or new) is not counted again; a gang's earmark (nodes
    already requested for it) counts as its own. No partial scale-up: a gang that does
    not fit even with every pool at max gets a NoScaleUp saying why;
-   Look-ahead: running work whose time limit ends before a new node could be Ready
-   (the pool's provisioning_delay_s) counts as ended. A gang that fits on what it
-   frees is not given nodes: it starts there no later than on new ones, and the new
-   ones would be paid and never used (the waste an autoscaler exists to cut);
+   Look-ahead: running work whose time limit ends before a new node like the one it
+   runs on could be Ready (its pool's provisioning_delay_s; a node of no growable pool:
+   the fastest pool's) counts as ended there. A gang that fits on what it frees is not
+   given nodes: it starts there no later than on new ones, and the new ones would be
+   paid and never used (the waste an autoscaler exists to cut);
 2. warm buffer: top each pool up to `warm_buffer` idle nodes (and to `min_nodes`),
    counting nodes that running work leaves idle (by time limit) within the idle
    timeout after a new one could be Ready;
@@ -86,6 +87,9 @@ class AutoscaleInput:
     confirm_s: float = 30.0
     # Admissions of the same cycle not yet in snapshot.used: their nodes are taken.
     admitted: tuple[Admission, ...] = ()
+    # node -> what pods on their way out hold there (deleted, in their grace period: a
+    # gang stopped by its time limit): freed sooner than any new node could be Ready.
+    releasing: Mapping[str, Resources] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,18 +144,33 @@ def ending_by(snap: Snapshot, horizon: float) -> list[Running]:
     return [r for r in snap.running if r.ends_at is not None and r.ends_at <= horizon]
 
 
-def _released(snap: Snapshot, runs: Sequence[Running]) -> Snapshot:
-    """The snapshot with the requests of `runs` taken off their nodes."""
-    freed: dict[str, Resources] = {}
-    for run in runs:
+def _released(inp: AutoscaleInput, growable: Sequence[PoolState]) -> tuple[Snapshot, set[str]]:
+    """The snapshot with the requests of running members taken off their nodes where
+    the run's time limit ends before a new node like that one could be Ready (and what
+    pods on their way out hold); and the nodes where some were."""
+    snap = inp.snapshot
+    fastest = min((p.provisioning_delay_s for p in growable), default=0.0)
+    delay = {n: p.provisioning_delay_s for p in growable for n in p.nodes}
+    freed = {n: r for n, r in inp.releasing.items() if delay.get(n, fastest) > 0}
+    for run in snap.running:
+        end = run.ends_at
+        if end is None:
+            continue
         for m in run.gang.members:
             node = run.placement.get(m.name)
-            if node is not None:
+            ahead = delay.get(node, fastest) if node is not None else 0.0
+            if node is not None and ahead > 0 and end <= snap.now + ahead:  # 0: no look-ahead
                 freed[node] = freed.get(node, Resources()) + m.request
     if not freed:
-        return snap
-    nodes = tuple(replace(n, used=n.used - freed[n.name]) if n.name in freed else n for n in snap.nodes)
-    return replace(snap, nodes=nodes)
+        return snap, set()
+    nodes = tuple(replace(n, used=_less(n.used, freed[n.name])) if n.name in freed else n
+                  for n in snap.nodes)
+    return replace(snap, nodes=nodes), set(freed)
+
+
+def _less(used: Resources, freed: Resources) -> Resources:
+    return Resources(max(used.cpu_milli - freed.cpu_milli, 0), max(used.memory - freed.memory, 0),
+                     max(used.gpus - freed.gpus, 0))
 
 
 
@@ -197,12 +216,11 @@ def _scale_up(
         for g, per in _coming(inp).items()
     }
     keys = [*policy.topology_keys, *(g.topology.key for g in gangs if g.topology is not None)]
-    # New nodes come no sooner than the fastest pool's delay: work ending before then
-    # frees capacity a gang can start on as soon as on a new node.
-    delay = min((p.provisioning_delay_s for p in growable), default=0.0)
-    ending = ending_by(snap, snap.now + delay) if delay > 0 and gangs else []
-    ext = Extended(_released(snap, ending), keys, spare, coming, inp.earmarked_nodes)
-    soon = {ext.index(n) for r in ending for n in r.placement.values()}
+    # Work ending before a new node could be Ready frees capacity a gang can start on as
+    # soon as on a new node.
+    released, freeing = _released(inp, growable) if gangs else (snap, set())
+    ext = Extended(released, keys, spare, coming, inp.earmarked_nodes)
+    soon = {ext.index(n) for n in freeing}
     claimed: set[str] = set()
     everything = {g.key: g for g in snap.pending}
     for adm in inp.admitted:
@@ -235,9 +253,8 @@ def _scale_up(
             shape = reasons.shape(groups)
             if not counts and any(i in soon for _, i in taken):
                 later.append(NoScaleUp(g.key, (
-                    f"needs {shape}; fits on capacity that running work frees by its time limit, "
-                    f"within {reasons.duration(delay)} (before a new node could be Ready): "
-                    "no nodes requested")))
+                    f"needs {shape}; fits on capacity that running work frees by its time limit "
+                    "before a new node could be Ready: no nodes requested")))
             for pool in sorted(counts, key=lambda p: (by_name[p].cost_per_hour, p)):
                 n = counts[pool]
                 ups.append(ScaleUp(pool, n, g.key, f"{n} x {pool} for {g.key} (needs {shape}; "

@@ -12,7 +12,6 @@ from shipyard.core.autoscale import (
     AutoscaleInput,
     AutoscalePlan,
     PoolState,
-    ending_by,
     plan,
 )
 from shipyard.core.model import (
@@ -454,14 +453,18 @@ def admit(snap: Snapshot, result: CycleResult) -> Snapshot:
 
 
 def when_ready(snap: Snapshot, pools: tuple[PoolState, ...]) -> Snapshot:
-    """The snapshot when a new node could be Ready (the fastest growable pool's delay):
-    running work whose time limit ends by then is gone."""
-    delay = min((x.provisioning_delay_s for x in pools if not x.static and snap.now >= x.unavailable_until),
-                default=0.0)
-    if delay <= 0:
-        return snap
-    gone = {id(r) for r in ending_by(snap, snap.now + delay)}
-    left = [r for r in snap.running if id(r) not in gone]
+    """The snapshot once new nodes could be Ready: running work whose time limit ends
+    before a node like its own could be (its growable pool's delay, else the fastest
+    growable pool's) is gone."""
+    growable = [x for x in pools if not x.static and snap.now >= x.unavailable_until]
+    fastest = min((x.provisioning_delay_s for x in growable), default=0.0)
+    delay = {n: x.provisioning_delay_s for x in growable for n in x.nodes}
+
+    def gone(run: Running) -> bool:  # the worlds' runs hold one node each
+        ahead = delay.get(next(iter(run.placement.values())), fastest)
+        return ahead > 0 and run.ends_at is not None and run.ends_at <= snap.now + ahead
+
+    left = [r for r in snap.running if not gone(r)]
     bare = [replace(n, used=Resources()) for n in snap.nodes]
     return replace(snap, nodes=with_used(bare, left), running=tuple(left))
 

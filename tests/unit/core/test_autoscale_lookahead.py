@@ -13,7 +13,7 @@ from shipyard.core.queueing import schedule
 from shipyard.sim import Arrival, SimConfig, SimPool, simulate
 from shipyard.spec import DEFAULT_MACHINE_TYPES
 
-from .builders import gang, node, running, with_used
+from .builders import NODE, gang, node, running, with_used
 from .test_autoscale import CYCLE, SETTINGS, A, counts, up, worlds
 
 DELAY = 120.0
@@ -58,6 +58,20 @@ def test_what_ending_work_frees_is_counted_once_then_new_nodes_make_up_the_rest(
     # A gang bigger than what frees: the freed node counts, new ones make up the rest.
     p = up(Snapshot(nodes, (gang("big", 4, 8),), 0.0, runs), (replace(LA, nodes=("free", "busy")),))
     assert counts(p) == {("big", "a100"): 2} and p.ending_work == ()
+
+
+def test_pods_on_their_way_out_free_their_node_first():
+    # A gang just stopped by its time limit: no longer running, its pod still terminating.
+    nodes = (node("free"), node("busy", used=NODE))
+    snap = Snapshot(nodes, (gang("g", 2, 8),), 0.0)
+    pool = replace(LA, nodes=("free", "busy"))
+    result = schedule(snap, CYCLE)
+    inp = AutoscaleInput(snap, (pool,), result.waiting, releasing={"busy": NODE})
+    p = plan(inp, CYCLE)
+    assert p.scale_up == () and [n.gang for n in p.ending_work] == ["g"]
+    # Without a delay to look ahead by, what is on the node now is all that counts.
+    p = plan(replace(inp, pools=(replace(pool, provisioning_delay_s=0.0),)), CYCLE)
+    assert counts(p) == {("g", "a100"): 1}
 
 
 def test_warm_buffer_counts_nodes_that_running_work_leaves_soon():
