@@ -43,7 +43,6 @@ import gc
 import math
 import random
 import statistics
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -57,15 +56,12 @@ from shipyard.sim import (
     SimConfig,
     SimPool,
     SimResult,
-    TraceError,
     gang_for,
-    load_alibaba,
-    load_csv,
     simulate,
 )
 from shipyard.sim.measure import measure_all
 from shipyard.sim.metrics import Summary, summarize
-from shipyard.sim.trace import alibaba_path, resample
+from shipyard.sim.trace import bench_trace
 from shipyard.spec import DEFAULT_MACHINE_TYPES
 from shipyard.spec.nodepool import MAX_NODES
 from shipyard.spec.quantity import MAX_SECONDS
@@ -316,20 +312,7 @@ def main() -> None:
     ap.add_argument("--parallel", type=arg(integer=True, low=1, high=64), default=1,
                     help="simulations run at once (each in its own process)")
     args = ap.parse_args()
-    try:
-        if args.trace is not None:
-            arrivals, source = load_csv(args.trace), str(args.trace)
-        elif args.resample is not None:
-            path = alibaba_path(args.traces_dir)
-            arrivals = resample(load_alibaba(path, window_s=math.inf), args.resample, args.days * 86400,
-                                seed=args.seed)
-            source = f"{path} resampled: {args.resample} experiments over {args.days:g} days (seed {args.seed})"
-        else:
-            path = alibaba_path(args.traces_dir)
-            arrivals = load_alibaba(path, window_s=args.window_days * 86400)
-            source = f"{path} (busiest {args.window_days * 24:g} h of creation_time)"
-    except TraceError as e:
-        sys.exit(f"error: {e}")
+    arrivals, source = bench_trace(args)
     total = sum(a.gpus for a in arrivals)
     print(f"trace: {source}: {len(arrivals)} experiments, {total} GPUs requested in all, "
           f"arrivals over {(arrivals[-1].submit_s - arrivals[0].submit_s) / 3600:.1f} h\n")

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from shipyard.core.estimate import Estimate, EstimateSettings
+
 
 @dataclass(frozen=True, slots=True)
 class Resources:
@@ -203,6 +205,9 @@ class Snapshot:
     now: float = 0.0
     running: tuple[Running, ...] = ()
     queues: tuple[Queue, ...] = ()
+    # Gang key -> its run time as predicted from history (core/estimate.py), pending
+    # and running; only a confident one is ever taken as an end.
+    estimates: Mapping[str, Estimate] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +227,19 @@ class Policy:
     backfill: bool = True
     # How many blocked gangs (in order) get nodes reserved for their earliest start.
     reservations: int = 4
+    # Starvation bound: a gang waiting longer than this goes first among its priority
+    # (oldest first) and, if it does not fit, keeps what is free on the nodes of its
+    # earliest start however many gangs hold reservations and whatever the time limits
+    # (core/starvation.py). None: no bound.
+    starvation_bound_s: float | None = 6 * 3600.0
+    # Use `Snapshot.estimates` (run times predicted from history, core/estimate.py):
+    # shorter first within a queue and priority, and as the end of a gang without a
+    # time limit when deciding whether it may start on nodes held for a later start.
+    # Never to stop anything. Off by default: on the Alibaba week shorter-first held
+    # more nodes idle for blocked gangs than it saved (docs/scheduling.md).
+    estimates: bool = False
+    # How estimates are made (the controller and the simulator read the same).
+    estimate: EstimateSettings = field(default_factory=EstimateSettings)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from shipyard.core import reasons
 from shipyard.core.backfill import Releases, earliest_start, never_fits
 from shipyard.core.capacity import Capacity, Group, Reservation
 from shipyard.core.capacity import cap as capacity_cap
+from shipyard.core.estimate import Estimate
 from shipyard.core.model import (
     UNLIMITED_RESOURCES,
     WAIT_CAPACITY,
@@ -45,8 +46,12 @@ from shipyard.core.model import (
 )
 from shipyard.core.placement import could_fit, place
 from shipyard.core.preemption import find_victims
+from shipyard.core.starvation import hold_free_part, starving_before
 
 INF = math.inf
+# A heap entry of the order: -priority, by share (0: starving, by age), share or
+# submission, rank within the queue, bucket, index in it.
+_Entry = tuple[int, int, float, tuple[object, ...], tuple[str, int], int]
 
 
 def scheduling_order(gangs: Iterable[Gang]) -> list[Gang]:
@@ -130,6 +135,8 @@ class _Cycle:
         self.preempt_budget = policy.preemption_attempts
         self.first_blocked: Gang | None = None
         self.releases: Releases | None = None  # built at the first reservation search
+        self.starve_before = starving_before(self.now, policy.starvation_bound_s)
+        self.estimates: Mapping[str, Estimate] = snapshot.estimates if policy.estimates else {}
         self.low_priority: int | None = None  # of running gangs, at the first preemption try
         self.quotas = False
 
@@ -149,31 +156,46 @@ class _Cycle:
         q = self.queue(name)
         return q is not None and (self.usage.get(name, Resources()) + extra).exceeds(q.nominal)
 
+    def starving(self, gang: Gang) -> bool:
+        return gang.submitted_at < self.starve_before
+
+    def rank(self, g: Gang) -> tuple[object, ...]:
+        """Order within a queue and priority: starving gangs first, oldest first; then
+        the shortest expected run first (estimates, when used), then the earliest."""
+        if self.starving(g):
+            return (0, g.submitted_at, g.key)
+        est = self.estimates.get(g.key)
+        return (1, INF if est is None else est.run_s, g.submitted_at, g.key)
+
+    def entry(self, g: Gang, bkey: tuple[str, int], i: int) -> _Entry:
+        # Across queues: starving heads first, oldest first; then the queue with the
+        # lowest share (by_share 1: re-read when popped).
+        if self.starving(g):
+            return (-g.priority, 0, g.submitted_at, self.rank(g), bkey, i)
+        return (-g.priority, 1, self.share(g.queue), self.rank(g), bkey, i)
+
     def order(self) -> Iterable[Gang]:
         """Pending gangs in order; shares are re-read as admissions change them."""
         buckets: dict[tuple[str, int], list[Gang]] = {}
         for g in self.snap.pending:
             buckets.setdefault((g.queue, g.priority), []).append(g)
-        heap: list[tuple[int, float, float, str, tuple[str, int], int]] = []
+        heap: list[_Entry] = []
         for bkey, gangs in buckets.items():
-            gangs.sort(key=lambda g: (g.submitted_at, g.key))
-            head = gangs[0]
-            heap.append((-head.priority, self.share(head.queue), head.submitted_at,
-                         head.key, bkey, 0))
+            gangs.sort(key=self.rank)
+            heap.append(self.entry(gangs[0], bkey, 0))
         heapq.heapify(heap)
         while heap:
             entry = heapq.heappop(heap)
-            prio, share, _, _, bkey, i = entry
-            now_share = self.share(bkey[0])
-            if now_share != share:  # stale: its queue's share changed since it was pushed
-                heapq.heappush(heap, (prio, now_share, *entry[2:]))
-                continue
-            gang = buckets[bkey][i]
-            yield gang
-            if i + 1 < len(buckets[bkey]):
-                nxt = buckets[bkey][i + 1]
-                heapq.heappush(heap, (prio, self.share(bkey[0]), nxt.submitted_at, nxt.key,
-                                      bkey, i + 1))
+            prio, by_share, share, rank, bkey, i = entry
+            if by_share:
+                now_share = self.share(bkey[0])
+                if now_share != share:  # stale: its queue's share changed since it was pushed
+                    heapq.heappush(heap, (prio, by_share, now_share, rank, bkey, i))
+                    continue
+            gangs = buckets[bkey]
+            yield gangs[i]
+            if i + 1 < len(gangs):
+                heapq.heappush(heap, self.entry(gangs[i + 1], bkey, i + 1))
 
     # -- the cycle -------------------------------------------------------------
 
@@ -215,7 +237,7 @@ class _Cycle:
         if not gang.members or never_fits(cap, groups):
             self.wait(gang, WAIT_NEVER, reasons.never_text(cap, groups))
             return
-        ends_at = INF if gang.time_limit_s is None else self.now + gang.time_limit_s
+        ends_at = self.ends_at(gang)
         memo = self.memo_key(gang, groups, ends_at)
         taken = None
         if memo not in self.failed:
@@ -238,6 +260,15 @@ class _Cycle:
         self.failed.add((memo, gang.priority, gang.queue))
         if not self.reserve(gang, groups):
             self.blocked(gang, groups, ends_at, memo)
+
+    def ends_at(self, gang: Gang) -> float:
+        """When it would end if it started now: its time limit, else a confident
+        estimate (which lets it start on nodes held for a later start; it is never
+        stopped at that time), else unknown."""
+        if gang.time_limit_s is not None:
+            return self.now + gang.time_limit_s
+        est = self.estimates.get(gang.key)
+        return self.now + est.high_s if est is not None and est.confident else INF
 
     def memo_key(self, gang: Gang, groups: list[Group], ends_at: float) -> tuple[object, ...]:
         # Free capacity only shrinks during a cycle, so a shape that failed fails again.
@@ -276,24 +307,42 @@ class _Cycle:
         return WAIT_CAPACITY, reasons.capacity_text(cap, groups)
 
     def reserve(self, gang: Gang, groups: list[Group]) -> bool:
-        """Hold nodes for the gang's earliest start; False if it has none."""
+        """Hold nodes for the gang's earliest start; False if it has none. A starving
+        gang gets them however many are held already (starvation.py)."""
         cap = self.capacity
-        if self.policy.backfill and self.reserved_for < self.policy.reservations:
-            if self.releases is None:
-                self.releases = Releases(cap, [
-                    (INF if r.ends_at is None else max(r.ends_at, self.now), r)
-                    for r in self.running])
-            found = earliest_start(cap, groups, gang.topology, self.keys, self.releases,
+        if not self.policy.backfill:
+            return False
+        if self.starving(gang):
+            found = earliest_start(cap, groups, gang.topology, self.keys, self.release_list(),
                                    self.now)
-            if found is not None:
-                start, nodes = found
-                cap.reserve(gang.key, start, nodes)
-                self.reserved_for += 1
-                self.wait(gang, WAIT_CAPACITY,
-                          f"{reasons.capacity_text(cap, groups)}; "
-                          f"{reasons.reserved_text(start, self.now)}", start)
-                return True
-        return False
+            if found is None:
+                return False
+            nodes = found[1]
+            hold_free_part(cap, groups, nodes)
+            self.wait(gang, WAIT_CAPACITY,
+                      f"{reasons.starving_text(self.policy.starvation_bound_s or 0.0)}; "
+                      f"{reasons.capacity_text(cap, groups)}; {reasons.reserved_text(INF, self.now)}")
+            return True
+        if self.reserved_for < self.policy.reservations:
+            found = earliest_start(cap, groups, gang.topology, self.keys, self.release_list(),
+                                   self.now)
+        else:
+            return False
+        if found is None:
+            return False
+        start, nodes = found
+        cap.reserve(gang.key, start, nodes)
+        self.reserved_for += 1
+        self.wait(gang, WAIT_CAPACITY,
+                  f"{reasons.capacity_text(cap, groups)}; {reasons.reserved_text(start, self.now)}",
+                  start)
+        return True
+
+    def release_list(self) -> Releases:
+        if self.releases is None:
+            self.releases = Releases(self.capacity, [
+                (INF if r.ends_at is None else max(r.ends_at, self.now), r) for r in self.running])
+        return self.releases
 
     def held_against(self, groups: list[Group], ends_at: float) -> Reservation | None:
         """The earliest reservation in the way, if the gang would fit without them all

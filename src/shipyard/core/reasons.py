@@ -53,6 +53,10 @@ def reserved_text(start: float, now: float) -> str:
     return f"nodes are held for it; expected to start in {duration(start - now)}"
 
 
+def starving_text(bound_s: float) -> str:
+    return f"reserved: waiting longer than {duration(bound_s)} (the starvation bound)"
+
+
 def blocked_by_reservation(res: Reservation, now: float) -> str:
     if math.isinf(res.starts_at):
         return (f"it would fit only on nodes held for {res.gang}, whose start is unknown; "

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from shipyard.core.autoscale import AutoscaleInput, AutoscalePlan, PoolState, plan
+from shipyard.core.estimate import Estimate, History
 from shipyard.core.model import (
     Gang,
     Member,
@@ -98,6 +99,11 @@ class Simulation:
         if len(self.gangs) != len(arrivals):
             raise ValueError("arrivals: experiment names must be unique")
         self.duration = {a.name: a.duration_s for a in arrivals}
+        self.arrivals = {a.name: a for a in arrivals}
+        # Run-time estimates from the runs finished so far (the trace's past), as the
+        # controller makes them from finished experiments.
+        self.history = History(self.policy.estimate)
+        self.estimates: dict[str, Estimate] = {}
         self.submit = {a.name: a.submit_s for a in arrivals}
         self.started: dict[str, float] = {}
         self.ended: dict[str, float] = {}
@@ -162,6 +168,7 @@ class Simulation:
                              f"({self.now:g})")
         self.advance(arrival.submit_s)
         self.gangs[arrival.name] = gang_for(arrival, self.machine, self.cfg.time_limits)
+        self.arrivals[arrival.name] = arrival
         self.duration[arrival.name] = arrival.duration_s
         self.submit[arrival.name] = arrival.submit_s
         self.queue_up(arrival.name)
@@ -181,6 +188,8 @@ class Simulation:
             if run is not None and run.token == int(token):
                 self.stop(run)
                 self.ended[key] = self.now
+                a = self.arrivals[key]
+                self.history.add(a.kind, a.queue, a.gpus, a.duration_s, self.now)
         elif kind == "ready":
             n = self.find(what)
             if n is not None:
@@ -199,6 +208,12 @@ class Simulation:
 
     def queue_up(self, key: str) -> None:
         g = self.pending[key] = self.gangs[key]
+        if self.policy.estimates and key not in self.estimates:
+            a = self.arrivals[key]
+            est = (Estimate(a.duration_s, a.duration_s, True, 0) if self.cfg.oracle
+                   else self.history.estimate(a.kind, a.queue, a.gpus, self.now))
+            if est is not None:
+                self.estimates[key] = est
         shape = _shape(g)
         self.shapes[shape] = self.shapes.get(shape, 0) + 1
 
@@ -255,7 +270,7 @@ class Simulation:
         pending = (tuple(_tolerating(g) if g.key in marked else g for g in self.pending.values())
                    if marked else tuple(self.pending.values()))
         running = tuple(r.view for r in self.running.values())
-        return Snapshot(tuple(nodes), pending, self.now, running, self.cfg.queues)
+        return Snapshot(tuple(nodes), pending, self.now, running, self.cfg.queues, self.estimates)
 
     def may_change(self) -> bool:
         """Could a cycle now admit or preempt anything? False only when it certainly

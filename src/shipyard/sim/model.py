@@ -69,6 +69,8 @@ class SimConfig:
     horizon_s: float | None = None  # None: 30 days after the last arrival
     # The queues (weights, quotas); empty: every queue an experiment names, weight 1.
     queues: tuple[Queue, ...] = ()
+    # A reference only (an SJF oracle): every estimate is the true duration, confident.
+    oracle: bool = False
     # The planner counts capacity that running work frees (by time limit) before a new
     # node could be Ready; False: today's planner before that look-ahead, to compare.
     look_ahead: bool = True

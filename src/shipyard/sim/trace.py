@@ -192,3 +192,28 @@ def resample(source: Sequence[Arrival], jobs: int, span_s: float, seed: int = 0,
                            task.kind if gpus == task.gpus else f"{task.kind}/x{gpus}"))
     out.sort(key=lambda a: (a.submit_s, a.name))
     return out
+
+
+def bench_trace(args: object) -> tuple[list[Arrival], str]:
+    """The trace a bench replays (its flags --trace, --traces-dir, --window-days,
+    --resample, --days, --seed) and words saying which; exits with the error if it
+    cannot be read."""
+    a = args
+    try:
+        return _bench_trace(a.trace, a.traces_dir, a.window_days, a.resample, a.days, a.seed)  # type: ignore[attr-defined]
+    except TraceError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+def _bench_trace(trace: Path | None, traces_dir: Path | None, window_days: float,
+                 jobs: int | None, days: float, seed: int) -> tuple[list[Arrival], str]:
+    """A CSV; else `jobs` resampled from the whole Alibaba trace over `days`; else its
+    busiest `window_days`."""
+    if trace is not None:
+        return load_csv(trace), str(trace)
+    path = alibaba_path(traces_dir)
+    if jobs is not None:
+        arrivals = resample(load_alibaba(path, window_s=float("inf")), jobs, days * DAY_S, seed=seed)
+        return arrivals, f"{path} resampled: {jobs} experiments over {days:g} days (seed {seed})"
+    return (load_alibaba(path, window_s=window_days * DAY_S),
+            f"{path} (busiest {window_days * 24:g} h of creation_time)")

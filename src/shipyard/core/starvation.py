@@ -1,0 +1,40 @@
+"""The starvation bound: a gang that has waited longer than `Policy.starvation_bound_s`
+goes first among its priority (oldest first) and gets nodes reserved however many gangs
+hold reservations already, and whatever the time limits: the nodes it will use are held
+as they free up, and nothing that could delay it starts there.
+
+Which nodes: those of its earliest start (backfill.earliest_start: running gangs freed
+in the order of their time limits, those without all at once), best fit; the choice is
+the same from cycle to cycle while nothing else changes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from shipyard.core.capacity import Capacity, Group
+from shipyard.core.model import Resources
+
+INF = math.inf
+
+
+def starving_before(now: float, bound_s: float | None) -> float:
+    """Gangs submitted before this instant have waited longer than the bound."""
+    return -INF if bound_s is None else now - bound_s
+
+
+def hold_free_part(capacity: Capacity, groups: Sequence[Group], nodes: Sequence[int]) -> None:
+    """Take what is free on each of `nodes` (the gang's future placement, member by
+    member in group order) up to what its members there need."""
+    need: dict[int, Resources] = {}
+    members = [g.request for g in groups for _ in g.members]
+    for r, i in zip(members, nodes, strict=False):
+        need[i] = need[i] + r if i in need else r
+    for i, r in need.items():
+        if not capacity.is_open(i):
+            continue
+        part = Resources(min(r.cpu_milli, capacity.fcpu[i]), min(r.memory, capacity.fmem[i]),
+                         min(r.gpus, capacity.fgpu[i]))
+        if part != Resources():
+            capacity.take(i, part)
