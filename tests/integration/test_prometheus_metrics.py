@@ -311,3 +311,48 @@ def test_cluster_logs_name_the_rank_that_failed_first(monitored, request):
         assert lines[0].startswith(f"== rank {blamed} failed first: exited with code 3"), lines
         assert "== every rank" in lines
         _drain(api, "crash")
+
+
+def test_nodes_of_repeated_gang_failures_are_quarantined_until_cleared(monitored, request):
+    stop_controller(monitored.controller)
+    monitored.controller = start_controller(monitored, "--metrics-port", str(monitored.metrics_port),
+                                            "--quarantine-after", "2")
+    core = None
+    try:
+        with experiment_namespace(monitored, request.node.name) as api:
+            core = api.core
+            # Both nodes take part in both failures of a two-pod gang that fails twice.
+            api.launch(gpu_job("lemon", 2, annotations={FAIL_AFTER: "1s", EXIT_CODE: "1"},
+                               retry=RetryPolicy(max_restarts=1, backoff_seconds=0)))
+            api.wait("lemon", lambda s: s.get("phase") == "Failed", timeout=90)
+            nodes = eventually(lambda: (ns := [n for n in core.list_node().items if any(
+                t.key == "shipyard.dev/quarantined" for t in n.spec.taints or [])]) and len(ns) == 2
+                and ns, 30, "both nodes quarantined")
+            evidence = json.loads(nodes[0].metadata.annotations["shipyard.dev/quarantine-evidence"])
+            assert [e["experiment"] for e in evidence] == [f"{api.ns}/lemon"] * 2
+            assert all("failed with exit code 1" in e["problem"] for e in evidence)
+            events = [e for e in core.list_namespaced_event("default").items
+                      if e.reason == "Quarantined" and e.involved_object.name == nodes[0].metadata.name]
+            assert events and "kubectl taint node" in events[0].message
+            eventually(lambda: value(scrape_or_empty(monitored.metrics_port), "shipyard_cluster_nodes",
+                                     state="quarantined") == 2, 30, "the quarantined gauge")
+
+            # No new work on them ...
+            api.launch(gpu_job("next", 1))
+            waiting = api.wait("next", lambda s: s.get("position") == 1)
+            assert waiting["phase"] == "Queued" and api.pods("next") == []
+            # ... until an operator clears the taint.
+            _clear_quarantine(core)
+            api.wait("next", lambda s: s.get("phase") == "Running")
+            _drain(api, "lemon", "next")
+    finally:
+        if core is not None:
+            _clear_quarantine(core)
+
+
+def _clear_quarantine(core: Any) -> None:
+    for node in core.list_node().items:
+        taints = [t for t in node.spec.taints or [] if t.key != "shipyard.dev/quarantined"]
+        if len(taints) != len(node.spec.taints or []):
+            core.patch_node(node.metadata.name, {"spec": {"taints": [
+                {"key": t.key, "value": t.value, "effect": t.effect} for t in taints] or None}})

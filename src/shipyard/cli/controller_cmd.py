@@ -40,6 +40,12 @@ def run(
     retry_period: Annotated[float, typer.Option(
         "--leader-elect-retry-period", min=0.1,
         help="Seconds between renewals (and between a standby's tries).")] = 2.0,
+    quarantine_after: Annotated[int, typer.Option(
+        min=0, help="Quarantine (taint shipyard.dev/quarantined:NoSchedule) a node that took "
+        "part in this many gang failures within --quarantine-window; 0: never.")] = 0,
+    quarantine_window: Annotated[float, typer.Option(
+        min=1, help="Seconds over which --quarantine-after counts a node's gang failures.")]
+    = 3600.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the controller: gang admission, fair share, preemption, lifecycle, and the
@@ -74,7 +80,9 @@ def run(
                                  autoscale={"confirm_s": scale_down_confirm,
                                             "backoff_s": pool_backoff},
                                  lease={"lease_s": lease_duration, "renew_deadline_s": renew_deadline,
-                                        "retry_s": retry_period})
+                                        "retry_s": retry_period},
+                                 quarantine={"after": quarantine_after,
+                                             "window_s": quarantine_window})
 
     try:
         asyncio.run(main())

@@ -47,6 +47,7 @@ async def run_controller(client: KubeClient, *, leader_elect: bool = True,
                          autoscale: Mapping[str, Any] | None = None,
                          metrics_port: int | None = None,
                          lease: Mapping[str, float] | None = None,
+                         quarantine: Mapping[str, Any] | None = None,
                          stop_bound_s: float = 5.0) -> None:
     """Run until cancelled; raises LostLeadership when the lease is lost. `lease`:
     LeaderElector's timings (lease_s, renew_deadline_s, retry_s)."""
@@ -54,7 +55,7 @@ async def run_controller(client: KubeClient, *, leader_elect: bool = True,
     elector = (LeaderElector(client, namespace, CONTROLLER, identity, **(lease or {}))
                if leader_elect else None)
     controller = Controller(client.fenced(elector.check) if elector else client,
-                            autoscale=autoscale)
+                            autoscale=autoscale, quarantine=quarantine)
     if metrics_port is not None:
         controller.autoscaler.metrics.serve(metrics_port)
     leading = asyncio.Event()

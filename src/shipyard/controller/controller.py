@@ -29,6 +29,7 @@ from typing import Any
 from shipyard.controller.autoscaler import TAINT_EARMARK, Autoscaler
 from shipyard.controller.capacity import CapacityPublisher
 from shipyard.controller.lifecycle import HOLDING, TERMINAL, Decision, reconcile
+from shipyard.controller.quarantine import Quarantine
 from shipyard.controller.views import (
     ExperimentView,
     PodView,
@@ -58,7 +59,7 @@ from shipyard.kube.install import SYSTEM_NAMESPACE
 from shipyard.kube.outage import Outage
 from shipyard.kube.resources import EXPERIMENTS, NODES, PODS, QUEUES
 from shipyard.monitor.metrics import CacheCollector
-from shipyard.monitor.scheduler import SchedulerCollector, SchedulerMetrics
+from shipyard.monitor.scheduler import TAINT_QUARANTINE, SchedulerCollector, SchedulerMetrics, restart_cause
 from shipyard.monitor.usage import rates, running_uses
 from shipyard.monitor.usage_store import UsageRecorder
 
@@ -80,7 +81,8 @@ class Controller:
     def __init__(self, client: KubeClient, *, clock: Callable[[], float] = time.time,
                  coalesce_s: float = 0.05, write_concurrency: int = 64,
                  autoscale: Mapping[str, Any] | None = None,
-                 usage_namespace: str = SYSTEM_NAMESPACE) -> None:
+                 usage_namespace: str = SYSTEM_NAMESPACE,
+                 quarantine: Mapping[str, Any] | None = None) -> None:
         """`autoscale`: options of the Autoscaler (None: defaults); it acts only on
         NodePools, so a cluster without any is left alone."""
         self.client = client
@@ -116,6 +118,9 @@ class Controller:
         self.usage = UsageRecorder(client, usage_namespace)
         self.metrics = SchedulerMetrics(self.autoscaler.metrics.registry)
         self.autoscaler.metrics.registry.register(SchedulerCollector(self))
+        # `quarantine`: Quarantine's `after` (K; 0: off) and `window_s`.
+        self.quarantine = Quarantine(client, self.writer, self.autoscaler.spawn, self._quarantined,
+                                     **(quarantine or {}))
 
     # -- cache bookkeeping ------------------------------------------------------
 
@@ -236,6 +241,18 @@ class Controller:
                 self.autoscaler.spawn(self.capacity.write(status))
         return result
 
+    def _quarantined(self, node: str) -> bool:
+        n = self.nodes.items.get(node)
+        return n is not None and any(t.key == TAINT_QUARANTINE for t in n.taints)
+
+    def _charge_failure(self, key: str, old: Mapping[str, Any], new: Mapping[str, Any],
+                        now: float) -> None:
+        """A running gang that failed (a pod, or a node) counts against its nodes."""
+        problem = str(new.get("failedPod") or "")
+        if old.get("phase") in HOLDING and new.get("phase") in ("Restarting", "Failed") \
+                and restart_cause(problem) in ("PodFailed", "NodeLost"):
+            self.quarantine.gang_failed(key, (old.get("placement") or {}).values(), problem, now)
+
     def _queue_of(self) -> dict[str, str]:
         return {k: e.spec.queue for k, e in self.experiments.items.items() if e.spec is not None}
 
@@ -338,6 +355,7 @@ class Controller:
             old = self.status(exp.key)
             self.metrics.transition(exp.spec.queue, old, decision.status,
                                     parse_time(old.get("admittedAt")), now)
+            self._charge_failure(exp.key, old, decision.status, now)
         if decision.status is not None:
             self._set_status(exp.key, decision.status)
         pods = list(self.pods_of.get(exp.key, {}).values())

@@ -1,0 +1,98 @@
+"""Quarantine "lemon" nodes: a node that took part in K gang failures within a window.
+
+A gang failure (a pod that failed, or a node that went NotReady or away) is charged to
+every node of the gang's placement: one failure says little about which node is bad,
+but a bad node takes part in many more than its neighbours. At K within `window_s`
+the node gets the `shipyard.dev/quarantined:NoSchedule` taint (no new work lands
+there) and an annotation with the evidence (which experiments failed, when, why),
+and an Event says so. It stays quarantined until an operator removes the taint:
+
+    kubectl taint node NODE shipyard.dev/quarantined-
+
+Off unless `shipyard controller run --quarantine-after K` is given.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from shipyard.controller.views import format_time
+from shipyard.controller.writer import Writer
+from shipyard.kube.client import KubeClient
+from shipyard.kube.resources import NODES
+from shipyard.monitor.scheduler import TAINT_QUARANTINE
+
+log = logging.getLogger(__name__)
+ANNOTATION_EVIDENCE = "shipyard.dev/quarantine-evidence"
+
+
+@dataclass(frozen=True, slots=True)
+class Strike:
+    experiment: str
+    at: float
+    problem: str
+
+
+@dataclass
+class Strikes:
+    """Gang failures per node within a sliding window. Pure."""
+
+    after: int
+    window_s: float
+    by_node: dict[str, list[Strike]] = field(default_factory=dict)
+
+    def record(self, nodes: Iterable[str], strike: Strike) -> list[str]:
+        """Charge `strike` to each node; return the nodes that reached `after` now."""
+        reached = []
+        for node in sorted(set(nodes)):
+            kept = [s for s in self.by_node.get(node, []) if strike.at - s.at <= self.window_s]
+            kept.append(strike)
+            self.by_node[node] = kept
+            if len(kept) >= self.after:
+                reached.append(node)
+        return reached
+
+
+class Quarantine:
+    def __init__(self, client: KubeClient, writer: Writer,
+                 spawn: Callable[[Coroutine[Any, Any, None]], None],
+                 tainted: Callable[[str], bool], after: int = 0, window_s: float = 3600.0) -> None:
+        """`tainted(node)`: whether the watch cache shows the quarantine taint on it."""
+        self.client, self.writer, self.spawn, self.tainted = client, writer, spawn, tainted
+        self.strikes = Strikes(after, window_s)
+
+    @property
+    def enabled(self) -> bool:
+        return self.strikes.after > 0
+
+    def gang_failed(self, experiment: str, nodes: Iterable[str], problem: str, now: float) -> None:
+        if not self.enabled:
+            return
+        for node in self.strikes.record(nodes, Strike(experiment, now, problem)):
+            if not self.tainted(node):
+                # The evidence goes with the taint; once an operator clears it, the node
+                # needs K fresh failures to be quarantined again.
+                self.spawn(self._quarantine(node, self.strikes.by_node.pop(node), now))
+
+    async def _quarantine(self, node: str, evidence: list[Strike], now: float) -> None:
+        obj = await self.client.get(NODES, node)
+        taints = [t for t in (obj.get("spec") or {}).get("taints") or []
+                  if t.get("key") != TAINT_QUARANTINE]
+        taints.append({"key": TAINT_QUARANTINE, "value": "true", "effect": "NoSchedule",
+                       "timeAdded": format_time(now)})
+        text = json.dumps([{"experiment": s.experiment, "at": format_time(s.at), "problem": s.problem}
+                           for s in evidence])
+        await self.client.patch(NODES, node, {
+            "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"],
+                         "annotations": {ANNOTATION_EVIDENCE: text}},
+            "spec": {"taints": taints}})
+        message = (f"quarantined after {len(evidence)} gang failures within "
+                   f"{self.strikes.window_s:g}s: " + ", ".join(sorted({s.experiment for s in evidence}))
+                   + f"; clear with: kubectl taint node {node} {TAINT_QUARANTINE}-")
+        log.warning("node %s %s", node, message)
+        await self.writer.event_on({"apiVersion": "v1", "kind": "Node", "name": node},
+                                   "Quarantined", message, now, "Warning")
