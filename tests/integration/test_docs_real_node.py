@@ -1,13 +1,24 @@
-"""The "Real nodes" command block of docs/devcluster.md, run as written (the cluster
-name made unique to this session)."""
+"""Every command block of docs/cluster.md and docs/devcluster.md, run as written.
+
+The kwok blocks run in order, one file after the other, through bash (`set -ex`) with
+the dev clusters' state and the kubeconfig in a folder of this test's own, so `dev up`
+without a name, or `dev down --all`, touch no one else's cluster. A block marked
+`<!-- docs-test: skip REASON -->` is reported skipped with its reason. The "Real
+nodes" block (real clusters use machine-wide names) has a test of its own below, with
+the cluster name made unique to this session.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -15,7 +26,93 @@ import pytest
 from shipyard.dev import cluster as devcluster
 from shipyard.dev import netns, realnode
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "devcluster.md"
+REPO = Path(__file__).resolve().parents[2]
+DOC = REPO / "docs" / "devcluster.md"
+DOCS = (REPO / "docs" / "cluster.md", DOC)
+SKIP = re.compile(r"<!--\s*docs-test:\s*skip\s+(.+?)\s*-->")
+FENCE = re.compile(r"^```bash\n(.*?)^```", re.S | re.M)
+# What a block's output must show besides its exit status, by its first command.
+EXPECT = {
+    "shipyard dev up --name demo": ["ddp"],  # kubectl get experiments lists it
+    "shipyard dev up --name helm-demo": ["STATUS: deployed"],
+    "shipyard dev build": ["stopped default", "stopped b"],
+}
+
+
+@dataclass(frozen=True)
+class Block:
+    doc: str
+    line: int
+    script: str
+    skip: str | None
+
+    @property
+    def first(self) -> str:
+        return next(ln.split("#", 1)[0].strip() for ln in self.script.splitlines()
+                    if ln.split("#", 1)[0].strip())
+
+
+def command_blocks(path: Path) -> list[Block]:
+    text = path.read_text()
+    blocks = []
+    for match in FENCE.finditer(text):
+        before = text[:match.start()].rstrip().rsplit("\n", 1)[-1]
+        marker = SKIP.search(before)
+        blocks.append(Block(path.name, text.count("\n", 0, match.start()) + 1, match.group(1),
+                            marker.group(1) if marker else None))
+    return blocks
+
+
+BLOCKS = [b for doc in DOCS for b in command_blocks(doc)]
+
+
+@pytest.fixture(scope="module")
+def docs_env(tmp_path_factory) -> Iterator[dict[str, str]]:
+    """An environment of its own for the docs' clusters; every one of them down after."""
+    from shipyard.dev import build
+
+    root = tmp_path_factory.mktemp("docs")
+    build.build(log=lambda m: None)  # no-ops when cached, as `shipyard dev build` is
+    helm_dir = build.build_tools(log=lambda m: None)
+    # `shipyard` is this checkout's; helm the one `shipyard dev build` made.
+    path = [str(Path(sys.executable).parent), str(helm_dir)]
+    env = {**os.environ, "SHIPYARD_DEV_STATE_DIR": str(root / "state"),
+           "KUBECONFIG": str(root / "kubeconfig"), "SHIPYARD_HOME": str(root / "home"),
+           "PATH": os.pathsep.join([*path, os.environ.get("PATH", "")]), "COLUMNS": "200"}
+    try:
+        yield env
+    finally:
+        subprocess.run([sys.executable, "-m", "shipyard.cli", "dev", "down", "--all"], env=env,
+                       capture_output=True, timeout=300, cwd=REPO)
+
+
+@pytest.mark.parametrize("block", BLOCKS, ids=[f"{b.doc}:{b.line}" for b in BLOCKS])
+def test_command_block_runs_as_written(block: Block, docs_env: dict[str, str]) -> None:
+    if block.skip:
+        print(f"SKIP {block.doc} line {block.line}: {block.skip}", file=sys.stderr)
+        pytest.skip(f"{block.doc} line {block.line}: {block.skip}")
+    # Its own session: what the block starts in the background (`... &`) is stopped after
+    # bash ends (it holds the output open: a file, not a pipe, is read).
+    log = Path(docs_env["SHIPYARD_DEV_STATE_DIR"]).parent / f"{block.doc}-{block.line}.log"
+    with log.open("w") as handle:
+        proc = subprocess.Popen(["bash", "-ex", "-o", "pipefail", "-c", block.script], cwd=REPO,
+                                env=docs_env, stdout=handle, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            proc.wait(timeout=600)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+    out = log.read_text(errors="replace")
+    assert proc.returncode == 0, f"{block.doc} line {block.line} failed:\n{out[-4000:]}"
+    for want in next((v for k, v in EXPECT.items() if block.first.startswith(k)), []):
+        assert want in out, f"{block.doc} line {block.line}: no {want!r} in:\n{out[-4000:]}"
+
+
+def test_every_block_is_run_or_says_why_not() -> None:
+    assert len(BLOCKS) >= 4
+    for b in BLOCKS:
+        assert b.skip is None or len(b.skip) > 10, f"{b.doc} line {b.line}: say why it is skipped"
 
 
 def real_node_block() -> list[str]:
