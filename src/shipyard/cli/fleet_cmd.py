@@ -29,6 +29,7 @@ from shipyard.fleet import (
 )
 from shipyard.kube.errors import ApiError
 from shipyard.kube.experiments import ExperimentExists
+from shipyard.kube.workdir import WorkdirError
 from shipyard.spec import Experiment, SpecError
 from shipyard.spec.clusters import ClustersConfig, load_clusters_config
 from shipyard.spec.quantity import MAX_SECONDS
@@ -107,7 +108,7 @@ def launch_auto(exp: Experiment, explain: bool, clusters_file: Path | None) -> N
         _explain(p, p.scores)
     try:
         obj = asyncio.run(submit(p.cluster, exp))
-    except (Unreachable, ApiError, ExperimentExists) as exc:
+    except (Unreachable, ApiError, ExperimentExists, WorkdirError) as exc:
         errors.print(f"[red]error:[/red] launching in {p.cluster.name}: {exc}", highlight=False)
         raise typer.Exit(1) from None
     meta = obj["metadata"]
