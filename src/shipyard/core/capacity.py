@@ -141,16 +141,15 @@ def cap(where: Pool | NodeClass, r: Resources, m: int, *, held: bool = False) ->
             h = where.held
             nodes += sum(h.n_level[m:])
             fgpu, fcpu, fmem = where.fgpu + h.fgpu, where.fcpu + h.fcpu, where.fmem + h.fmem
-            return _bound(nodes * cls.per_node(r), r, fgpu, fcpu, fmem) if nodes else 0
+            return free_bound(nodes * cls.per_node(r), r, fgpu, fcpu, fmem) if nodes else 0
     else:
-        buckets = where.buckets
-        nodes = sum(len(buckets[lv]) for lv in range(m, top + 1))
+        nodes = sum(map(len, where.buckets[m:]))  # levels m..top (hot: no generator)
     if not nodes:
         return 0
-    return _bound(nodes * cls.per_node(r), r, where.fgpu, where.fcpu, where.fmem)
+    return free_bound(nodes * cls.per_node(r), r, where.fgpu, where.fcpu, where.fmem)
 
 
-def _bound(bound: float, r: Resources, fgpu: int, fcpu: int, fmem: int) -> float:
+def free_bound(bound: float, r: Resources, fgpu: int, fcpu: int, fmem: int) -> float:
     if r.gpus:
         bound = min(bound, fgpu // r.gpus)
     if r.cpu_milli:
@@ -309,13 +308,19 @@ class Capacity:
         members = list(members)
         # By identity of the selector first (replicas of a role share one mapping:
         # cheap), then merged by content. Most gangs are one role: one key.
-        keys = [(m.request, id(m.node_selector), m.tolerations) for m in members]
         by_id: dict[tuple[object, ...], list[Member]] = {}
-        if len(set(keys)) == 1:
-            by_id[keys[0]] = members
+        f = members[0] if members else None
+        if f is not None and all(m.request is f.request and m.node_selector is f.node_selector
+                                 and m.tolerations is f.tolerations for m in members):
+            # Replicas of one role share their objects: one group, no hashing per member.
+            by_id[f.request, id(f.node_selector), f.tolerations] = members
         else:
-            for k, m in zip(keys, members, strict=True):
-                by_id.setdefault(k, []).append(m)
+            keys = [(m.request, id(m.node_selector), m.tolerations) for m in members]
+            if len(set(keys)) == 1:
+                by_id[keys[0]] = members
+            else:
+                for k, m in zip(keys, members, strict=True):
+                    by_id.setdefault(k, []).append(m)
         by_key: dict[tuple[object, ...], Group] = {}
         for ms in by_id.values():
             m = ms[0]

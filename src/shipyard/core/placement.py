@@ -21,7 +21,7 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 
-from shipyard.core.capacity import Capacity, Group, Pool, cap
+from shipyard.core.capacity import Capacity, Group, Pool, cap, free_bound
 from shipyard.core.model import Member, Node, Resources, Topology
 
 INF = math.inf
@@ -58,12 +58,17 @@ def usable_pools(capacity: Capacity, group: Group, ends_at: float) -> dict[Pool,
     out: dict[Pool, float] = {}
     for c in group.classes:
         m = c.min_level(r)
+        per = c.per_node(r)
         # Whole-node pods: the room is exactly the number of empty nodes.
-        whole = m == c.levels and c.per_node(r) == 1
+        whole = m == c.levels and per == 1
         for lv in range(m, c.levels + 1):
             for p in c.pools_at[lv].values():
                 if p not in out:
-                    out[p] = len(p.buckets[m]) if whole else cap(p, r, m)
+                    if whole:
+                        out[p] = len(p.buckets[m])
+                    else:  # cap(p, r, m), inlined: this loop is the hottest of a cycle
+                        n = sum(map(len, p.buckets[m:]))
+                        out[p] = free_bound(n * per, r, p.fgpu, p.fcpu, p.fmem) if n else 0
     classes = set(map(id, group.classes))
     for res in capacity.reservations:
         if res.admits(ends_at):
