@@ -277,8 +277,10 @@ class _Cycle:
 
     @staticmethod
     def memo_key_groups(groups: list[Group]) -> tuple[object, ...]:
-        return tuple((g.request, len(g.members), id(g.classes), tuple(g.topo_filter.items()),
-                      g.node_check is None) for g in groups)
+        # The request as plain ints: this key is hashed several times per gang, and a
+        # dataclass hashes in Python.
+        return tuple(((r := g.request).cpu_milli, r.memory, r.gpus, len(g.members), id(g.classes),
+                      tuple(g.topo_filter.items()), g.node_check is None) for g in groups)
 
     def blocked(self, gang: Gang, groups: list[Group], ends_at: float, memo: object) -> None:
         cap = self.capacity
