@@ -388,6 +388,41 @@ def test_launch_ships_the_spec_folder_and_a_script_not_in_the_image_runs(
             time.sleep(0.5)
 
 
+def test_a_restarted_gang_resumes_from_its_checkpoint_on_the_volume(
+        real_cluster, request, tmp_path: Path) -> None:
+    """Rank 1 fails at step 10 of the first attempt; the whole gang restarts and each
+    rank goes on from the step in SHIPYARD_CHECKPOINT_DIR (a hostPath volume here)."""
+    script = ("import os, pathlib, sys, time\n"
+              "rank, restart = os.environ['RANK'], os.environ['SHIPYARD_RESTART_COUNT']\n"
+              "ckpt = pathlib.Path(os.environ['SHIPYARD_CHECKPOINT_DIR']) / f'rank-{rank}'\n"
+              "start = int(ckpt.read_text()) if ckpt.exists() else 0\n"
+              "print(f'attempt {restart} starts at step {start}', flush=True)\n"
+              "for step in range(start, 20):\n"
+              "    if (rank, restart, step) == ('1', '0', 10):\n"
+              "        sys.exit(1)\n"
+              "    ckpt.with_suffix('.tmp').write_text(str(step + 1))\n"
+              "    os.replace(ckpt.with_suffix('.tmp'), ckpt)\n"
+              "    time.sleep(0.05)\n"
+              "print('trained to step 20', flush=True)")
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    exp = sleeper("resume", script=script, retry={"max_restarts": 1, "backoff_seconds": 1},
+                  volumes=[{"name": "ckpt", "host_path": str(folder)}],
+                  checkpoint={"volume": "ckpt", "path": "/ckpt"})
+    with experiment_namespace(real_cluster, request.node.name) as api:
+        api.launch(exp)
+        status = api.wait("resume", lambda s: s.get("phase") in ("Succeeded", "Failed"),
+                          timeout=240)
+        assert status["phase"] == "Succeeded", status
+        assert status["restarts"] == 1
+        second = logs(api, "resume-worker-1")  # the pods of the last attempt
+        assert "attempt 1 starts at step 10" in second, second
+        assert "trained to step 20" in second
+        assert "attempt 1 starts at step 0" not in logs(api, "resume-worker-0")
+        assert sorted(p.name for p in folder.iterdir()) == ["rank-0", "rank-1"]
+        assert {p.read_text() for p in folder.iterdir()} == {"20"}
+
+
 def _stream_logs(api: Api, pod: str) -> tuple[threading.Thread, list[str]]:
     """Follow a pod's log in a thread until its container ends."""
     out: list[str] = []
