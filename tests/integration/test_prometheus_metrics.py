@@ -265,29 +265,28 @@ def _stored_gpu_seconds(api: Any, namespace: str) -> float:
 def test_usage_survives_a_controller_restart(monitored, request):
     port = monitored.metrics_port
     with experiment_namespace(monitored, request.node.name) as api:
+        u = {"queue": "default", "namespace": api.ns}
         api.launch(gpu_job("steady", 1))
         api.wait("steady", lambda s: s.get("phase") == "Running")
-        u = {"queue": "default", "namespace": api.ns}
-        eventually(lambda: value(scrape(port), "shipyard_usage_gpu_seconds_total", **u) >= 40,
-                   60, "five seconds of 8 GPUs")
+        eventually(lambda: value(scrape(port), "shipyard_usage_gpu_seconds_total", **u) > 0,
+                   60, "usage counted")
+        _drain(api, "steady")  # nothing of this namespace runs from here on
         stop_controller(monitored.controller)  # SIGTERM: the ledger is flushed on the way out
         stored = _stored_gpu_seconds(api, api.ns)
-        assert stored >= 40
+        assert stored > 0
 
         monitored.controller = start_controller(monitored, "--metrics-port", str(port))
-        # The first count the new controller shows is the stored one (a count begun
-        # afresh would show a few GPU-seconds), and it goes on from there.
-        first = eventually(lambda: value(scrape_or_empty(port),
-                                         "shipyard_usage_gpu_seconds_total", **u), 60, "a count")
-        assert first >= stored
-        eventually(lambda: value(scrape(port), "shipyard_usage_gpu_seconds_total", **u) > first,
-                   30, "the count continued")
+        # Nothing runs, so a count begun afresh would show nothing for this namespace:
+        # the restarted controller shows the stored count.
+        eventually(lambda: value(scrape_or_empty(port), "shipyard_usage_gpu_seconds_total", **u)
+                   == pytest.approx(stored, abs=1e-3), 60, "the stored count")
         report = _usage_report(monitored)
         row = next(r for r in report["rows"] if r["namespace"] == api.ns)
         assert row["queue"] == "default" and 0 < row["gpu_share"] <= 1
-        assert row["gpu_hours"] >= round(stored / 3600, 3)
+        assert row["gpu_hours"] == round(stored / 3600, 3)
         assert report["total"]["gpu_hours"] >= row["gpu_hours"]
-        _drain(api, "steady")
+        # (That it goes on counting from there is the accountant's step, which the
+        # scenario above and tests/unit/test_usage.py cover.)
 
 
 def scrape_or_empty(port: int) -> Samples:
@@ -331,9 +330,11 @@ def test_nodes_of_repeated_gang_failures_are_quarantined_until_cleared(monitored
             evidence = json.loads(nodes[0].metadata.annotations["shipyard.dev/quarantine-evidence"])
             assert [e["experiment"] for e in evidence] == [f"{api.ns}/lemon"] * 2
             assert all("failed with exit code 1" in e["problem"] for e in evidence)
-            events = [e for e in core.list_namespaced_event("default").items
-                      if e.reason == "Quarantined" and e.involved_object.name == nodes[0].metadata.name]
-            assert events and "kubectl taint node" in events[0].message
+            events = eventually(lambda: [
+                e for e in core.list_namespaced_event("default").items
+                if e.reason == "Quarantined" and e.involved_object.name == nodes[0].metadata.name],
+                30, "the Quarantined event")  # written after the taint
+            assert "kubectl taint node" in events[0].message
             eventually(lambda: value(scrape_or_empty(monitored.metrics_port), "shipyard_cluster_nodes",
                                      state="quarantined") == 2, 30, "the quarantined gauge")
 
@@ -356,3 +357,30 @@ def _clear_quarantine(core: Any) -> None:
         if len(taints) != len(node.spec.taints or []):
             core.patch_node(node.metadata.name, {"spec": {"taints": [
                 {"key": t.key, "value": t.value, "effect": t.effect} for t in taints] or None}})
+
+
+def test_an_unhealthy_node_gets_its_gang_restarted_elsewhere_and_no_new_work(monitored, request):
+    def mark(node: str, *extra: str) -> None:
+        subprocess.run([sys.executable, "-m", "shipyard.cli", "dev", "node-unhealthy", node,
+                        "--name", monitored.name, *extra], check=True, timeout=60,
+                       capture_output=True)
+
+    with experiment_namespace(monitored, request.node.name) as api:
+        api.launch(gpu_job("sturdy", 1, retry=RetryPolicy(max_restarts=2, backoff_seconds=0)))
+        first = api.wait("sturdy", lambda s: s.get("phase") == "Running")
+        sick = first["placement"]["trainer-0"]
+        try:
+            mark(sick, "--reason", "gpu-xid-79")
+            moved = api.wait("sturdy", lambda s: s.get("phase") == "Running"
+                             and s.get("restarts") == 1, timeout=60)
+            assert moved["placement"]["trainer-0"] != sick
+            assert moved["failedPod"] == f"node {sick} of pod sturdy-trainer-0 is unhealthy: gpu-xid-79"
+            eventually(lambda: [e for e in api.core.list_namespaced_event(api.ns).items
+                                if e.reason == "Restarting" and "unhealthy" in e.message],
+                       30, "the Restarting event")
+            # Nothing new there: a gang that needs the other node too waits.
+            api.launch(gpu_job("pair", 2))
+            assert api.wait("pair", lambda s: s.get("position") == 1)["phase"] == "Queued"
+        finally:
+            mark(sick, "--recover")
+        _drain(api, "sturdy", "pair")

@@ -166,6 +166,22 @@ def node_notready_cmd(
         c.set_node_not_ready(node, message)
 
 
+@app.command("node-unhealthy")
+def node_unhealthy_cmd(
+    node: Annotated[str, typer.Argument(help="Node name.")],
+    name: Annotated[str, typer.Option("--name", "-n", help="Cluster name.")] = "default",
+    reason: Annotated[str, typer.Option(help="Why (a label value: letters, digits, -_.).")]
+    = "gpu-xid-79",
+    recover: Annotated[bool, typer.Option("--recover", help="Remove the mark.")] = False,
+) -> None:
+    """Mark a node unhealthy as a GPU health agent would (taint shipyard.dev/unhealthy):
+    the controller restarts the gangs on it elsewhere and places nothing new there.
+
+    Example: shipyard dev node-unhealthy gpu-a100-00003 --name a --reason gpu-xid-79
+    """
+    _load(name).set_node_unhealthy(node, None if recover else reason)
+
+
 @app.command("node-delete")
 def node_delete_cmd(
     node: Annotated[str, typer.Argument(help="Node name.")],

@@ -14,7 +14,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shipyard.controller.views import ExperimentView, PodView, format_time, parse_time
+from shipyard.controller.views import (
+    TAINT_UNHEALTHY,
+    ExperimentView,
+    PodView,
+    format_time,
+    parse_time,
+)
 from shipyard.core.model import Node
 
 HOLDING = ("Admitted", "Starting", "Running")  # resources counted from the placement
@@ -126,6 +132,10 @@ def _watch_gang(exp: ExperimentView, status: Mapping[str, Any], pods: Sequence[P
         node = nodes.get(node_name)
         if pod.phase != "Succeeded" and (node is None or not node.ready):
             problem = f"node {node_name} of pod {pod.name} is {'gone' if node is None else 'NotReady'}"
+            break
+        sick = next((t for t in node.taints if t.key == TAINT_UNHEALTHY), None)
+        if pod.phase != "Succeeded" and sick is not None:
+            problem = f"node {node_name} of pod {pod.name} is unhealthy: {sick.value or 'tainted'}"
             break
     started = status.get("startedAt")
     if problem is None and spec.time_limit is not None and started:

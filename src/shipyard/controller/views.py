@@ -27,6 +27,12 @@ TERMINAL_POD_PHASES = ("Succeeded", "Failed")
 # Taints the node lifecycle controller derives from the Ready condition, seconds late:
 # a Ready node still wearing one is a fresh node, not a broken one (Ready is the truth).
 CONDITION_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+# A sick node, as a health agent says it: this taint (any effect; `shipyard dev
+# node-unhealthy` sets it), or a node condition of these types with status True
+# (node-problem-detector's and GPU health agents' kind). The view turns either into a
+# NoSchedule taint of this key, so no new gang lands there and running ones restart.
+TAINT_UNHEALTHY = "shipyard.dev/unhealthy"
+UNHEALTHY_CONDITIONS = ("GPUUnhealthy", "KernelDeadlock", "ReadonlyFilesystem")
 
 
 def parse_time(text: str | None) -> float | None:
@@ -57,6 +63,11 @@ def node_view(obj: dict[str, Any]) -> Node:
         Taint(t["key"], t.get("value", ""), t.get("effect", "NoSchedule")) for t in spec.get("taints") or []
         if not (ready and t.get("effect") == "NoSchedule" and t["key"] in CONDITION_TAINTS)
     )
+    sick = [c for c in status.get("conditions") or []
+            if c.get("type") in UNHEALTHY_CONDITIONS and c.get("status") == "True"]
+    if sick and not any(t.key == TAINT_UNHEALTHY for t in taints):
+        reason = sick[0].get("message") or sick[0].get("reason") or sick[0]["type"]
+        taints = (*taints, Taint(TAINT_UNHEALTHY, str(reason), "NoSchedule"))
     return Node(
         name=meta["name"],
         allocatable=_resources(status.get("allocatable")),

@@ -255,6 +255,22 @@ class DevCluster:
     def set_node_ready(self, node: str) -> None:
         self._patch_node(node, {NOT_READY: None, NOT_READY_REASON: None})
 
+    def set_node_unhealthy(self, node: str, reason: str | None) -> None:
+        """What a GPU health agent does: taint the node shipyard.dev/unhealthy=REASON
+        (NoSchedule); None: remove the taint."""
+        from kubernetes import client as k
+
+        with self.api_client(pool_size=1) as api:
+            core = k.CoreV1Api(api)
+            obj = core.read_node(node)
+            taints = [{"key": t.key, "value": t.value, "effect": t.effect}
+                      for t in obj.spec.taints or [] if t.key != "shipyard.dev/unhealthy"]
+            if reason is not None:
+                taints.append({"key": "shipyard.dev/unhealthy", "value": reason,
+                               "effect": "NoSchedule"})
+            core.patch_node(node, {"metadata": {"resourceVersion": obj.metadata.resource_version},
+                                   "spec": {"taints": taints or None}})
+
     def delete_node(self, node: str) -> None:
         from kubernetes import client as k
 
