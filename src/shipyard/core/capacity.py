@@ -178,19 +178,29 @@ class Capacity:
         self.version = 0  # bumps on every change: keys caches of "does it fit"
         self._pools: dict[tuple[int, tuple[str | None, ...], int], Pool] = {}
         self._eligible: dict[tuple[object, ...], tuple[list[NodeClass], dict[int, str], bool]] = {}
+        # The same, by identity of (selector, tolerations): replicas share those objects,
+        # and the content key hashes in Python. The objects are kept, so ids stay unique.
+        self._eligible_by_id: dict[tuple[int, int], tuple[object, object,
+                                                         tuple[list[NodeClass], dict[int, str], bool]]] = {}
         by_key: dict[tuple[object, ...], NodeClass] = {}
         skip = {*self.topo_keys, HOSTNAME}
+        # Nodes often share one labels mapping (an adapter's template): read it once.
+        seen: dict[int, tuple[frozenset[tuple[str, str]], tuple[str | None, ...]]] = {}
         for i, node in enumerate(self.nodes):
             if not (node.ready and node.schedulable):
                 continue
-            labels = frozenset((k, v) for k, v in node.labels.items() if k not in skip)
+            hit = seen.get(id(node.labels))
+            if hit is None:
+                hit = seen[id(node.labels)] = (
+                    frozenset((k, v) for k, v in node.labels.items() if k not in skip),
+                    tuple(node.labels.get(k) for k in self.topo_keys))
+            labels, topo = hit
             key = (node.allocatable, labels, node.taints)
             cls = by_key.get(key)
             if cls is None:
                 cls = by_key[key] = NodeClass(len(self.classes), node)
                 self.classes.append(cls)
             cls.nodes.append(i)
-            topo = tuple(node.labels.get(k) for k in self.topo_keys)
             self._enter(i, self._pool(cls, topo, None))
 
     # -- pools and levels ----------------------------------------------------
@@ -306,21 +316,18 @@ class Capacity:
     def groups(self, members: Iterable[Member]) -> list[Group]:
         """Members grouped by request and constraints, biggest request first."""
         members = list(members)
-        # By identity of the selector first (replicas of a role share one mapping:
-        # cheap), then merged by content. Most gangs are one role: one key.
-        by_id: dict[tuple[object, ...], list[Member]] = {}
         f = members[0] if members else None
         if f is not None and all(m.request is f.request and m.node_selector is f.node_selector
                                  and m.tolerations is f.tolerations for m in members):
-            # Replicas of one role share their objects: one group, no hashing per member.
-            by_id[f.request, id(f.node_selector), f.tolerations] = members
-        else:
-            keys = [(m.request, id(m.node_selector), m.tolerations) for m in members]
-            if len(set(keys)) == 1:
-                by_id[keys[0]] = members
-            else:
-                for k, m in zip(keys, members, strict=True):
-                    by_id.setdefault(k, []).append(m)
+            # Replicas of one role share their objects (most gangs): one group, no hashing.
+            classes, topo_filter, host = self._classes_for(f)
+            return [Group(f.request, members, classes, topo_filter, f if host else None)]
+        # By identity of the selector first (replicas of a role share one mapping:
+        # cheap), then merged by content.
+        by_id: dict[tuple[object, ...], list[Member]] = {}
+        keys = [(m.request, id(m.node_selector), m.tolerations) for m in members]
+        for k, m in zip(keys, members, strict=True):
+            by_id.setdefault(k, []).append(m)
         by_key: dict[tuple[object, ...], Group] = {}
         for ms in by_id.values():
             m = ms[0]
@@ -341,6 +348,15 @@ class Capacity:
         return out
 
     def _classes_for(self, m: Member) -> tuple[list[NodeClass], dict[int, str], bool]:
+        ident = (id(m.node_selector), id(m.tolerations))
+        seen = self._eligible_by_id.get(ident)
+        if seen is not None and seen[0] is m.node_selector and seen[1] is m.tolerations:
+            return seen[2]
+        hit = self._classes_by_content(m)
+        self._eligible_by_id[ident] = (m.node_selector, m.tolerations, hit)
+        return hit
+
+    def _classes_by_content(self, m: Member) -> tuple[list[NodeClass], dict[int, str], bool]:
         key = (tuple(sorted(m.node_selector.items())), m.tolerations)
         hit = self._eligible.get(key)
         if hit is None:
