@@ -5,6 +5,11 @@
 
 torchrun takes --nnodes, --nproc-per-node, --node-rank, --master-addr and
 --master-port from the PET_* variables shipyard sets on every pod.
+
+train.py checkpoints to SHIPYARD_CHECKPOINT_DIR (here the PersistentVolumeClaim
+ddp-checkpoints, mounted at /ckpt in every replica, the same on every attempt and after
+a move) and resumes from it after a restart or a preemption; `launch -c` ships this
+folder (train.py) with it. Locally the checkpoint folder is the run's own.
 """
 
 from shipyard import Experiment, RetryPolicy, Role
@@ -25,4 +30,7 @@ experiment = Experiment(
     ],
     retry=RetryPolicy(max_restarts=3, backoff_seconds=30),
     time_limit="2h",
+    volumes=[{"name": "ckpt", "pvc": "ddp-checkpoints"}],
+    checkpoint={"volume": "ckpt", "path": "/ckpt"},
+    stop_grace_seconds=60,  # SIGTERM, then a minute before SIGKILL (a save in progress ends)
 )
