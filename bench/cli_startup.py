@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from shipyard.cli.flags import arg
+
 ROOT = Path(__file__).parents[1]
 
 
@@ -55,11 +57,10 @@ def measure(cmd: list[str], env: dict[str, str], runs: int) -> tuple[float, floa
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=15, help="runs per command (median reported)")
+    ap.add_argument("--runs", type=arg(integer=True, low=1, high=1000), default=15,
+                    help="runs per command (median reported)")
     ap.add_argument("--hyperfine", action="store_true", help="also run hyperfine, if installed")
     args = ap.parse_args()
-    if args.runs < 1:
-        sys.exit("error: --runs must be >= 1")
     home = tempfile.mkdtemp(prefix="shipyard-bench-")
     env = {**os.environ, "SHIPYARD_HOME": home, "COLUMNS": "100"}  # an empty local store
     sy = shipyard()
