@@ -336,6 +336,23 @@ def test_move_a_queued_experiment(fleet: Fleet, both: Both) -> None:
     assert again.returncode == 0 and "already in cloud" in again.stdout
 
 
+def test_a_move_takes_the_shipped_workdir_along(fleet: Fleet, both: Both, tmp_path: Path) -> None:
+    folder = tmp_path / "code"
+    folder.mkdir()
+    (folder / "train.py").write_text("print('moved code')\n")
+    spec = small("shipcode", both.ns, gpu=False).model_dump(mode="json", exclude_none=True)
+    (folder / "experiment.yaml").write_text(yaml.safe_dump(spec))
+    out = fleet.cli("launch", "-c", CLUSTERS[0][1], str(folder / "experiment.yaml"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    source = both.onprem.core.read_namespaced_config_map("shipcode-workdir", both.ns)
+    out = fleet.cli("move", "shipcode", "-n", both.ns, "--to", "cloud")
+    assert out.returncode == 0, out.stdout + out.stderr
+    copy = both.cloud.core.read_namespaced_config_map("shipcode-workdir", both.ns)
+    assert copy.binary_data == source.binary_data
+    uid = both.cloud.get("shipcode")["metadata"]["uid"]
+    assert [r.uid for r in copy.metadata.owner_references] == [uid]
+
+
 class PodWatch:
     """Polls both clusters for an experiment's pods: target first, then source, so a
     sighting of pods in both is a real overlap (the target's pods exist only after
