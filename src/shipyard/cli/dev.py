@@ -36,11 +36,13 @@ def _fail(msg: str) -> typer.Exit:
 def build_cmd(
     force: Annotated[bool, typer.Option(help="Rebuild even when the cache has the binaries.")]
     = False,
-    node: Annotated[bool, typer.Option(help="Also kubelet, kube-proxy, CoreDNS (real nodes) and helm.")]
+    node: Annotated[bool, typer.Option(
+        help="Also kubelet, kube-proxy, CoreDNS (real nodes), helm, prometheus and promtool.")]
     = True,
 ) -> None:
     """Build (or reuse) etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
-    kwok (and kubelet, kube-proxy, CoreDNS for real nodes) from the Go module proxy into
+    kwok (and kubelet, kube-proxy, CoreDNS for real nodes, helm for the chart's tests,
+    prometheus and promtool for the monitoring tests) from the Go module proxy into
     ~/.cache/shipyard/bin/<versions>/.
 
     Example: shipyard dev build

@@ -1,5 +1,5 @@
 """Build etcd, the Kubernetes control plane and kwok (and, for real nodes, kubelet,
-kube-proxy and CoreDNS) from the Go module proxy, cached.
+kube-proxy and CoreDNS; helm; prometheus and promtool) from the Go module proxy, cached.
 
 Binaries land in `<cache>/bin/<key>/` where the key names every pinned version and
 the platform (the node binaries in a directory of their own, so adding them never
@@ -441,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="rebuild even if cached")
     p.add_argument("--print-dir", action="store_true", help="print the binary dir and exit")
     p.add_argument("--no-node", action="store_true",
-                   help="skip kubelet, kube-proxy and coredns (real nodes)")
+                   help="skip kubelet, kube-proxy and coredns (real nodes), helm and prometheus")
     a = p.parse_args(argv)
     if a.print_dir:
         print(bin_dir())
