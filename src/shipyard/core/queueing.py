@@ -112,11 +112,12 @@ class _Cycle:
         self.capacity = Capacity(snapshot, [*policy.topology_keys, *extra])
         self.queues = {q.name: q for q in snapshot.queues}
         self.implicit = not snapshot.queues
-        cluster = Resources()
+        cpu = mem = gpus = 0
         for n in snapshot.nodes:
             if n.ready and n.schedulable:
-                cluster = cluster + n.allocatable
-        self.cluster = cluster
+                a = n.allocatable
+                cpu, mem, gpus = cpu + a.cpu_milli, mem + a.memory, gpus + a.gpus
+        self.cluster = Resources(cpu, mem, gpus)
         self.usage: dict[str, Resources] = {}
         self.running = list(snapshot.running)
         for run in self.running:
@@ -435,7 +436,7 @@ class _Rest:
     def __init__(self, snap: Snapshot, policy: Policy) -> None:
         self.shapes: dict[tuple[Resources, int], int] = {}
         self.off = False  # True: never stop early (a gang that may preempt, or mixed pods)
-        if policy.preemption and snap.running and (
+        if policy.preemption and snap.running and snap.pending and (
                 any(q.nominal != UNLIMITED_RESOURCES for q in snap.queues)
                 or max(g.priority for g in snap.pending) > min(r.gang.priority for r in snap.running)):
             self.off = True
