@@ -208,6 +208,7 @@ def fixed_compare(arrivals: list[Arrival], args: argparse.Namespace) -> None:
         ratio = f"{vals[0] / vals[1]:.2f} x" if vals[1] else "-"
         print(f"{label:<{width}}" + "".join(f"{fmt(v):>{col}}" for v in vals) + f"{ratio:>{col}}")
     print(f"{'simulated in (wall)':<{width}}" + "".join(f"{m.wall_s:>{col - 2}.1f} s" for m in measured))
+    print(f"{'  (its own CPU time)':<{width}}" + "".join(f"{m.cpu_s:>{col - 2}.1f} s" for m in measured))
     print(f"{'peak RSS':<{width}}" + "".join(f"{m.rss_mib:>{col - 4}.0f} MiB" for m in measured))
     print(f"{'policy cycles run':<{width}}" + "".join(f"{m.value[1]:>{col},}" for m in measured))
     print(f"\n(each simulation in its own process, {args.parallel} at a time; wall and RSS are its own)")

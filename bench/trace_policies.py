@@ -129,6 +129,7 @@ def main() -> None:
             row(f"share {q} (weight {weight:.0%})",
                 ["-" if not s.gpu_share else f"{s.gpu_share.get(q, 0.0):.0%}" for s in sums])
     print(f"{'simulated in (wall)':<26}" + "".join(f"{m.wall_s:>{col - 2}.1f} s" for m in measured))
+    print(f"{'  (its own CPU time)':<26}" + "".join(f"{m.cpu_s:>{col - 2}.1f} s" for m in measured))
     print("\n!: longer than FIFO's longest wait of that size class. FIFO runs one queue in arrival order "
           "(no share to report).")
 
