@@ -9,6 +9,8 @@ from hypothesis import settings
 # red CI run means a regression, not a new random draw. Run without it (the default
 # profile) to search afresh while developing.
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+# Search longer (properties that do not pin max_examples): HYPOTHESIS_PROFILE=dev.
+settings.register_profile("dev", max_examples=2000, deadline=None, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 

@@ -378,7 +378,8 @@ def test_duplicate_pool_names_are_an_error():
 
 # -- properties -----------------------------------------------------------------------
 
-SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# No max_examples here: the profile decides (ci: the default 100; dev: many more).
+SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 EARMARK = "test.shipyard.dev/earmark"
 
 
