@@ -191,11 +191,14 @@ class Controller:
             await self.usage.final_flush(self.clock())
 
     async def _loop(self, leading: asyncio.Event | None = None) -> None:
+        began = time.monotonic()
         await asyncio.gather(*(i.synced.wait() for i in self.informers))
-        log.info("caches synced: %d nodes, %d pods, %d experiments", len(self.nodes.items),
-                 len(self.pods.items), len(self.experiments.items))
+        log.info("caches synced in %.2fs: %d nodes, %d pods, %d experiments",
+                 time.monotonic() - began, len(self.nodes.items), len(self.pods.items),
+                 len(self.experiments.items))
         if leading is not None:
             await leading.wait()
+        first = True
         while True:
             # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that
             # lands as the event fires, and a deposed leader would go on scheduling.
@@ -204,7 +207,12 @@ class Controller:
                     await self.dirty.wait()
             await asyncio.sleep(self.coalesce_s)
             self.dirty.clear()
-            self.run_cycle()
+            cycle_began = time.monotonic()
+            result = self.run_cycle()
+            if first:  # with the lists above: how long a restarted controller is blind
+                first = False
+                log.info("first cycle in %.2fs: %d admitted, %d experiments being written",
+                         time.monotonic() - cycle_began, len(result.admitted), len(self.inflight))
 
     def run_cycle(self) -> CycleResult:
         with self.metrics.cycle.time():

@@ -15,8 +15,10 @@ import base64
 import json
 import os
 import random
+import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -301,6 +303,7 @@ class _Run:
         self.exps = workload(s.experiments, s.seed, prefix="x")
 
     def setup(self) -> None:
+        self.log_offset = _size(self.controllers.log)
         self.controllers.install()
         _post(self.api, "/api/v1/namespaces", {"metadata": {"name": self.ns}})
         for name, weight in QUEUES.items():
@@ -481,6 +484,9 @@ class _Run:
                              for e in (json.loads(body)["items"] if status == 200 else [])})
             self.notes.append(f"bad experiments ended: {', '.join(phases) or 'none accepted'}")
         self._cleanup()
+        restart = restart_times(self.controllers.log, self.log_offset)
+        if restart:
+            self.notes.append(restart)
         exits = self.controllers.exits()
         if exits:
             self.notes.append(f"controller exit codes: {sorted(exits)}")
@@ -547,6 +553,33 @@ def plant_malformed(api: RawClient, namespace: str, i: int) -> list[str]:
 def _some_node(api: RawClient) -> str:
     status, body = api.request("GET", "/api/v1/nodes?limit=1")
     return json.loads(body)["items"][0]["metadata"]["name"] if status == 200 else ""
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def restart_times(log_path: Path, offset: int) -> str:
+    """How long each controller of a run took to fill its caches and run its first
+    cycle, from its own log lines (after `offset`): where a restart's time goes."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    synced = [float(m) for m in re.findall(r"caches synced in ([0-9.]+)s", text)]
+    first = [float(m) for m in re.findall(r"first cycle in ([0-9.]+)s", text)]
+    if not synced:
+        return ""
+    out = (f"{len(synced)} controller starts: caches synced in {statistics.median(synced):.2f}s "
+           f"median ({max(synced):.2f} max)")
+    if first:
+        out += f", first cycle {statistics.median(first):.2f}s median ({max(first):.2f} max)"
+    return out
 
 
 def controller_log_count(cluster: devcluster.DevCluster, text: str) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -91,10 +92,12 @@ class Informer(Generic[T]):
             self.on_change(key, old, new)
 
     async def _relist(self) -> None:
+        began = time.monotonic()
         objects, self.resource_version = await self.client.list(
             self.kind, self.namespace, label_selector=self.label_selector,
             field_selector=self.field_selector,
         )
+        listed = time.monotonic()
         fresh: dict[str, T] = {}
         for obj in objects:
             key = object_key(obj)
@@ -108,6 +111,9 @@ class Informer(Generic[T]):
         for key, value in fresh.items():
             if self.items.get(key) != value:
                 self._apply(key, value)
+        # Restart time is mostly these lists: say where it went.
+        log.info("listed %d %s in %.2fs, read in %.2fs", len(objects), self.kind.plural,
+                 listed - began, time.monotonic() - listed)
         self.synced.set()
 
     async def run(self) -> None:
