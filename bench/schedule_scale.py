@@ -14,15 +14,17 @@ four ways, one after the other, in the same run:
                     placed by kube-scheduler's own gang scheduling (the cluster runs
                     with GenericWorkload and GangScheduling on, for every way;
                     --no-native leaves the gates and this way out);
-  (c) shipyard      the Experiments created; the shipyard controller admits and
-                    places each gang whole and creates its pods bound.
+  (c) shipyard      the Experiments created; the shipyard controller (one replica,
+                    no leader election) admits and places each gang whole and
+                    creates its pods bound.
 
 For each: pods/s (pods / time from the first submission to the last pod bound), the
 time from submission to all Running (kwok marks bound pods Running), the gangs seen
 partial (the fault suite's rule, src/shipyard/dev/invariants.py: a live pod of the
 gang holds a node while another member has none) in samples every 0.1 s of the
-bench's own watch of the API server, with the longest such window, and shipyard's
-ratios of pods/s to each.
+bench's own watch of the API server, with the longest such window; of those, the
+gangs seen partial while every member's pod existed (waiting on the scheduler, not on
+pods still being written); and shipyard's ratios of pods/s to each.
 
     python bench/schedule_scale.py --sizes 2500[,5000,7500] [--scheduler-qps 50]
 
@@ -87,53 +89,74 @@ class Outcome:
     running_s: float
     partial: int = 0  # gangs seen partial in at least one sample
     longest_partial_s: float = 0.0
+    waiting: int = 0  # of those, seen partial with a pod for every member: waiting on the rest
+    longest_waiting_s: float = 0.0
 
     @property
     def pods_per_s(self) -> float:
         return self.pods / self.placed_s
 
 
-Seen = tuple[str, bool, bool]  # (experiment, live and holding a node, Running)
+Seen = tuple[str, bool, bool, bool]  # (experiment, live, live and holding a node, Running)
 
 
 def _seen(pod: dict[str, Any]) -> Seen:
-    return ((pod["metadata"].get("labels") or {}).get(LABEL_EXPERIMENT, ""),
+    return ((pod["metadata"].get("labels") or {}).get(LABEL_EXPERIMENT, ""), live(pod),
             bool(pod["spec"].get("nodeName")) and live(pod),
             (pod.get("status") or {}).get("phase") == "Running")
 
 
-class PartialGangs:
-    """invariants.Sampler's partial-gang rule over the watch: an experiment with some
-    but not all of its members live on a node. Counts kept per event; windows timed
-    from the first sample that saw a gang partial to the first that did not."""
+class Windows:
+    """Per gang, the longest run of samples it was seen in a state."""
 
-    def __init__(self, sizes: dict[str, int]) -> None:
-        self.sizes = sizes
-        self.holding: dict[str, int] = {}
+    def __init__(self) -> None:
         self.since: dict[str, float] = {}
-        self.windows: dict[str, float] = {}  # gang -> longest window
+        self.longest: dict[str, float] = {}
 
-    def change(self, _key: str, old: Seen | None, new: Seen | None) -> None:
-        for seen, step in ((old, -1), (new, 1)):
-            if seen is not None and seen[1]:
-                self.holding[seen[0]] = self.holding.get(seen[0], 0) + step
-
-    def sample(self, now: float) -> None:
-        partial = {g for g, n in self.holding.items() if 0 < n < self.sizes.get(g, 0)}
-        for g in partial:
+    def sample(self, now: float, gangs: set[str]) -> None:
+        for g in gangs:
             self.since.setdefault(g, now)
-        for g in [g for g in self.since if g not in partial]:
+        for g in [g for g in self.since if g not in gangs]:
             self.close(g, now)
 
     def close(self, gang: str, now: float) -> None:
         start = self.since.pop(gang)
-        self.windows[gang] = max(self.windows.get(gang, 0.0), now - start)
+        self.longest[gang] = max(self.longest.get(gang, 0.0), now - start)
 
     def finish(self, now: float) -> tuple[int, float]:
-        """(gangs seen partial, longest window), windows still open closed at `now`."""
+        """(gangs seen, longest window), windows still open closed at `now`."""
         for g in list(self.since):
             self.close(g, now)
-        return len(self.windows), max(self.windows.values(), default=0.0)
+        return len(self.longest), max(self.longest.values(), default=0.0)
+
+
+class PartialGangs:
+    """invariants.Sampler's partial-gang rule over the watch: an experiment with some
+    but not all of its members live on a node; "waiting" when every member has a live
+    pod (the rest exist and wait for nodes or binding, rather than not being written
+    yet). Counts kept per event; a window runs from the first sample that saw a gang so
+    to the first that did not."""
+
+    def __init__(self, sizes: dict[str, int]) -> None:
+        self.sizes = sizes
+        self.present: dict[str, int] = {}
+        self.holding: dict[str, int] = {}
+        self.partial, self.waiting = Windows(), Windows()
+
+    def change(self, _key: str, old: Seen | None, new: Seen | None) -> None:
+        for seen, step in ((old, -1), (new, 1)):
+            if seen is not None:
+                gang, alive, holding, _ = seen
+                self.present[gang] = self.present.get(gang, 0) + step * alive
+                self.holding[gang] = self.holding.get(gang, 0) + step * holding
+
+    def sample(self, now: float) -> None:
+        partial = {g for g, n in self.holding.items() if 0 < n < self.sizes.get(g, 0)}
+        self.partial.sample(now, partial)
+        self.waiting.sample(now, {g for g in partial if self.present[g] >= self.sizes[g]})
+
+    def finish(self, now: float) -> tuple[int, float, int, float]:
+        return (*self.partial.finish(now), *self.waiting.finish(now))
 
 
 class PodWatch:
@@ -161,7 +184,7 @@ class PodWatch:
 
     def counts(self) -> tuple[int, int, int]:
         items = self.informer.items.values()
-        return len(items), sum(b for _, b, _ in items), sum(r for _, _, r in items)
+        return len(items), sum(b for _, _, b, _ in items), sum(r for *_, r in items)
 
     async def until(self, total: int, start: float, label: str, timeout: float) -> Outcome:
         placed = 0.0
@@ -257,7 +280,10 @@ def start_controller(c: devcluster.DevCluster) -> subprocess.Popen[bytes]:
                    check=True, timeout=300, stdout=subprocess.DEVNULL)
     log_path = c.state_dir / "logs" / "shipyard-controller.log"
     log_path.write_bytes(b"")
-    proc = subprocess.Popen([*cli, "controller", "run", "--cluster", c.context],
+    # One replica: no lease, whose renewal a loaded machine can starve past its deadline,
+    # stopping the controller mid-burst.
+    proc = subprocess.Popen([*cli, "controller", "run", "--cluster", c.context,
+                             "--no-leader-elect"],
                             env=env, stdout=log_path.open("ab"), stderr=subprocess.STDOUT,
                             start_new_session=True)
     deadline = time.monotonic() + 300
@@ -272,7 +298,8 @@ def report(label: str, o: Outcome) -> Outcome:
     """Each way's figures as soon as they are known: a later failure loses nothing."""
     print(f"   {label}: {o.pods} pods, {o.pods_per_s:.0f} pods/s, all bound {o.placed_s:.1f}s, "
           f"all Running {o.running_s:.1f}s, {o.partial} gangs seen partial (longest "
-          f"{o.longest_partial_s:.1f}s)", file=sys.stderr, flush=True)
+          f"{o.longest_partial_s:.1f}s), {o.waiting} with every pod created (longest "
+          f"{o.longest_waiting_s:.1f}s)", file=sys.stderr, flush=True)
     return o
 
 
@@ -312,7 +339,8 @@ async def run_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
 
 def table(rows: list[dict[str, Any]], qps: int) -> str:
     head = ["nodes = pods", "gangs", "way", "pods/s", "all bound s", "all Running s",
-            "gangs seen partial", "longest partial s", "shipyard / this (pods/s)"]
+            "gangs seen partial", "longest partial s", "of them waiting (all pods created)",
+            "longest waiting s", "shipyard / this (pods/s)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         ours = Outcome(**r["shipyard"])
@@ -326,6 +354,7 @@ def table(rows: list[dict[str, Any]], qps: int) -> str:
             lines.append(f"| {r['nodes']} | {r['experiments']} (max {r['largest']}) | {label} | "
                          f"{o.pods_per_s:.0f} | {o.placed_s:.1f} | {o.running_s:.1f} | "
                          f"{o.partial} | {o.longest_partial_s:.1f} | "
+                         f"{o.waiting} | {o.longest_waiting_s:.1f} | "
                          f"{ours.pods_per_s / o.pods_per_s:.2f} |")
     return "\n".join(lines)
 

@@ -104,3 +104,10 @@ def test_native_gang_binds_whole_gangs_or_none(gang_cluster: devcluster.DevClust
     _gang(api, "single", 1, group=False)
     eventually(lambda: _bound(api, "single") == 1, what="the lone pod bound")
     assert _bound(api, "too-big") == 0
+
+
+@pytest.mark.integration
+def test_gates_are_fixed_when_the_cluster_starts(gang_cluster: devcluster.DevCluster) -> None:
+    assert devcluster.up(gang_cluster.name, merge_kubeconfig=False).server == gang_cluster.server
+    with pytest.raises(devcluster.DevClusterError, match="running with feature gates"):
+        devcluster.up(gang_cluster.name, merge_kubeconfig=False, feature_gates={})
