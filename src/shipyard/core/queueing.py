@@ -46,7 +46,7 @@ from shipyard.core.model import (
 )
 from shipyard.core.placement import could_fit, place
 from shipyard.core.preemption import find_victims
-from shipyard.core.starvation import hold_free_part, starving_before
+from shipyard.core.starvation import MAX_STARVING_HOLDS, hold_free_part, starving_before
 
 INF = math.inf
 # A heap entry of the order: -priority, by share (0: starving, by age), share or
@@ -136,6 +136,7 @@ class _Cycle:
         self.preempt_budget = policy.preemption_attempts
         self.first_blocked: Gang | None = None
         self.releases: Releases | None = None  # built at the first reservation search
+        self.starving_holds = 0
         self.starve_before = starving_before(self.now, policy.starvation_bound_s)
         self.estimates: Mapping[str, Estimate] = snapshot.estimates if policy.estimates else {}
         self.low_priority: int | None = None  # of running gangs, at the first preemption try
@@ -311,11 +312,12 @@ class _Cycle:
 
     def reserve(self, gang: Gang, groups: list[Group]) -> bool:
         """Hold nodes for the gang's earliest start; False if it has none. A starving
-        gang gets them however many are held already (starvation.py)."""
+        gang (the oldest few) gets them however many are held already (starvation.py)."""
         cap = self.capacity
         if not self.policy.backfill:
             return False
-        if self.starving(gang):
+        if self.starving(gang) and self.starving_holds < MAX_STARVING_HOLDS:
+            self.starving_holds += 1
             found = earliest_start(cap, groups, gang.topology, self.keys, self.release_list(),
                                    self.now)
             if found is None:

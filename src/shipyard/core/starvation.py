@@ -17,6 +17,11 @@ from shipyard.core.capacity import Capacity, Group
 from shipyard.core.model import Resources
 
 INF = math.inf
+# Starving gangs that hold nodes in one cycle, the oldest first (the bound rests on the
+# oldest still waiting holding its nodes; each hold is a reservation search, and holds
+# of younger ones idle capacity more than they protect). The rest may still get one of
+# the `Policy.reservations`.
+MAX_STARVING_HOLDS = 4
 
 
 def starving_before(now: float, bound_s: float | None) -> float:
