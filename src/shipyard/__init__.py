@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from shipyard.spec import (
+        Checkpoint,
         EmptyDirSource,
         EnvFrom,
         EnvKey,
@@ -21,8 +22,8 @@ if TYPE_CHECKING:
         Volume,
     )
 
-__all__ = ["EmptyDirSource", "EnvFrom", "EnvKey", "Experiment", "MachineType", "Mount", "NfsSource",
-           "Resources", "RetryPolicy", "Role", "SecurityContext", "Taint", "Volume"]
+__all__ = ["Checkpoint", "EmptyDirSource", "EnvFrom", "EnvKey", "Experiment", "MachineType", "Mount",
+           "NfsSource", "Resources", "RetryPolicy", "Role", "SecurityContext", "Taint", "Volume"]
 __version__ = "0.1.0"
 
 

@@ -8,7 +8,7 @@ from shipyard.spec.clusters import (
     load_clusters_config,
 )
 from shipyard.spec.errors import SpecError
-from shipyard.spec.experiment import Experiment, Resources, RetryPolicy, Role, Topology
+from shipyard.spec.experiment import Checkpoint, Experiment, Resources, RetryPolicy, Role, Topology
 from shipyard.spec.load import experiment_from_data, load_experiment
 from shipyard.spec.machines import DEFAULT_MACHINE_TYPES, MachineType, Taint
 from shipyard.spec.nodepool import NodePool
@@ -17,6 +17,7 @@ from shipyard.spec.queue import Queue, Quota
 
 __all__ = [
     "DEFAULT_MACHINE_TYPES",
+    "Checkpoint",
     "ClusterRef",
     "ClustersConfig",
     "ClustersConfigMissing",
