@@ -36,8 +36,21 @@ def receive(stream) -> object:
     return json.loads(line)
 
 
+def listen(host: str, port: int) -> socket.socket:
+    # On a cluster, rank 0's own name is published a moment after its container starts
+    # (the headless Service's endpoints follow the pod): retry until it resolves.
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return socket.create_server((host, port), reuse_port=False)
+        except socket.gaierror:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def serve(host: str, port: int, world: int, mine: list[float]) -> list[float]:
-    with socket.create_server((host, port), reuse_port=False) as server:
+    with listen(host, port) as server:
         server.settimeout(120)
         peers = []
         total = list(mine)

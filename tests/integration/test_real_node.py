@@ -141,13 +141,24 @@ def logs(api: Api, pod: str) -> str:
     return api.core.read_namespaced_pod_log(pod, api.ns)
 
 
+def rank_logs(api: Api, name: str) -> dict[str, str]:
+    """Every pod's last lines, for a failure message that says why."""
+    out = {}
+    for pod in api.pods(name):
+        try:
+            out[pod.metadata.name] = logs(api, pod.metadata.name)[-1500:]
+        except Exception as exc:  # a pod already gone: say so rather than hide the failure
+            out[pod.metadata.name] = f"(no log: {exc})"
+    return out
+
+
 def test_allreduce_example_succeeds_with_every_rank_checked(real_cluster, request) -> None:
     exp = for_real(load_experiment(EXAMPLE), working_dir="/opt/shipyard/examples/allreduce")
     with experiment_namespace(real_cluster, request.node.name) as api:
         api.launch(exp)
         status = api.wait(exp.name, lambda s: s.get("phase") in ("Succeeded", "Failed"),
                           timeout=240)
-        assert status["phase"] == "Succeeded", status
+        assert status["phase"] == "Succeeded", (status, rank_logs(api, exp.name))
         pods = {p.metadata.name: p for p in api.pods(exp.name)}
         assert len(pods) == 4
         assert {p.spec.node_name for p in pods.values()} <= {
@@ -168,7 +179,7 @@ def test_allreduce_across_two_real_nodes(real_cluster, request) -> None:
         api.launch(exp)
         status = api.wait(exp.name, lambda s: s.get("phase") in ("Succeeded", "Failed"),
                           timeout=240)
-        assert status["phase"] == "Succeeded", status
+        assert status["phase"] == "Succeeded", (status, rank_logs(api, exp.name))
         pods = api.pods(exp.name)
         assert {p.spec.node_name for p in pods} == {"real-cpu-small-00000",
                                                      "real-cpu-small-00001"}
