@@ -80,3 +80,15 @@ def replace_pods_terminating(pods: list[PodView]) -> list[PodView]:
     from dataclasses import replace
 
     return [replace(p, terminating=True) for p in pods]
+
+
+def test_a_finished_rank_whose_node_is_gone_is_no_problem():
+    # Found by the fault suite (node-delete): the controller crashed on the gone node.
+    only_w1 = {"n-w-1": NODES["n-w-1"]}
+    pods = [pod("w-0", "Succeeded"), pod("w-1")]
+    decision = reconcile(view(), status("Running", 5), pods, only_w1, NOW)
+    assert decision.status is None or decision.status["phase"] not in ("Failed", "Restarting")
+    # ... while a running rank whose node is gone stops the gang, naming the node.
+    decision = reconcile(view(), status("Running", 5), pods, {"n-w-0": NODES["n-w-0"]}, NOW)
+    assert decision.status["phase"] == "Failed"
+    assert "node n-w-1 of pod job-w-1 is gone" in decision.status["message"]

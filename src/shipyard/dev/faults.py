@@ -490,6 +490,8 @@ class _Run:
         exits = self.controllers.exits()
         if exits:
             self.notes.append(f"controller exit codes: {sorted(exits)}")
+        if any(code > 0 for code in exits):  # why they stopped, for the failure message
+            self.notes += log_errors(self.controllers.log, self.log_offset)
         return Row(s.fault, s.injections, len(self.exps), violations, out.lost, out.orphans,
                    out.wrong_restarts, converge, self.failover, self.notes)
 
@@ -580,6 +582,19 @@ def restart_times(log_path: Path, offset: int) -> str:
     if first:
         out += f", first cycle {statistics.median(first):.2f}s median ({max(first):.2f} max)"
     return out
+
+
+def log_errors(log_path: Path, offset: int, keep: int = 6) -> list[str]:
+    """The distinct ERROR/CRITICAL lines and exception lines of a run's controller log."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(offset)
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return []
+    wanted = [ln[24:300] for ln in lines if " ERROR " in ln or " CRITICAL " in ln
+              or re.match(r"^[A-Za-z_.]+(Error|Exception|Leadership|Stopped)\b", ln)]
+    return list(dict.fromkeys(wanted))[:keep]
 
 
 def controller_log_count(cluster: devcluster.DevCluster, text: str) -> int:
