@@ -1,12 +1,14 @@
 """All-reduce a small array across every rank over the rendezvous address, then check it.
 
-Rank 0 listens on MASTER_ADDR:MASTER_PORT; every other rank connects, sends its
-array, and receives the sum. Every rank checks the sum against the closed form, so
-a wrong environment (RANK, WORLD_SIZE, MASTER_*) fails loudly. Standard library only.
+Rank 0 listens on MASTER_PORT (at MASTER_ADDR when that is already its own address);
+every other rank connects, sends its array, and receives the sum. Every rank checks
+the sum against the closed form, so a wrong environment (RANK, WORLD_SIZE, MASTER_*)
+fails loudly. Standard library only.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -37,16 +39,22 @@ def receive(stream) -> object:
 
 
 def listen(host: str, port: int) -> socket.socket:
-    # On a cluster, rank 0's own name is published a moment after its container starts
-    # (the headless Service's endpoints follow the pod): retry until it resolves.
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            return socket.create_server((host, port), reuse_port=False)
-        except socket.gaierror:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    # Bind rank 0's own address when it resolves to one of ours (the local backend's
+    # 127.0.0.1). On a cluster the headless Service publishes rank 0's name a moment
+    # after its container starts, and after a restart the name may still point at the
+    # last attempt's pod: then listen on every address of this pod, as torch's TCPStore
+    # does, rather than wait on DNS.
+    try:
+        return socket.create_server((host, port))
+    except OSError as exc:
+        # create_server re-raises a failed lookup as a plain OSError carrying the
+        # resolver's code, which is negative (EAI_AGAIN, EAI_NONAME), not a gaierror.
+        unresolved = exc.errno is not None and exc.errno < 0
+        if not unresolved and exc.errno != errno.EADDRNOTAVAIL:
+            raise
+        print(f"rank 0: {host} is not an address of this pod yet ({exc}); "
+              f"listening on every address", flush=True)
+        return socket.create_server(("", port))
 
 
 def serve(host: str, port: int, world: int, mine: list[float]) -> list[float]:

@@ -152,13 +152,21 @@ def rank_logs(api: Api, name: str) -> dict[str, str]:
     return out
 
 
+def assert_succeeded(status: dict, api: Api, name: str) -> None:
+    """pytest.fail rather than assert: pytest cuts a long assertion message, and the
+    rank logs are the part that says why."""
+    if status.get("phase") != "Succeeded":
+        ranks = "\n".join(f"--- {pod}:\n{text}" for pod, text in rank_logs(api, name).items())
+        pytest.fail(f"{name} ended {status.get('phase')}: {status}\n{ranks}", pytrace=False)
+
+
 def test_allreduce_example_succeeds_with_every_rank_checked(real_cluster, request) -> None:
     exp = for_real(load_experiment(EXAMPLE), working_dir="/opt/shipyard/examples/allreduce")
     with experiment_namespace(real_cluster, request.node.name) as api:
         api.launch(exp)
         status = api.wait(exp.name, lambda s: s.get("phase") in ("Succeeded", "Failed"),
                           timeout=240)
-        assert status["phase"] == "Succeeded", (status, rank_logs(api, exp.name))
+        assert_succeeded(status, api, exp.name)
         pods = {p.metadata.name: p for p in api.pods(exp.name)}
         assert len(pods) == 4
         assert {p.spec.node_name for p in pods.values()} <= {
@@ -179,7 +187,7 @@ def test_allreduce_across_two_real_nodes(real_cluster, request) -> None:
         api.launch(exp)
         status = api.wait(exp.name, lambda s: s.get("phase") in ("Succeeded", "Failed"),
                           timeout=240)
-        assert status["phase"] == "Succeeded", (status, rank_logs(api, exp.name))
+        assert_succeeded(status, api, exp.name)
         pods = api.pods(exp.name)
         assert {p.spec.node_name for p in pods} == {"real-cpu-small-00000",
                                                      "real-cpu-small-00001"}
