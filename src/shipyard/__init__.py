@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from shipyard.sdk.progress import progress
     from shipyard.spec import (
         Checkpoint,
         EmptyDirSource,
@@ -23,13 +24,18 @@ if TYPE_CHECKING:
     )
 
 __all__ = ["Checkpoint", "EmptyDirSource", "EnvFrom", "EnvKey", "Experiment", "MachineType", "Mount",
-           "NfsSource", "Resources", "RetryPolicy", "Role", "SecurityContext", "Taint", "Volume"]
+           "NfsSource", "Resources", "RetryPolicy", "Role", "SecurityContext", "Taint", "Volume",
+           "progress"]
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
     # Imported on first use: `import shipyard.cli.main` (every CLI start) must not pay for
     # the spec's pydantic models; `from shipyard import Experiment` works as before.
+    if name == "progress":  # the standard library only: cheap in every training job
+        from shipyard.sdk.progress import progress
+
+        return progress
     if name in __all__:
         import shipyard.spec
 

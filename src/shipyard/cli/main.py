@@ -16,7 +16,17 @@ import typer
 
 from shipyard.cli.lazy import Entry, available, lazy_group
 from shipyard.cli.options import ClustersFile
-from shipyard.cli.output import Format, age, console, dump, fail, phase, table
+from shipyard.cli.output import (
+    Format,
+    age,
+    console,
+    dump,
+    fail,
+    phase,
+    progress_cells,
+    progress_line,
+    table,
+)
 
 if TYPE_CHECKING:
     from shipyard.local import RunStatus, Store
@@ -197,6 +207,12 @@ def _summary(s: RunStatus) -> dict[str, object]:
     }
 
 
+def _progress(store: Store, s: RunStatus) -> dict[str, Any] | None:
+    from shipyard.local import progress
+
+    return progress.read(store.run_dir(s.id))
+
+
 @app.command("list")
 def list_cmd(
     output: Output = Format.table,
@@ -214,14 +230,16 @@ def list_cmd(
         from shipyard.cli import cluster
 
         return cluster.list_experiments(cluster_context, namespace, output)
-    runs = [s for s in _store().all() if all_runs or s.active]
+    store = _store()
+    runs = [s for s in store.all() if all_runs or s.active]
     if output is not Format.table:
-        return dump([_summary(s) for s in runs], output)
+        return dump([_summary(s) | {"progress": _progress(store, s)} for s in runs], output)
     rows = [
-        (s.id, s.queue, phase(s.phase), len(s.ranks) or "", s.restarts, age(s.submitted_at), s.message)
+        (s.id, s.queue, phase(s.phase), len(s.ranks) or "", s.restarts,
+         *progress_cells(_progress(store, s), s.active), age(s.submitted_at), s.message)
         for s in runs
     ]
-    table(("ID", "QUEUE", "PHASE", "RANKS", "RESTARTS", "AGE", "MESSAGE"), rows)
+    table(("ID", "QUEUE", "PHASE", "RANKS", "RESTARTS", "PROGRESS", "ETA", "AGE", "MESSAGE"), rows)
 
 
 @app.command()
@@ -235,12 +253,16 @@ def status(ref: RunRef, output: Output = Format.table, cluster_context: Cluster 
         from shipyard.cli import cluster
 
         return cluster.status(cluster_context, ref, namespace, output)
-    s = _resolve(_store(), ref)
+    store = _store()
+    s = _resolve(store, ref)
+    progress = _progress(store, s)
     if output is not Format.table:
-        data = _summary(s) | {"ranks": {k: vars(v) for k, v in s.ranks.items()}}
+        data = _summary(s) | {"progress": progress, "ranks": {k: vars(v) for k, v in s.ranks.items()}}
         return dump(data, output)
     console.print(f"[bold]{s.id}[/bold]  {phase(s.phase)}  queue {s.queue}  priority {s.priority}"
                   f"  restarts {s.restarts}")
+    if progress:
+        console.print(progress_line(progress, s.active), highlight=False)
     if s.position:
         console.print(f"position {s.position} in the local queue")
     console.print(s.message, highlight=False)

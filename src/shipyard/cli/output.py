@@ -51,7 +51,12 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | No
 def age(since: float | None, now: float | None = None) -> str:
     if since is None:
         return ""
-    seconds = int((now or time.time()) - since)
+    return duration((now or time.time()) - since)
+
+
+def duration(seconds: float) -> str:
+    """12s, 5m, 3h, 2d: the largest whole unit."""
+    seconds = int(seconds)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds // size}{unit}"
@@ -67,3 +72,36 @@ PHASE_STYLE = {
 def phase(text: str) -> str:
     style = PHASE_STYLE.get(text)
     return f"[{style}]{text}[/{style}]" if style else text
+
+
+def progress_cells(progress: dict[str, Any] | None, active: bool = True,
+                   now: float | None = None) -> tuple[str, str]:
+    """PROGRESS and ETA as `list` and `status` show them, from a status.progress."""
+    if not progress:
+        return "", ""
+    pct = progress.get("percent")
+    done = f"{pct:g}%" if pct is not None else f"step {progress.get('step')}"
+    eta = progress.get("eta")
+    if not active or not eta:
+        return done, ""
+    import calendar
+
+    when = calendar.timegm(time.strptime(eta.rstrip("Z").split(".")[0], "%Y-%m-%dT%H:%M:%S"))
+    left = when - (now or time.time())
+    return done, f"in {duration(left)}" if left > 0 else "due"
+
+
+def progress_line(progress: dict[str, Any], active: bool = True) -> str:
+    """One line for `status`: where the run is, how fast, when it should end."""
+    done, eta = progress_cells(progress, active)
+    total = progress.get("totalSteps")
+    step = f"step {progress.get('step')}" + (f"/{total}" if total else "")
+    parts = [f"progress {done}" if progress.get("percent") is not None else "progress",
+             step, f"{progress.get('stepsPerSecond', 0):g} steps/s"]
+    if eta:
+        parts.append(f"ETA {eta}")
+    metrics = progress.get("metrics") or {}
+    line = ", ".join(parts)
+    if metrics:
+        line += "; " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+    return line

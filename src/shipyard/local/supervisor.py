@@ -22,7 +22,7 @@ import psutil
 from shipyard.core.from_spec import gang_for
 from shipyard.core.model import Resources, Snapshot
 from shipyard.core.queueing import schedule
-from shipyard.local import ranks, volumes
+from shipyard.local import progress, ranks, volumes
 from shipyard.local.machine import LocalMachine, detect_machine
 from shipyard.local.store import RankState, RunDamaged, RunStatus, Store
 from shipyard.render.env import pod_name, replica_env
@@ -244,6 +244,8 @@ class Supervisor:
         checkpoint = self._checkpoint_dir()
         checkpoint.mkdir(parents=True, exist_ok=True)
         self._stop_reason_file().write_text("")  # not stopping (yet), this attempt
+        run_dir = self.store.run_dir(self.status.id)
+        (run_dir / progress.PROGRESS_DIR).mkdir(exist_ok=True)
         try:
             for role in self.exp.roles:
                 for i in range(role.replicas):
@@ -257,6 +259,7 @@ class Supervisor:
                         "SHIPYARD_RESTART_COUNT": str(attempt - 1),
                         "SHIPYARD_CHECKPOINT_DIR": str(checkpoint),
                         "SHIPYARD_STOP_REASON": str(self._stop_reason_file()),
+                        "SHIPYARD_PROGRESS_FILE": str(progress.rank_file(run_dir, name)),
                         "CUDA_VISIBLE_DEVICES": ",".join(map(str, self.status.gpus.get(name, []))),
                         "PYTHONUNBUFFERED": "1",
                     }
