@@ -6,12 +6,16 @@ module; each test works in its own namespace and leaves the nodes empty behind i
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from shipyard.controller.views import parse_rfc3339
 from shipyard.dev.stages import EXIT_CODE, FAIL_AFTER, TRAIN_DURATION
 from shipyard.spec import RetryPolicy
 from tests.integration.controller_harness import (
@@ -145,3 +149,23 @@ def test_cancel_and_delete_clean_up(api):
     while any(s.metadata.name == "deleted" for s in api.core.list_namespaced_service(api.ns).items):
         assert time.monotonic() < deadline, "service left behind"
         time.sleep(0.1)
+
+
+def test_a_waiting_experiment_shows_an_estimated_start(api, ctl):
+    first = gpu_job("first", GPU_NODES).model_copy(update={"time_limit": 3600.0})
+    api.launch(first)
+    api.wait("first", lambda s: s.get("phase") == "Running")
+    api.launch(gpu_job("second", 1))
+    status = api.wait("second", lambda s: (s.get("startEstimate") or {}).get("at") is not None)
+    est = status["startEstimate"]
+    assert est["after"] == [f"{api.ns}/first"] and est["basis"] == "time limit"
+    assert est["reason"] == "after first finishes (time limit)"
+    # first's time limit ends it an hour after it started (the estimate is to the minute).
+    started = parse_rfc3339(api.status("first")["startedAt"])
+    assert started is not None and abs(parse_rfc3339(est["at"]) - (started + 3600.0)) <= 60
+    out = subprocess.run([sys.executable, "-m", "shipyard.cli", "status", "--cluster", ctl.context,
+                          "-n", api.ns, "second"], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "KUBECONFIG": str(ctl.kubeconfig), "COLUMNS": "200"})
+    line = next((x for x in out.stdout.splitlines() if x.startswith("estimated start: ")), "")
+    assert line.startswith("estimated start: about ") and line.endswith(
+        ", after first finishes (time limit)"), out

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from shipyard.cli import cluster_logs
 from shipyard.cli.output import Format, age, console, dump, fail, phase, table
 from shipyard.cli.rank_logs import LineFilter, layout
-from shipyard.controller.views import parse_time
+from shipyard.controller.views import parse_rfc3339, parse_time
+from shipyard.core.start_estimate import start_text
 from shipyard.kube import experiments as kexp
 from shipyard.kube import workdir
 from shipyard.kube.client import KubeClient
@@ -52,7 +54,21 @@ def summary(obj: dict[str, Any]) -> dict[str, Any]:
         "submitted_at": parse_time(meta.get("creationTimestamp")),
         "started_at": parse_time(status.get("startedAt")),
         "finished_at": parse_time(status.get("finishedAt")),
+        "start_estimate": status.get("startEstimate") if status.get("phase", "Queued") == "Queued"
+        else None,
     }
+
+
+def start_cells(est: dict[str, Any] | None, now: float | None = None) -> tuple[str, str]:
+    """(START for `list`, the line for `status`) from a status.startEstimate."""
+    if not est:
+        return "", ""
+    at = parse_rfc3339(est.get("at"))
+    now = time.time() if now is None else now
+    line = start_text(at, str(est.get("reason", "")), now)
+    if at is None:
+        return "unknown", line
+    return (f"~{age(now, at)}" if at > now else "now"), line
 
 
 def launch(context: str, exp: Experiment) -> None:
@@ -66,8 +82,8 @@ def list_experiments(context: str, namespace: str | None, output: Format) -> Non
     if output is not Format.table:
         return dump(items, output)
     rows = [(s["id"], s["namespace"], s["queue"], phase(s["phase"]), s["pods"] or "", s["restarts"],
-             age(s["submitted_at"]), s["message"]) for s in items]
-    table(("ID", "NAMESPACE", "QUEUE", "PHASE", "PODS", "RESTARTS", "AGE", "MESSAGE"), rows)
+             age(s["submitted_at"]), start_cells(s["start_estimate"])[0], s["message"]) for s in items]
+    table(("ID", "NAMESPACE", "QUEUE", "PHASE", "PODS", "RESTARTS", "AGE", "START", "MESSAGE"), rows)
 
 
 def status(context: str, name: str, namespace: str, output: Format) -> None:
@@ -89,6 +105,8 @@ def status(context: str, name: str, namespace: str, output: Format) -> None:
     if s["position"]:
         console.print(f"position {s['position']} in scheduling order")
     console.print(s["message"], highlight=False)
+    if s["start_estimate"]:
+        console.print(f"estimated start: {start_cells(s['start_estimate'])[1]}", highlight=False)
     if ranks:
         table(("POD", "STATE", "NODE", "EXIT"),
               [(k, v["state"], v["node"], "" if v["exit_code"] is None else v["exit_code"])

@@ -36,6 +36,7 @@ from shipyard.controller.views import (
     experiment_view,
     format_time,
     node_view,
+    parse_rfc3339,
     parse_time,
     pod_view,
     queue_view,
@@ -53,6 +54,7 @@ from shipyard.core.model import (
     Toleration,
 )
 from shipyard.core.queueing import schedule
+from shipyard.core.start_estimate import StartEstimate, estimate_starts
 from shipyard.kube.client import KubeClient
 from shipyard.kube.informer import Informer, cancel_all
 from shipyard.kube.install import SYSTEM_NAMESPACE
@@ -65,6 +67,11 @@ from shipyard.monitor.usage_store import UsageRecorder
 
 log = logging.getLogger(__name__)
 WAITING_REFRESH_S = 5.0  # at most one position/reason update per experiment this often
+# Start estimates of waiting experiments are recomputed this often (a play-forward of the
+# whole queue), or after ESTIMATE_SOON_S when the waiting set changed, and written with
+# the position, to the minute, only when they move.
+ESTIMATE_REFRESH_S = 30.0
+ESTIMATE_SOON_S = 2.0
 
 
 class InformerStopped(RuntimeError):
@@ -105,6 +112,9 @@ class Controller:
         self.overlay: dict[str, dict[str, Any]] = {}  # experiment -> status we wrote
         self.inflight: dict[str, asyncio.Task[None]] = {}
         self.waiting_written: dict[str, float] = {}
+        self.start_estimates: dict[str, StartEstimate] = {}
+        self.estimated_at = float("-inf")
+        self.estimated_for: set[str] = set()  # the waiting gangs of that estimate
         self.gangs: dict[tuple[str, str], Gang] = {}  # (key, uid) -> gang
         self.cycles = 0
         self.last_result: CycleResult | None = None
@@ -239,8 +249,15 @@ class Controller:
             self._preempt(victim.gang, victim.for_gang, victim.reason, now)
         for admission in result.admitted:
             self._admit(admission.gang, admission.placement, now)
+        since = now - self.estimated_at
+        if since >= ESTIMATE_REFRESH_S or (since >= ESTIMATE_SOON_S and any(
+                w.gang not in self.estimated_for for w in result.waiting)):
+            self.estimated_at = now
+            self.estimated_for = {w.gang for w in result.waiting}
+            self.start_estimates = estimate_starts(snapshot, result.waiting, etas=self._etas(snapshot))
         for waiting in result.waiting:
-            self._waiting(waiting.gang, waiting.position, waiting.reason, now)
+            self._waiting(waiting.gang, waiting.position, waiting.reason, now,
+                          self.start_estimates.get(waiting.gang))
         self.autoscaler.step(snapshot, result, self._busy_nodes(snapshot), self.earmarks, now,
                              self._releasing(snapshot))
         if self.capacity.due(now):
@@ -260,6 +277,16 @@ class Controller:
         if old.get("phase") in HOLDING and new.get("phase") in ("Restarting", "Failed") \
                 and restart_cause(problem) in ("PodFailed", "NodeLost"):
             self.quarantine.gang_failed(key, (old.get("placement") or {}).values(), problem, now)
+
+    def _etas(self, snapshot: Snapshot) -> dict[str, float]:
+        """Running experiment -> the ETA its ranks' progress reports give (status.progress)."""
+        out: dict[str, float] = {}
+        for run in snapshot.running:
+            progress = self.status(run.gang.key).get("progress")
+            eta = parse_rfc3339(progress.get("eta")) if isinstance(progress, Mapping) else None
+            if eta is not None:
+                out[run.gang.key] = eta
+        return out
 
     def _queue_of(self) -> dict[str, str]:
         return {k: e.spec.queue for k, e in self.experiments.items.items() if e.spec is not None}
@@ -419,6 +446,7 @@ class Controller:
             self.metrics.admitted(exp.spec.queue, int(status.get("attempt", 0)),
                                   parse_time(status.get("submittedAt")) or exp.created_at, now)
         new = {**status, "phase": "Admitted", "placement": dict(placement), "position": None,
+               "startEstimate": None,
                "attempt": int(status.get("attempt", 0)) + 1, "admittedAt": format_time(now),
                "nextAttemptAt": None, "pods": f"0/{len(placement)}",
                "message": f"admitted: creating {len(placement)} pod(s)",
@@ -451,18 +479,33 @@ class Controller:
 
         self._spawn(key, act())
 
-    def _waiting(self, key: str, position: int, reason: str, now: float) -> None:
+    def _waiting(self, key: str, position: int, reason: str, now: float,
+                 estimate: StartEstimate | None = None) -> None:
         exp = self.experiments.items.get(key)
         if exp is None or key in self.inflight:
             return
         status = self.status(key)
-        unchanged = (status.get("position"), status.get("message")) == (position, reason)
+        start = start_status(estimate)
+        unchanged = (status.get("position"), status.get("message"), status.get("startEstimate")) \
+            == (position, reason, start)
         if status.get("phase") in TERMINAL or unchanged:
             return
         if now - self.waiting_written.get(key, 0.0) < WAITING_REFRESH_S and status.get("position"):
             return
         self.waiting_written[key] = now
         new = {**status, "phase": "Queued", "position": position, "message": reason,
-               "revision": int(status.get("revision", 0)) + 1}
+               "startEstimate": start, "revision": int(status.get("revision", 0)) + 1}
         self._set_status(key, new)
         self._spawn(key, self.writer.patch_status(exp, new, ROUTINE))
+
+
+def start_status(estimate: StartEstimate | None) -> dict[str, Any] | None:
+    """status.startEstimate: `at` to the minute (RFC3339; absent: unknown, as a merge
+    patch stores a null), so a recomputed estimate that has not moved is not written again."""
+    if estimate is None:
+        return None
+    out: dict[str, Any] = {"after": list(estimate.after), "basis": estimate.basis,
+                           "reason": estimate.reason}
+    if estimate.at is not None:
+        out["at"] = format_time(round(estimate.at / 60.0) * 60.0)
+    return out

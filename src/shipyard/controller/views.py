@@ -6,6 +6,7 @@ import calendar
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -39,6 +40,17 @@ def parse_time(text: str | None) -> float | None:
     if not text:
         return None
     return float(calendar.timegm(time.strptime(text.rstrip("Z").split(".")[0], "%Y-%m-%dT%H:%M:%S")))
+
+
+def parse_rfc3339(text: object) -> float | None:
+    """Any RFC 3339 time (an offset, fractions), as others write it; None if not one."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp()
 
 
 def format_time(ts: float) -> str:

@@ -32,6 +32,10 @@ EXPERIMENT_STATUS: dict[str, Any] = {
         "phase": _STRING,          # Queued, Admitted, Running, Succeeded, Failed, Preempted, Cancelled
         "message": _STRING,        # why it waits / what happened, for a person
         "position": _INT,          # 1-based place in scheduling order while queued
+        # While queued: when it may start (core/start_estimate.py); no `at`: unknown.
+        "startEstimate": {"type": "object", "properties": {
+            "at": _STRING, "after": {"type": "array", "items": _STRING}, "basis": _STRING,
+            "reason": _STRING}},
         "restarts": _INT,
         "attempt": _INT,
         "pods": _STRING,           # "ready/total", for `kubectl get`
