@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from shipyard.core.autoscale import PoolState
@@ -31,10 +31,10 @@ class CapacityPublisher:
         return not self.busy and now - self.last_at >= self.every_s
 
     def status_for(self, snapshot: Snapshot, pools: Sequence[PoolState], waiting: Sequence[Waiting],
-                   now: float) -> dict[str, Any] | None:
+                   now: float, etas: Mapping[str, float] | None = None) -> dict[str, Any] | None:
         """The status to write now, or None when nothing changed since the last write."""
         self.last_at = now
-        status = summarize(snapshot, pools, waiting, now).to_status()
+        status = summarize(snapshot, pools, waiting, now, etas=etas).to_status()
         if self.written is not None and _without_time(status) == _without_time(self.written):
             return None
         return status

@@ -29,6 +29,8 @@ from typing import Any
 from shipyard.controller.autoscaler import TAINT_EARMARK, Autoscaler
 from shipyard.controller.capacity import CapacityPublisher
 from shipyard.controller.lifecycle import HOLDING, TERMINAL, Decision, reconcile
+from shipyard.controller.progress import INTERVAL_S as PROGRESS_INTERVAL_S
+from shipyard.controller.progress import Receiver, only_progress_changed
 from shipyard.controller.quarantine import Quarantine
 from shipyard.controller.views import (
     ExperimentView,
@@ -131,6 +133,14 @@ class Controller:
         # `quarantine`: Quarantine's `after` (K; 0: off) and `window_s`.
         self.quarantine = Quarantine(client, self.writer, self.autoscaler.spawn, self._quarantined,
                                      **(quarantine or {}))
+        self.progress: Receiver | None = None  # set by enable_progress
+
+    def enable_progress(self, url: str | None, interval_s: float = PROGRESS_INTERVAL_S) -> Receiver:
+        """Receive ranks' progress reports; `url`: where pods reach the receiver (given to
+        them as SHIPYARD_PROGRESS_URL; None: they are not told, so they do not report)."""
+        self.progress = Receiver(self.client, self.writer, lambda: self.experiments.items, interval_s)
+        self.writer.progress_url = url
+        return self.progress
 
     # -- cache bookkeeping ------------------------------------------------------
 
@@ -145,6 +155,11 @@ class Controller:
                 self.gangs.pop((key, old.uid), None)
         elif key in self.overlay and new.revision >= int(self.overlay[key].get("revision", 0)):
             del self.overlay[key]  # the watch caught up with what we wrote
+        if new is None and self.progress is not None:
+            namespace, _, name = key.partition("/")
+            self.progress.hub.forget((namespace, name))
+        if only_progress_changed(old, new):
+            return  # the receiver's own write: nothing to schedule
         self.dirty.set()
 
     def _pod_changed(self, key: str, old: PodView | None, new: PodView | None) -> None:
@@ -261,7 +276,8 @@ class Controller:
         self.autoscaler.step(snapshot, result, self._busy_nodes(snapshot), self.earmarks, now,
                              self._releasing(snapshot))
         if self.capacity.due(now):
-            status = self.capacity.status_for(snapshot, self.autoscaler.last_states, result.waiting, now)
+            status = self.capacity.status_for(snapshot, self.autoscaler.last_states, result.waiting, now,
+                                              self._etas(snapshot))
             if status is not None:
                 self.autoscaler.spawn(self.capacity.write(status))
         return result

@@ -8,6 +8,7 @@ may still grow. The CLI reads it from every cluster to choose where to launch
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,10 +16,12 @@ from typing import Any
 
 from shipyard.core.autoscale import PoolState
 from shipyard.core.model import WAIT_NO_QUEUE, WAIT_QUOTA, Node, Resources, Snapshot, Waiting
+from shipyard.core.start_estimate import expected_end
 from shipyard.spec.machines import LABEL_INSTANCE_TYPE
 
 # Free-capacity buckets: free_levels[k] counts nodes with k/LEVELS to (k+1)/LEVELS free.
 LEVELS = 8
+FREEING_POINTS = 8
 # Waits that queue ahead for capacity. Quota and unknown-queue waits end by other
 # means, so they are not counted as demand on the nodes.
 NOT_CAPACITY = frozenset({WAIT_QUOTA, WAIT_NO_QUEUE})
@@ -39,6 +42,11 @@ class MachineCapacity:
     headroom_nodes: int  # sum over available non-static pools of max_nodes - (nodes + provisioning)
     cost_per_hour: float  # per node: the cheapest growable pool's price (0: only static pools)
     static_nodes: int = 0  # registered nodes of static (already paid for) pools
+    # (time, n): by then (seconds since the epoch) n more nodes are wholly free, as the
+    # running gangs on them end (core/start_estimate.expected_end); at most
+    # FREEING_POINTS, both rising; absolute, so it changes only when the ends do. Nodes
+    # whose end is unknown (work without a time limit, others' pods) are not counted.
+    freeing: tuple[tuple[float, int], ...] = ()
 
     @property
     def free_nodes(self) -> int:
@@ -118,6 +126,7 @@ class _Acc:
     prices: list[float] = field(default_factory=list)  # of available growable pools
     other_prices: list[float] = field(default_factory=list)  # of growable pools in a backoff
     static: int = 0
+    free_at: list[float] = field(default_factory=list)  # busy nodes: when wholly free
 
     def see(self, alloc: Resources) -> None:
         n = self.node
@@ -126,13 +135,16 @@ class _Acc:
 
 
 def summarize(snapshot: Snapshot, pools: Sequence[PoolState], waiting: Sequence[Waiting], now: float,
-              type_label: str = LABEL_INSTANCE_TYPE) -> ClusterCapacity:
+              type_label: str = LABEL_INSTANCE_TYPE, etas: Mapping[str, float] | None = None
+              ) -> ClusterCapacity:
     """The summary of one cluster: `pools` are its autoscaler's PoolStates (static ones
-    included), `waiting` the scheduler's last waiting list. Nodes and pools without the
-    `type_label` label are in the GPU totals only."""
+    included), `waiting` the scheduler's last waiting list, `etas` running gangs'
+    progress ETAs. Nodes and pools without the `type_label` label are in the GPU totals
+    only."""
     acc: dict[str, _Acc] = {}
     total = running = 0
     usable: set[str] = set()
+    free_at = _free_at(snapshot, now, etas or {})
     for n in snapshot.nodes:
         if not (n.ready and n.schedulable):
             continue
@@ -144,7 +156,10 @@ def summarize(snapshot: Snapshot, pools: Sequence[PoolState], waiting: Sequence[
             a = acc.setdefault(t, _Acc())
             a.see(n.allocatable)
             a.nodes += 1
-            a.levels[free_level(n)] += 1
+            level = free_level(n)
+            a.levels[level] += 1
+            if level < LEVELS and n.name in free_at:
+                a.free_at.append(free_at[n.name])
     for p in pools:
         t = p.template.labels.get(type_label)
         if t is None:
@@ -162,10 +177,36 @@ def summarize(snapshot: Snapshot, pools: Sequence[PoolState], waiting: Sequence[
     _add_queued(snapshot, waiting, acc, type_label)
     machines = tuple(
         MachineCapacity(t, a.node or Resources(), a.nodes, tuple(a.levels), a.queued_gangs, a.queued,
-                        a.provisioning, a.headroom, min(a.prices or a.other_prices or [0.0]), a.static)
+                        a.provisioning, a.headroom, min(a.prices or a.other_prices or [0.0]), a.static,
+                        _freeing(a.free_at))
         for t, a in sorted(acc.items())
     )
     return ClusterCapacity(machines, total, running, now)
+
+
+def _free_at(snapshot: Snapshot, now: float, etas: Mapping[str, float]) -> dict[str, float]:
+    """Node -> when the running gangs there have all ended; only nodes that hold nothing
+    but those gangs, each with a known end."""
+    ours: dict[str, Resources] = {}
+    end: dict[str, float] = {}
+    for run in snapshot.running:
+        at = expected_end(run, now, etas.get(run.gang.key), snapshot.estimates.get(run.gang.key)).at
+        for m in run.gang.members:
+            name = run.placement.get(m.name)
+            if name is not None:
+                ours[name] = ours.get(name, Resources()) + m.request
+                end[name] = max(end.get(name, now), at)
+    return {n.name: end[n.name] for n in snapshot.nodes
+            if n.name in end and math.isfinite(end[n.name]) and not n.used.exceeds(ours[n.name])}
+
+
+def _freeing(free_at: list[float]) -> tuple[tuple[float, int], ...]:
+    """At most FREEING_POINTS (seconds, nodes) of the sorted ends; between points the
+    next one's time is taken, so a count is never promised sooner than it comes."""
+    ends = sorted(free_at)
+    n = len(ends)
+    points = sorted({math.ceil(k * n / FREEING_POINTS) for k in range(1, FREEING_POINTS + 1)})
+    return tuple((float(math.ceil(ends[c - 1])), c) for c in points if c > 0)
 
 
 def _add_queued(snapshot: Snapshot, waiting: Sequence[Waiting], acc: dict[str, _Acc],
@@ -204,6 +245,7 @@ def _machine_status(m: MachineCapacity) -> dict[str, Any]:
         "headroomNodes": m.headroom_nodes,
         "costPerHour": m.cost_per_hour,
         "staticNodes": m.static_nodes,
+        "freeing": [[s, n] for s, n in m.freeing],
     }
 
 
@@ -253,4 +295,16 @@ def _machine_from(value: Any, where: str) -> MachineCapacity:
         name, _resources_from(d.get("node"), f"{where}.node"), _count(d, "nodes", w), counts,
         _count(d, "queuedGangs", w), _resources_from(d.get("queued"), f"{where}.queued"),
         _count(d, "provisioningNodes", w), _count(d, "headroomNodes", w), _number(d, "costPerHour", w),
-        _count(d, "staticNodes", w))
+        _count(d, "staticNodes", w), _freeing_from(d.get("freeing"), w))
+
+
+def _freeing_from(value: Any, where: str) -> tuple[tuple[float, int], ...]:
+    if value is None:
+        return ()  # a summary from before freeing was published
+    if not isinstance(value, list) or not all(isinstance(p, list) and len(p) == 2 for p in value):
+        raise ValueError(f"{where}: freeing: expected a list of [seconds, nodes] pairs, got {value!r}")
+    out = tuple((_number({"s": s}, "s", f"{where}: freeing"), _count({"n": n}, "n", f"{where}: freeing"))
+                for s, n in value)
+    if any(b[1] <= a[1] or b[0] < a[0] for a, b in itertools.pairwise(out)):
+        raise ValueError(f"{where}: freeing: expected seconds and nodes rising, got {value!r}")
+    return out

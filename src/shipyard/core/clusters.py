@@ -103,13 +103,16 @@ class _TypeFit:
 
 
 def choose_cluster(demand: Sequence[RoleDemand], options: Sequence[ClusterOption],
-                   provisioning_delay_s: float = 120.0, typical_runtime_s: float = 3600.0
-                   ) -> list[ClusterScore]:
+                   provisioning_delay_s: float = 120.0, typical_runtime_s: float = 3600.0,
+                   now: float | None = None) -> list[ClusterScore]:
     """Every option scored for `demand` (one gang's roles), best first.
 
     The tier-2 wait is an estimate from the summary alone: the gang starts once as many
     nodes have freed up as the demand queued ahead of it and its own missing nodes take
-    (j, in whole nodes). A node with a fraction u of it in use is taken to free up after
+    (j, in whole nodes). When the cluster's `freeing` (nodes wholly free by when, from
+    the running gangs' time limits and progress ETAs) reaches j, that time less `now`
+    (default: when the summary was made) is the wait.
+    Else it is a guess: a node with a fraction u of it in use is taken to free up after
     u * `typical_runtime_s`, so the wait is that of the j-th emptiest node; past the
     nodes there are, every further node takes one more runtime / (the most nodes the
     type can have).
@@ -123,13 +126,13 @@ def choose_cluster(demand: Sequence[RoleDemand], options: Sequence[ClusterOption
         dup = ", ".join(sorted({n for n in names if names.count(n) > 1}))
         raise ValueError(f"options: duplicate cluster name(s) {dup}; cluster names must be unique")
     gpu_work = any(d.replicas > 0 and d.request.gpus > 0 for d in demand)
-    scores = [_score(demand, o, gpu_work, provisioning_delay_s, typical_runtime_s) for o in options]
+    scores = [_score(demand, o, gpu_work, provisioning_delay_s, typical_runtime_s, now) for o in options]
     return sorted(scores, key=lambda s: (s.tier, s.wait_s if s.tier == WAIT else 0.0, s.preference,
                                          s.cost_per_hour, s.cluster))
 
 
 def _score(demand: Sequence[RoleDemand], opt: ClusterOption, gpu_work: bool, delay: float,
-           runtime: float) -> ClusterScore:
+           runtime: float, now: float | None) -> ClusterScore:
     pref = 0 if opt.prefer in ("any", "gpu" if gpu_work else "cpu") else 1
     if opt.capacity is None:
         return ClusterScore(opt.name, UNREACHABLE, 0.0, math.inf, pref,
@@ -150,7 +153,8 @@ def _score(demand: Sequence[RoleDemand], opt: ClusterOption, gpu_work: bool, del
             fits.append((fit, 0.0))
             continue
         price = mc.cost_per_hour * opt.cost_factor
-        fits.append((_fit_type(roles, mc, label, price, delay, runtime), price))
+        at = opt.capacity.updated_at if now is None else now
+        fits.append((_fit_type(roles, mc, label, price, delay, runtime, at), price))
     tier = max(f.tier for f, _ in fits)
     parts = [f.text for f, _ in fits if tier != CANNOT or f.tier == CANNOT]
     if tier == CANNOT:
@@ -175,7 +179,7 @@ def _dominant(r: Resources, node: Resources) -> float:
 
 
 def _fit_type(roles: list[RoleDemand], mc: MachineCapacity, label: str, price: float, delay: float,
-              runtime: float) -> _TypeFit:
+              runtime: float, now: float) -> _TypeFit:
     # Biggest replicas first: they need the emptiest nodes.
     roles = sorted(roles, key=lambda d: -_dominant(d.request, mc.node))
     for d in roles:
@@ -204,10 +208,23 @@ def _fit_type(roles: list[RoleDemand], mc: MachineCapacity, label: str, price: f
         if missing:
             text += f"; {missing} new node(s) at ${price:.2f}/h"
         return _TypeFit(SCALE_UP, text, missing, delay)
-    wait = runtime * _turnover(mc, _node_equivalents(mc.queued, mc.node) + total - used)
+    wait, how = _wait(mc, _node_equivalents(mc.queued, mc.node) + total - used, runtime, now)
     queued = f", {mc.queued_gangs} gang(s) queued ahead ({mc.queued.describe()})" if mc.queued_gangs else ""
     return _TypeFit(WAIT, f"needs {total} x {label}, {used} free{queued}, pools allow "
-                          f"{mc.headroom_nodes} more node(s)", total, wait)
+                          f"{mc.headroom_nodes} more node(s); the wait {how}", total, wait)
+
+
+def _wait(mc: MachineCapacity, nodes: int, runtime: float, now: float) -> tuple[float, str]:
+    """(seconds until `nodes` nodes are free, what that rests on): the nodes freeing as
+    the running gangs' expected ends come (`freeing`), when those cover the need; else
+    the guess from how full the nodes are (see choose_cluster)."""
+    need = nodes - mc.free_levels[LEVELS]
+    if need <= 0:
+        return 0.0, "is for the queue ahead"
+    for at, n in mc.freeing:
+        if n >= need:
+            return max(at - now, 0.0), "as the running work there ends (time limits, progress ETAs)"
+    return runtime * _turnover(mc, nodes), "is a guess: work there has no known end"
 
 
 def _turnover(mc: MachineCapacity, nodes: int) -> float:

@@ -4,6 +4,7 @@ the pure ranking in core.clusters.choose_cluster."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -48,9 +49,11 @@ def demand_of(exp: Experiment) -> list[RoleDemand]:
 
 
 def rank(exp: Experiment, readings: Sequence[ClusterReading],
-         provisioning_delay_s: float = 120.0) -> list[ClusterScore]:
+         provisioning_delay_s: float = 120.0, now: float | None = None) -> list[ClusterScore]:
+    """Waits count from `now` (default: the clock), as each cluster's nodes free up."""
     return choose_cluster(demand_of(exp), [r.option() for r in readings],
-                          provisioning_delay_s=provisioning_delay_s)
+                          provisioning_delay_s=provisioning_delay_s,
+                          now=time.time() if now is None else now)
 
 
 def pick(exp: Experiment, readings: Sequence[ClusterReading],
