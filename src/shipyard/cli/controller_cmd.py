@@ -46,6 +46,16 @@ def run(
     quarantine_window: Annotated[float, typer.Option(
         min=1, help="Seconds over which --quarantine-after counts a node's gang failures.")]
     = 3600.0,
+    progress_port: Annotated[int | None, typer.Option(
+        help="Receive ranks' shipyard.progress reports on --progress-address:PORT (HTTP).")] = None,
+    progress_address: Annotated[str, typer.Option(
+        help="Address the progress receiver listens on (0.0.0.0 in a cluster's pod).")]
+    = "127.0.0.1",
+    progress_url: Annotated[str | None, typer.Option(
+        help="Where ranks reach the receiver, e.g. http://shipyard-controller.shipyard-system:8088 "
+             "(default: http://ADDRESS:PORT).")] = None,
+    progress_interval: Annotated[float, typer.Option(
+        min=1, help="Seconds between two status.progress writes of an experiment.")] = 10.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the controller: gang admission, fair share, preemption, lifecycle, and the
@@ -82,7 +92,10 @@ def run(
                                  lease={"lease_s": lease_duration, "renew_deadline_s": renew_deadline,
                                         "retry_s": retry_period},
                                  quarantine={"after": quarantine_after,
-                                             "window_s": quarantine_window})
+                                             "window_s": quarantine_window},
+                                 progress=None if progress_port is None else {
+                                     "port": progress_port, "address": progress_address,
+                                     "url": progress_url, "interval_s": progress_interval})
 
     try:
         asyncio.run(main())

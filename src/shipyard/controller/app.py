@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from shipyard.controller.controller import Controller
+from shipyard.controller.progress import INTERVAL_S as PROGRESS_INTERVAL_S
 from shipyard.kube.client import KubeClient
 from shipyard.kube.informer import cancel_all
 from shipyard.kube.install import CONTROLLER, SYSTEM_NAMESPACE
@@ -48,9 +49,11 @@ async def run_controller(client: KubeClient, *, leader_elect: bool = True,
                          metrics_port: int | None = None,
                          lease: Mapping[str, float] | None = None,
                          quarantine: Mapping[str, Any] | None = None,
+                         progress: Mapping[str, Any] | None = None,
                          stop_bound_s: float = 5.0) -> None:
     """Run until cancelled; raises LostLeadership when the lease is lost. `lease`:
-    LeaderElector's timings (lease_s, renew_deadline_s, retry_s)."""
+    LeaderElector's timings (lease_s, renew_deadline_s, retry_s). `progress`: the
+    progress receiver's port, address, url (given to pods) and interval_s."""
     identity = identity or os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
     elector = (LeaderElector(client, namespace, CONTROLLER, identity, **(lease or {}))
                if leader_elect else None)
@@ -60,6 +63,20 @@ async def run_controller(client: KubeClient, *, leader_elect: bool = True,
         controller.autoscaler.metrics.serve(metrics_port)
     leading = asyncio.Event()
     tasks = [asyncio.create_task(controller.run(leading), name="controller")]
+    receiver = None
+    if progress is not None:
+        address = progress.get("address", "127.0.0.1")
+        receiver = controller.enable_progress(None, progress.get("interval_s", PROGRESS_INTERVAL_S))
+        port = await receiver.serve_http(progress["port"], address)
+        controller.writer.progress_url = progress.get("url") or f"http://{address}:{port}"
+        log.info("progress receiver on %s:%d; ranks report to %s", address, port,
+                 controller.writer.progress_url)
+
+        async def write_progress() -> None:
+            await leading.wait()  # a standby keeps what it hears but writes nothing
+            await receiver.run_writes()
+
+        tasks.append(asyncio.create_task(write_progress(), name="progress-writes"))
     if elector is None:
         leading.set()
     else:
@@ -80,6 +97,8 @@ async def run_controller(client: KubeClient, *, leader_elect: bool = True,
             task.result()  # re-raise a crash
     finally:
         await cancel_all(tasks)
+        if receiver is not None:
+            await receiver.close()
         if watchdog is not None:
             watchdog.cancel()
         if elector is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections import deque
 from collections.abc import Coroutine, Mapping
 from typing import Any
@@ -20,10 +21,11 @@ from shipyard.kube.client import KubeClient
 from shipyard.kube.errors import AlreadyExists, ApiError, Transient
 from shipyard.kube.leader import LostLeadership
 from shipyard.kube.outage import Outage
-from shipyard.kube.resources import EVENTS, EXPERIMENTS, PODS, SERVICES
+from shipyard.kube.resources import EVENTS, EXPERIMENTS, PODS, SECRETS, SERVICES
 from shipyard.render.objects import LABEL_EXPERIMENT, render_pod, render_service
-from shipyard.render.runtime import ANNOTATION_STOP_REASON
+from shipyard.render.runtime import ANNOTATION_STOP_REASON, render_progress_secret
 
+log = logging.getLogger(__name__)
 SCHEDULER_NAME = "shipyard"
 STOP_REASON_SETTLE_S = 1.0
 
@@ -33,8 +35,10 @@ def owner_reference(exp: ExperimentView) -> dict[str, Any]:
             "uid": exp.uid, "controller": True, "blockOwnerDeletion": True}
 
 
-def bound_pods(exp: ExperimentView, placement: Mapping[str, str], attempt: int) -> list[dict[str, Any]]:
-    """The rendered pods with nodeName set: kube-scheduler never sees them."""
+def bound_pods(exp: ExperimentView, placement: Mapping[str, str], attempt: int,
+               progress_url: str | None = None) -> list[dict[str, Any]]:
+    """The rendered pods with nodeName set: kube-scheduler never sees them. With
+    `progress_url` (the controller's progress receiver), ranks report there."""
     spec = exp.spec
     if spec is None:
         return []
@@ -47,6 +51,10 @@ def bound_pods(exp: ExperimentView, placement: Mapping[str, str], attempt: int) 
             # Attempts before this one: failures, preemptions, holds (0 the first time).
             pod["spec"]["containers"][0]["env"].append(
                 {"name": "SHIPYARD_RESTART_COUNT", "value": str(max(attempt - 1, 0))})
+            if progress_url:
+                pod["spec"]["containers"][0]["env"].append({
+                    "name": "SHIPYARD_PROGRESS_URL",
+                    "value": f"{progress_url.rstrip('/')}/v1/progress/{exp.namespace}/{exp.name}"})
             pod["metadata"]["ownerReferences"] = [owner_reference(exp)]
             pod["spec"]["nodeName"] = placement[member]
             pod["spec"]["schedulerName"] = SCHEDULER_NAME
@@ -105,6 +113,7 @@ class Writer:
         # A few gangs created at a time, each with all its pods at once: under load every
         # gang is partial for one round of creates, not for as long as the whole burst.
         self.gang_slots = asyncio.Semaphore(max(1, concurrency // 16))
+        self.progress_url: str | None = None  # set when the controller receives progress
 
     async def _call(self, coro: Coroutine[Any, Any, Any], lane: int = URGENT) -> Any:
         await self.lanes.acquire(lane)
@@ -151,7 +160,17 @@ class Writer:
         service["metadata"]["ownerReferences"] = [owner_reference(exp)]
         with contextlib.suppress(AlreadyExists):
             await self._call(self.client.create(SERVICES, service))
-        pods = [p for p in bound_pods(exp, placement, attempt) if p["metadata"]["name"] not in existing]
+        # The progress token, made once per experiment: a restarted gang keeps its own.
+        secret = render_progress_secret(spec, secrets.token_urlsafe(32))
+        secret["metadata"]["ownerReferences"] = [owner_reference(exp)]
+        try:
+            await self._call(self.client.create(SECRETS, secret))
+        except AlreadyExists:
+            pass
+        except ApiError as exc:  # no progress for this gang, but no reason to hold it back
+            log_write_failure(log, f"{exp.key}: progress Secret", exc)
+        pods = [p for p in bound_pods(exp, placement, attempt, self.progress_url)
+                if p["metadata"]["name"] not in existing]
         results = await asyncio.gather(*(self._call(self.client.create(PODS, p)) for p in pods),
                                        return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException) and not isinstance(r, AlreadyExists)]

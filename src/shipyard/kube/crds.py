@@ -46,6 +46,12 @@ EXPERIMENT_STATUS: dict[str, Any] = {
         "finishedAt": _STRING,
         "nextAttemptAt": _STRING,
         "failedPod": _STRING,
+        # Written by the progress receiver (controller/progress.py), at most once per interval.
+        "progress": {"type": "object", "properties": {
+            "step": _INT, "totalSteps": {**_INT, "nullable": True},
+            "percent": {"type": "number", "nullable": True}, "stepsPerSecond": {"type": "number"},
+            "eta": {**_STRING, "nullable": True}, "updatedAt": _STRING,
+            "metrics": {"type": "object", "additionalProperties": {"type": "number"}}}},
         "conditions": {
             "type": "array",
             "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
@@ -61,6 +67,8 @@ PRINTER_COLUMNS: dict[str, list[dict[str, Any]]] = {
         {"name": "Pods", "type": "string", "jsonPath": ".status.pods"},
         {"name": "Restarts", "type": "integer", "jsonPath": ".status.restarts"},
         {"name": "Position", "type": "integer", "jsonPath": ".status.position"},
+        {"name": "Progress", "type": "number", "jsonPath": ".status.progress.percent"},
+        {"name": "ETA", "type": "string", "jsonPath": ".status.progress.eta"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         {"name": "Message", "type": "string", "jsonPath": ".status.message"},
     ],

@@ -28,6 +28,8 @@ CLUSTER_RULES: list[dict[str, Any]] = [
                                                          "deletecollection"]},
     {"apiGroups": [""], "resources": ["pods/binding"], "verbs": ["create"]},
     {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "create", "delete"]},
+    # Each experiment's progress token: created with its gang, read to check reports.
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create"]},
     # Nodes: read by the scheduler; patched (earmarks, scale-down marks) by the
     # autoscaler; created and deleted only by the kwok provider (simulated pools).
     {"apiGroups": [""], "resources": ["nodes"],

@@ -17,6 +17,9 @@ ARCHIVE_KEY = "workdir.tar.gz"
 PODINFO_DIR = "/etc/shipyard"
 STOP_REASON_FILE = f"{PODINFO_DIR}/stop-reason"
 VOLUME_CODE, VOLUME_WORKDIR, VOLUME_PODINFO = "shipyard-code", "shipyard-workdir", "shipyard-podinfo"
+# The experiment's progress token (a Secret the controller creates with the gang), read
+# by shipyard.progress; optional, so a pod applied without a controller still starts.
+VOLUME_PROGRESS, PROGRESS_DIR, PROGRESS_TOKEN_KEY = "shipyard-progress", "/var/run/shipyard/progress", "token"
 
 # Run with the image's own Python, so no other image is needed; tarfile's "data" filter
 # (Python >= 3.11.4) refuses absolute paths, '..' and links leaving the folder.
@@ -26,6 +29,18 @@ UNPACK = ("import sys, tarfile; f = getattr(tarfile, 'data_filter', None); "
 
 def workdir_configmap_name(exp: Experiment) -> str:
     return f"{exp.name}-workdir"
+
+
+def progress_secret_name(experiment: str) -> str:
+    return f"{experiment}-progress"
+
+
+def render_progress_secret(exp: Experiment, token: str) -> dict[str, Any]:
+    """The Secret holding the experiment's progress token (the controller sets its owner)."""
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": progress_secret_name(exp.name), "namespace": exp.namespace,
+                         "labels": {"shipyard.dev/experiment": exp.name}},
+            "stringData": {PROGRESS_TOKEN_KEY: token}}
 
 
 def ships_workdir(exp: Experiment) -> bool:
@@ -49,6 +64,10 @@ def apply(pod: dict[str, Any], exp: Experiment, role: Role) -> None:
     }]}})
     mounts.append({"name": VOLUME_PODINFO, "mountPath": PODINFO_DIR, "readOnly": True})
     env.append({"name": "SHIPYARD_STOP_REASON", "value": STOP_REASON_FILE})
+    volumes.append({"name": VOLUME_PROGRESS, "secret": {
+        "secretName": progress_secret_name(exp.name), "optional": True}})
+    mounts.append({"name": VOLUME_PROGRESS, "mountPath": PROGRESS_DIR, "readOnly": True})
+    env.append({"name": "SHIPYARD_PROGRESS_TOKEN", "value": f"{PROGRESS_DIR}/{PROGRESS_TOKEN_KEY}"})
     if exp.checkpoint is not None:
         path = exp.checkpoint.path
         if not any(m.get("mountPath") == path for m in mounts):

@@ -1,0 +1,117 @@
+"""Progress on a cluster: the controller's receiver takes a rank's report only with its
+own experiment's token (from the Secret created with the gang and mounted into its
+pods) and writes status.progress with the ETA, shown by kubectl's columns.
+
+Ranks on kwok nodes do not run, so the test process posts as a rank would, with the
+token read from the Secret (what the pod's mounted file holds).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from shipyard.controller.views import parse_time
+from shipyard.spec import Experiment, Resources, RetryPolicy, Role
+from tests.integration.controller_harness import (
+    GROUP,
+    VERSION,
+    experiment_namespace,
+    start_controller,
+    stop_controller,
+)
+from tests.integration.test_devcluster import eventually
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def receiving(dev_cluster_factory) -> Iterator[Any]:
+    cluster = dev_cluster_factory("ctl", ("cpu-small:2",))
+    cluster.progress_port = _free_port()
+    controller = start_controller(cluster, "--progress-port", str(cluster.progress_port),
+                                  "--progress-interval", "1")
+    yield cluster
+    stop_controller(controller)
+
+
+def _job(name: str) -> Experiment:
+    return Experiment(name=name, retry=RetryPolicy(max_restarts=0, backoff_seconds=0), roles=[
+        Role(name="worker", replicas=2, machine_type="cpu-small", command=["python", "train.py"],
+             resources=Resources(cpu="100m", memory="64Mi"))])
+
+
+def _token(api, name: str) -> str:
+    secret = eventually(lambda: next((s for s in api.core.list_namespaced_secret(api.ns).items
+                                      if s.metadata.name == f"{name}-progress"), None),
+                        60, f"{name}-progress Secret")
+    assert secret.metadata.owner_references[0].name == name  # deleted with the experiment
+    return base64.b64decode(secret.data["token"]).decode()
+
+
+def test_a_rank_report_shows_in_status_with_eta_and_a_wrong_token_is_refused(receiving, request):
+    with experiment_namespace(receiving, request.node.name) as api:
+        for name in ("train", "other"):
+            api.launch(_job(name))
+        for name in ("train", "other"):
+            api.wait(name, lambda s: s.get("phase") == "Running", 90)
+        token, other = _token(api, "train"), _token(api, "other")
+        assert token != other
+
+        pod = api.pods("train")[0]
+        env = {e.name: e.value for e in pod.spec.containers[0].env}
+        url = env["SHIPYARD_PROGRESS_URL"]
+        assert url == f"http://127.0.0.1:{receiving.progress_port}/v1/progress/{api.ns}/train"
+        assert env["SHIPYARD_PROGRESS_TOKEN"] == "/var/run/shipyard/progress/token"
+        mounted = {v.name: v.secret.secret_name for v in pod.spec.volumes if v.secret}
+        assert mounted["shipyard-progress"] == "train-progress"
+
+        with httpx.Client(timeout=10) as http:
+            def post(step: int, tok: str, target: str = url, **extra: Any) -> int:
+                body = {"rank": "0", "pod": pod.metadata.name, "step": step, "total_steps": 1000,
+                        "metrics": {"loss": 2.5 - step / 1000, **extra}}
+                return http.post(target, json=body, headers={"Authorization": f"Bearer {tok}"}).status_code
+
+            # Another experiment's token, a made-up one and none at all: refused.
+            assert post(999, other) == 403
+            assert post(999, "not-a-token") == 403
+            assert http.post(url, json={"step": 1}).status_code == 403
+            assert post(10, token) == 204
+            steps = iter(range(11, 1000))
+
+            def reported() -> Any:
+                # A step every poll (a fifth of a second): later on the receiver's clock.
+                assert post(next(steps), token) == 204
+                return (api.status("train").get("progress") or {}).get("eta")
+
+            eventually(reported, 60, "status.progress with an ETA")
+        progress = api.status("train")["progress"]
+        assert 10 < progress["step"] < 1000 and progress["totalSteps"] == 1000
+        assert progress["percent"] == progress["step"] / 10
+        assert progress["stepsPerSecond"] > 0
+        # The ETA: the steps left at the measured rate, after the last report (to the second).
+        left = parse_time(progress["eta"]) - parse_time(progress["updatedAt"])
+        assert abs(left - (1000 - progress["step"]) / progress["stepsPerSecond"]) <= 1.0, progress
+        assert progress["metrics"] == {"loss": 2.5 - progress["step"] / 1000}
+        assert "progress" not in api.status("other")  # the refused reports wrote nothing
+
+        # kubectl get experiments: the PROGRESS and ETA columns.
+        method, url, headers, _, _ = api.api.param_serialize(
+            "GET", f"/apis/{GROUP}/{VERSION}/namespaces/{api.ns}/experiments/train",
+            header_params={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"})
+        response = api.api.call_api(method, url, headers)
+        response.read()
+        table = json.loads(response.data)
+        names = [c["name"] for c in table["columnDefinitions"]]
+        cells = dict(zip(names, table["rows"][0]["cells"], strict=True))
+        assert cells["Progress"] == progress["percent"] and cells["ETA"] == progress["eta"]
