@@ -10,6 +10,7 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+bash scripts/browser-deps.sh  # Debian's Chromium for the dashboard's browser tests (cached)
 
 echo "== lint"
 .venv/bin/ruff check .

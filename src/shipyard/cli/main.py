@@ -51,6 +51,7 @@ LAZY = {
     "clusters": Entry("shipyard.cli.fleet_cmd:clusters", group=False),
     "move": Entry("shipyard.cli.fleet_cmd:move_cmd", group=False),
     "usage": Entry("shipyard.cli.usage_cmd:usage", group=False),
+    "dashboard": Entry("shipyard.cli.dashboard_cmd:dashboard", group=False),
     **({"dev": Entry("shipyard.cli.dev:app", group=True)} if available("shipyard.cli.dev") else {}),
     "controller": Entry("shipyard.cli.controller_cmd:app", group=True),
     "fleet": Entry("shipyard.cli.fleet_cmd:app", group=True),
