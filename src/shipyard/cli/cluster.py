@@ -8,7 +8,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from shipyard.cli import cluster_logs
-from shipyard.cli.output import Format, age, console, dump, fail, phase, table
+from shipyard.cli.output import (
+    Format,
+    age,
+    console,
+    dump,
+    fail,
+    phase,
+    progress_cells,
+    progress_line,
+    table,
+)
 from shipyard.cli.rank_logs import LineFilter, layout
 from shipyard.controller.views import parse_rfc3339, parse_time
 from shipyard.core.start_estimate import start_text
@@ -19,6 +29,7 @@ from shipyard.kube.errors import ApiError, NotFound
 from shipyard.spec import Experiment
 
 T = TypeVar("T")
+ACTIVE_PHASES = ("Admitted", "Running")  # where an ETA means something
 
 
 def run(context: str, work: Callable[[KubeClient], Awaitable[T]]) -> T:
@@ -56,6 +67,7 @@ def summary(obj: dict[str, Any]) -> dict[str, Any]:
         "finished_at": parse_time(status.get("finishedAt")),
         "start_estimate": status.get("startEstimate") if status.get("phase", "Queued") == "Queued"
         else None,
+        "progress": status.get("progress"),
     }
 
 
@@ -82,8 +94,10 @@ def list_experiments(context: str, namespace: str | None, output: Format) -> Non
     if output is not Format.table:
         return dump(items, output)
     rows = [(s["id"], s["namespace"], s["queue"], phase(s["phase"]), s["pods"] or "", s["restarts"],
-             age(s["submitted_at"]), start_cells(s["start_estimate"])[0], s["message"]) for s in items]
-    table(("ID", "NAMESPACE", "QUEUE", "PHASE", "PODS", "RESTARTS", "AGE", "START", "MESSAGE"), rows)
+             *progress_cells(s["progress"], s["phase"] in ACTIVE_PHASES), age(s["submitted_at"]),
+             start_cells(s["start_estimate"])[0], s["message"]) for s in items]
+    table(("ID", "NAMESPACE", "QUEUE", "PHASE", "PODS", "RESTARTS", "PROGRESS", "ETA", "AGE", "START",
+           "MESSAGE"), rows)
 
 
 def status(context: str, name: str, namespace: str, output: Format) -> None:
@@ -107,6 +121,8 @@ def status(context: str, name: str, namespace: str, output: Format) -> None:
     console.print(s["message"], highlight=False)
     if s["start_estimate"]:
         console.print(f"estimated start: {start_cells(s['start_estimate'])[1]}", highlight=False)
+    if s["progress"]:
+        console.print(progress_line(s["progress"], s["phase"] in ACTIVE_PHASES), highlight=False)
     if ranks:
         table(("POD", "STATE", "NODE", "EXIT"),
               [(k, v["state"], v["node"], "" if v["exit_code"] is None else v["exit_code"])
