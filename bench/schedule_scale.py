@@ -38,6 +38,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -273,16 +274,21 @@ async def shipyard_way(client: KubeClient, exps: list[Experiment], timeout: floa
     return outcome
 
 
-def start_controller(c: devcluster.DevCluster) -> subprocess.Popen[bytes]:
+def start_controller(c: devcluster.DevCluster, profile: Path | None = None) -> subprocess.Popen[bytes]:
+    """The controller as a subprocess; with `profile`, under py-spy (sampling, so the
+    burst runs at nearly full speed), its collapsed stacks written there on stop."""
     env = {**os.environ, "KUBECONFIG": str(c.kubeconfig)}
     cli = [sys.executable, "-m", "shipyard.cli"]
     subprocess.run([*cli, "install", "--cluster", c.context, "--replicas", "0"], env=env,
                    check=True, timeout=300, stdout=subprocess.DEVNULL)
     log_path = c.state_dir / "logs" / "shipyard-controller.log"
     log_path.write_bytes(b"")
+    # py-spy is a binary that pip puts beside this interpreter.
+    spy = ([str(Path(sys.executable).with_name("py-spy")), "record", "--rate", "100", "--format", "raw",
+            "--nonblocking", "--output", str(profile), "--"] if profile else [])
     # One replica: no lease, whose renewal a loaded machine can starve past its deadline,
     # stopping the controller mid-burst.
-    proc = subprocess.Popen([*cli, "controller", "run", "--cluster", c.context,
+    proc = subprocess.Popen([*spy, *cli, "controller", "run", "--cluster", c.context,
                              "--no-leader-elect"],
                             env=env, stdout=log_path.open("ab"), stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -292,6 +298,41 @@ def start_controller(c: devcluster.DevCluster) -> subprocess.Popen[bytes]:
             raise RuntimeError(f"controller did not start; see {log_path}")
         time.sleep(0.2)
     return proc
+
+
+def stop_controller(proc: subprocess.Popen[bytes], profiled: bool) -> None:
+    # py-spy writes its profile on SIGINT (to the group, so the controller stops too).
+    os.killpg(proc.pid, signal.SIGINT if profiled else signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def top_frames(collapsed: Path, limit: int = 25) -> str:
+    """The functions where the controller spent its samples, from py-spy's collapsed
+    stacks: inclusive (anywhere on the stack) and self (the frame running)."""
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [f.split(" (")[0] + " " + f[f.rfind("/") + 1:].rstrip(")")
+                  if "/" in f else f for f in stack.split(";")]
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + n
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+    lines = [f"{total} samples"]
+    for title, table_ in (("inclusive", inclusive), ("self", own)):
+        lines.append(f"-- {title}")
+        for frame, n in sorted(table_.items(), key=lambda kv: -kv[1])[:limit]:
+            lines.append(f"{100 * n / max(total, 1):5.1f}%  {frame}")
+    return "\n".join(lines)
 
 
 def report(label: str, o: Outcome) -> Outcome:
@@ -311,30 +352,47 @@ async def run_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
                       tuning=tuning, merge_kubeconfig=False, nodes_timeout=3600,
                       feature_gates=nativegang.GATES if args.native else None)
     controller = None
+    profile = args.profile / f"controller-{n}.txt" if args.profile else None
     try:
         sizes = burst(n, args.seed)
         async with KubeClient(load_connection(str(c.kubeconfig), c.context),
                               max_connections=CONCURRENCY) as client:
             nodes = sorted(o["metadata"]["name"] for o in (await client.list(
                 NODES, label_selector=f"node.kubernetes.io/instance-type={MACHINE}"))[0])
-            raw = report("raw", await pods_way(client, experiments(sizes, "bench-raw"), nodes, "raw",
-                                               args.timeout))
+            raw = report("raw", await pods_way(
+                client, experiments(sizes, "bench-raw"), nodes, "raw",
+                args.timeout)) if "raw" in args.ways else None
             kube = report("kube-scheduler", await pods_way(
-                client, experiments(sizes, "bench-kube"), None, "kube-scheduler", args.timeout))
+                client, experiments(sizes, "bench-kube"), None, "kube-scheduler",
+                args.timeout)) if "kube" in args.ways else None
             native = report("native gang", await pods_way(
                 client, experiments(sizes, "bench-native"), None, "native gang", args.timeout,
-                native=True)) if args.native else None
-            controller = start_controller(c)
+                native=True)) if args.native and "native" in args.ways else None
+            controller = start_controller(c, profile)
             ours = report("shipyard", await shipyard_way(
                 client, experiments(sizes, "bench-shipyard"), args.timeout))
         return {"nodes": n, "experiments": len(sizes), "largest": max(sizes),
-                "raw": vars(raw), "kube": vars(kube), "shipyard": vars(ours),
+                "shipyard": vars(ours), **({"raw": vars(raw)} if raw else {}),
+                **({"kube": vars(kube)} if kube else {}),
                 **({"native": vars(native)} if native else {})}
     finally:
         if controller is not None:
-            controller.terminate()
-            controller.wait(timeout=30)
+            stop_controller(controller, profile is not None)
+            if profile is not None and profile.exists():
+                summary = top_frames(profile)
+                profile.with_suffix(".top.txt").write_text(summary + "\n")
+                print(f"controller profile ({profile}):\n{summary}", file=sys.stderr)
         devcluster.down(args.name)
+
+
+WAYS = ("raw", "kube", "native", "shipyard")
+
+
+def ways(text: str) -> set[str]:
+    chosen = {w.strip() for w in text.split(",") if w.strip()}
+    if unknown := chosen - set(WAYS):
+        raise argparse.ArgumentTypeError(f"unknown ways {sorted(unknown)}; choose from {WAYS}")
+    return chosen | {"shipyard"}
 
 
 def table(rows: list[dict[str, Any]], qps: int) -> str:
@@ -355,7 +413,7 @@ def table(rows: list[dict[str, Any]], qps: int) -> str:
                          f"{o.pods_per_s:.0f} | {o.placed_s:.1f} | {o.running_s:.1f} | "
                          f"{o.partial} | {o.longest_partial_s:.1f} | "
                          f"{o.waiting} | {o.longest_waiting_s:.1f} | "
-                         f"{ours.pods_per_s / o.pods_per_s:.2f} |")
+                         f"{ours.pods_per_s / max(o.pods_per_s, 1e-9):.2f} |")
     return "\n".join(lines)
 
 
@@ -372,7 +430,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=arg(above=0, high=86400), default=1800, help="seconds per way")
     p.add_argument("--name", default="bench-sched")
     p.add_argument("--json", type=Path, help="also write the rows here")
+    p.add_argument("--ways", type=ways, default=",".join(WAYS),
+                   help="which ways to run, comma-separated from " + ",".join(WAYS)
+                   + " (shipyard always runs; ratios need raw)")
+    p.add_argument("--profile", type=Path, metavar="DIR",
+                   help="run the controller under py-spy; write its collapsed stacks and the "
+                        "top functions to DIR/controller-N.txt and .top.txt")
     a = p.parse_args(argv)
+    if a.profile:
+        a.profile.mkdir(parents=True, exist_ok=True)
     rows = []
     try:
         for n in (int(s) for s in a.sizes.split(",")):

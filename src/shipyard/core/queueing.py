@@ -97,6 +97,10 @@ def schedule(snapshot: Snapshot, policy: Policy = Policy(), *,
     `decisions_only` (for the simulator): stop as soon as no gang left in order could
     start or preempt anything, leaving those out of `waiting`; admissions and
     preemptions are exactly those of the whole cycle."""
+    if not snapshot.pending:
+        # Nothing to decide (most cycles while a burst's pods are being written): skip
+        # building the capacity index over every node.
+        return CycleResult((), ())
     return _Cycle(snapshot, policy).run(decisions_only)
 
 
