@@ -114,6 +114,7 @@ class Controller:
         self.overlay: dict[str, dict[str, Any]] = {}  # experiment -> status we wrote
         self.inflight: dict[str, asyncio.Task[None]] = {}
         self.waiting_written: dict[str, float] = {}
+        self.leading_since = 0.0  # when this controller's first cycle could run
         self.start_estimates: dict[str, StartEstimate] = {}
         self.estimated_at = float("-inf")
         self.estimated_for: set[str] = set()  # the waiting gangs of that estimate
@@ -223,6 +224,7 @@ class Controller:
                  len(self.experiments.items))
         if leading is not None:
             await leading.wait()
+        self.leading_since = self.clock()
         first = True
         while True:
             # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that
@@ -506,7 +508,14 @@ class Controller:
             == (position, reason, start)
         if status.get("phase") in TERMINAL or unchanged:
             return
-        if now - self.waiting_written.get(key, 0.0) < WAITING_REFRESH_S and status.get("position"):
+        written = self.waiting_written.get(key)
+        if written is None and status.get("position"):
+            # Most likely stored by the last leader moments ago: count it as written when
+            # this controller began to lead, so a restart's first cycle creates the gangs
+            # it admits instead of a thousand position updates (each keeps its experiment
+            # out of the next cycles until it is written).
+            written = self.waiting_written[key] = self.leading_since
+        if now - (written or 0.0) < WAITING_REFRESH_S and status.get("position"):
             return
         self.waiting_written[key] = now
         new = {**status, "phase": "Queued", "position": position, "message": reason,
