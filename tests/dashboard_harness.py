@@ -89,7 +89,12 @@ def chromium(profile: Path) -> Iterator[object]:
 
 def shot(page: object, name: str) -> Path:
     path = artefacts() / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
+    # The page down to the end of its content (not the empty rest of the window).
+    height = page.evaluate("Math.ceil(document.querySelector('main').getBoundingClientRect().bottom"  # type: ignore[attr-defined]
+                           " + window.scrollY) + 8")
+    width = page.evaluate("document.documentElement.clientWidth")  # type: ignore[attr-defined]
+    page.screenshot(path=str(path), full_page=True,  # type: ignore[attr-defined]
+                    clip={"x": 0, "y": 0, "width": width, "height": height})
     return path
 
 

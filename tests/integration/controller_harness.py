@@ -36,6 +36,16 @@ def stop_controller(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=30)
 
 
+@contextmanager
+def controller_running(cluster: Any, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """start_controller for the length of a `with` block."""
+    proc = start_controller(cluster, *args)
+    try:
+        yield proc
+    finally:
+        stop_controller(proc)
+
+
 class Api:
     def __init__(self, cluster: Any, namespace: str) -> None:
         from kubernetes import client

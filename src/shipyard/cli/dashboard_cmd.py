@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -22,6 +23,9 @@ def dashboard(
                                               "not loopback).")] = None,
     local: Annotated[bool, typer.Option("--local/--no-local", help="Show this machine's runs "
                                         "(the local backend).")] = True,
+    explain: Annotated[Path | None, typer.Option(
+        "--explain", help="A spec file: the clusters page says where `launch --cluster auto` would "
+        "put it, and why (a .py spec runs once, here, at start).")] = None,
     clusters_file: ClustersFile = None,
 ) -> None:
     """Serve a read-only web dashboard of experiments, queues and clusters, updated
@@ -35,11 +39,13 @@ def dashboard(
 
     if not (available("starlette") and available("uvicorn") and available("jinja2")):
         fail("the dashboard needs its extra: pip install 'shipyard[dashboard]'", 2)
+    from shipyard.cli.main import _load
     from shipyard.dashboard.server import plan, serve
     from shipyard.spec import SpecError
 
+    exp = _load(explain) if explain is not None else None
     try:
-        p = plan(contexts or [], clusters_file, host, port, token, local)
+        p = plan(contexts or [], clusters_file, host, port, token, local, exp)
     except (SpecError, FileNotFoundError) as exc:
         fail(str(exc), 2)
     if token and len(token) < 16:

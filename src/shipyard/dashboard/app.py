@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from shipyard.dashboard import pages
 from shipyard.dashboard.hub import Hub
 from shipyard.dashboard.views import Filters, cells, choices, clock, ordered
+from shipyard.spec import Experiment
 
 HERE = Path(__file__).parent
 COOKIE = "shipyard_dashboard_token"
@@ -66,7 +67,8 @@ class TokenGate:
 
 
 def create_app(hub: Hub, *, token: str | None = None, allowed_hosts: list[str] | None = None,
-               row_limit: int = ROW_LIMIT) -> Starlette:
+               row_limit: int = ROW_LIMIT, explain: Experiment | None = None) -> Starlette:
+    """`explain`: a spec whose `--cluster auto` choice the clusters page explains."""
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals.update(cells=cells, now=time.time, clock=clock)
 
@@ -171,10 +173,10 @@ def create_app(hub: Hub, *, token: str | None = None, allowed_hosts: list[str] |
         return JSONResponse(await pages.usage_series(hub, name, request.query_params.get("since", "7d")))
 
     async def clusters(request: Request) -> Response:
-        return render(request, "clusters.html", part=await pages.clusters_html(templates, hub))
+        return render(request, "clusters.html", part=await pages.clusters_html(templates, hub, explain))
 
     async def clusters_stream(request: Request) -> Response:
-        return fragment_stream(request, lambda: pages.clusters_html(templates, hub), 5.0)
+        return fragment_stream(request, lambda: pages.clusters_html(templates, hub, explain), 5.0)
 
     async def health(request: Request) -> Response:
         return JSONResponse({"rows": len(hub.rows), "version": hub.version, "updated_at": hub.updated_at})

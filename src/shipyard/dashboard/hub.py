@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from shipyard.dashboard.sources import ClusterSource, Detail, Source
 from shipyard.dashboard.views import ProgressHistory, Row
 
+MIN_GAP_S = 0.05
+
 
 class Hub:
     def __init__(self, sources: Sequence[Source], interval_s: float = 1.0) -> None:
@@ -22,6 +24,7 @@ class Hub:
         self.updated_at = 0.0
         self.history = ProgressHistory()
         self._changed = asyncio.Condition()
+        self._poked = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def source(self, name: str) -> Source | None:
@@ -32,6 +35,7 @@ class Hub:
 
     async def start(self) -> None:
         for s in self.sources:
+            s.on_change = self.poke
             await s.start()
         await self.refresh()
         self._task = asyncio.create_task(self._loop(), name="dashboard-hub")
@@ -59,10 +63,17 @@ class Hub:
             async with self._changed:
                 self._changed.notify_all()
 
+    def poke(self) -> None:
+        """A source saw a change (an Informer event): refresh now, not at the next tick."""
+        self._poked.set()
+
     async def _loop(self) -> None:
         while True:
-            await asyncio.sleep(self.interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poked.wait(), self.interval_s)
+            self._poked.clear()
             await self.refresh()
+            await asyncio.sleep(MIN_GAP_S)  # a burst of changes costs one refresh per gap
 
     async def wait_change(self, seen: int, timeout_s: float) -> int:
         """The version after it moved past `seen`, or the same one after `timeout_s`."""

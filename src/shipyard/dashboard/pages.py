@@ -10,11 +10,15 @@ from typing import Any
 
 from starlette.templating import Jinja2Templates
 
+from shipyard.cli.fleet_cmd import TIERS
 from shipyard.dashboard.fleet_views import by_machine, gpu_hours_series, quota_text, used_text
 from shipyard.dashboard.hub import Hub
 from shipyard.dashboard.sources import ClusterSource, Detail
 from shipyard.dashboard.views import Row, cells
+from shipyard.fleet.capacity import ClusterReading
+from shipyard.fleet.placement import RUNNABLE_TIERS, rank
 from shipyard.fleet.report import capacity_rows
+from shipyard.spec import Experiment
 from shipyard.spec.quantity import parse_duration_seconds
 
 
@@ -78,9 +82,22 @@ async def usage_series(hub: Hub, name: str, since: str) -> dict[str, Any]:
 def _capacity(s: ClusterSource, result: Any) -> dict[str, Any]:
     reading, cells_ = result
     return {"name": s.name, "problem": reading.problem or "", "capacity": capacity_rows([reading]),
-            "machines": by_machine(cells_), "nodes": len(cells_)}
+            "machines": by_machine(cells_), "nodes": len(cells_), "reading": reading}
 
 
-async def clusters_html(templates: Jinja2Templates, hub: Hub) -> str:
+async def clusters_html(templates: Jinja2Templates, hub: Hub, explain: Experiment | None = None) -> str:
     clusters = await _per_cluster(hub, ClusterSource.capacity, ClusterSource.nodes, build=_capacity)
-    return templates.get_template("_clusters.html").render(clusters=clusters)
+    return templates.get_template("_clusters.html").render(
+        clusters=clusters, explain=explanation(explain, [c["reading"] for c in clusters if "reading" in c]))
+
+
+def explanation(exp: Experiment | None, readings: list[ClusterReading]) -> dict[str, Any] | None:
+    """`shipyard launch --cluster auto --explain` for the spec the dashboard was given."""
+    if exp is None:
+        return None
+    scores = rank(exp, readings)
+    chosen = scores[0] if scores and scores[0].tier in RUNNABLE_TIERS else None
+    return {"name": exp.name, "chosen": chosen, "scores": [
+        {"cluster": s.cluster, "tier": f"{s.tier} {TIERS.get(s.tier, '')}", "cost": f"{s.cost_per_hour:.2f}",
+         "wait": "" if s.wait_s in (None, float("inf")) else f"{s.wait_s:.0f}s", "reason": s.reason}
+        for s in scores], "tiers": TIERS}

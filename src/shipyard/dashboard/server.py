@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from shipyard.spec import Experiment
 from shipyard.spec.clusters import ClusterRef, ClustersConfigMissing, load_clusters_config
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -21,6 +22,7 @@ class Plan:
     host: str
     port: int
     token: str | None  # None: loopback without a token
+    explain: Experiment | None = None  # the clusters page explains where it would go
 
     @property
     def url(self) -> str:
@@ -62,10 +64,10 @@ def cluster_refs(contexts: Sequence[str], clusters_file: Path | None) -> list[Cl
 
 
 def plan(contexts: Sequence[str], clusters_file: Path | None, host: str, port: int,
-         token: str | None, local: bool) -> Plan:
+         token: str | None, local: bool, explain: Experiment | None = None) -> Plan:
     if token is None and not is_loopback(host):
         token = secrets.token_urlsafe(24)  # anyone who can reach the port must not read it all
-    return Plan(cluster_refs(contexts, clusters_file), local, host, port, token)
+    return Plan(cluster_refs(contexts, clusters_file), local, host, port, token, explain)
 
 
 def serve(p: Plan, on_ready: object = None) -> None:
@@ -80,7 +82,7 @@ def serve(p: Plan, on_ready: object = None) -> None:
     sources: list = [LocalSource()] if p.local else []
     sources += [ClusterSource(ref, clusters) for ref in p.refs]
     hosts = None if not is_loopback(p.host) else ["127.0.0.1", "localhost", "[::1]", "::1"]
-    app = create_app(Hub(sources, interval_s=0.5), token=p.token, allowed_hosts=hosts)
+    app = create_app(Hub(sources, interval_s=0.5), token=p.token, allowed_hosts=hosts, explain=p.explain)
     config = uvicorn.Config(app, host=p.host, port=p.port, log_level="warning", access_log=False,
                             lifespan="on")
     uvicorn.Server(config).run()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -64,6 +65,7 @@ class Detail:
 
 class Source(Protocol):
     name: str
+    on_change: Callable[[], None]  # set by the hub: called when the source knows it changed
 
     async def start(self) -> None: ...
     async def close(self) -> None: ...
@@ -81,6 +83,7 @@ class LocalSource:
         from shipyard.local import Store
 
         self.store = Store(root)
+        self.on_change: Callable[[], None] = lambda: None  # runs on disk are polled
         self._rows: list[Row] = []
 
     async def start(self) -> None:
@@ -138,6 +141,7 @@ class ClusterSource:
         self.name = ref.name
         self.clusters = clusters
         self.problem = ""  # why the cluster cannot be read, shown on the pages
+        self.on_change: Callable[[], None] = lambda: None
         self.informer: Informer[Row] | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -147,7 +151,8 @@ class ClusterSource:
 
     async def start(self) -> None:
         try:
-            self.informer = Informer(self.client, EXPERIMENTS, lambda o: _row(self.name, o))
+            self.informer = Informer(self.client, EXPERIMENTS, lambda o: _row(self.name, o),
+                                     lambda key, old, new: self.on_change())
         except Exception as exc:  # Unreachable: a bad context; shown, not raised
             self.problem = str(exc)
             return

@@ -87,7 +87,7 @@
     const cols = await r.json();
     const names = Object.keys(cols).filter((k) => k !== xKey);
     if (!cols[xKey] || cols[xKey].length === 0) {
-      el.innerHTML = '<p class="muted">no progress reported yet</p>';
+      el.innerHTML = '<p class="muted">' + (el.dataset.empty || "nothing recorded yet") + "</p>";
       charts.delete(el);
       return;
     }
