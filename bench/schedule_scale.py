@@ -274,9 +274,11 @@ async def shipyard_way(client: KubeClient, exps: list[Experiment], timeout: floa
     return outcome
 
 
-def start_controller(c: devcluster.DevCluster, profile: Path | None = None) -> subprocess.Popen[bytes]:
+def start_controller(c: devcluster.DevCluster, profile: Path | None = None,
+                     extra: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
     """The controller as a subprocess; with `profile`, under py-spy (sampling, so the
-    burst runs at nearly full speed), its collapsed stacks written there on stop."""
+    burst runs at nearly full speed), its collapsed stacks written there on stop.
+    `extra`: more `controller run` options (bench/progress_load.py's receivers)."""
     env = {**os.environ, "KUBECONFIG": str(c.kubeconfig)}
     cli = [sys.executable, "-m", "shipyard.cli"]
     subprocess.run([*cli, "install", "--cluster", c.context, "--replicas", "0"], env=env,
@@ -289,7 +291,7 @@ def start_controller(c: devcluster.DevCluster, profile: Path | None = None) -> s
     # One replica: no lease, whose renewal a loaded machine can starve past its deadline,
     # stopping the controller mid-burst.
     proc = subprocess.Popen([*spy, *cli, "controller", "run", "--cluster", c.context,
-                             "--no-leader-elect"],
+                             "--no-leader-elect", *extra],
                             env=env, stdout=log_path.open("ab"), stderr=subprocess.STDOUT,
                             start_new_session=True)
     deadline = time.monotonic() + 300

@@ -54,6 +54,14 @@ def _job(name: str) -> Experiment:
              resources=Resources(cpu="100m", memory="64Mi"))])
 
 
+def _remove(api, *names: str) -> None:
+    """Delete the experiments and wait for their pods to go (garbage collection deletes
+    them; the namespace's cleanup would race it for pods still there)."""
+    for name in names:
+        api.delete(name)
+    api.wait_no_pods()
+
+
 def _token(api, name: str) -> str:
     secret = eventually(lambda: next((s for s in api.core.list_namespaced_secret(api.ns).items
                                       if s.metadata.name == f"{name}-progress"), None),
@@ -134,3 +142,63 @@ def test_a_rank_report_shows_in_status_with_eta_and_a_wrong_token_is_refused(rec
             [*cli, "status", "train", "--cluster", receiving.context, "-n", api.ns, "-o", "json"],
             env=env, capture_output=True, text=True, check=True).stdout)
         assert shown["progress"]["step"] >= progress["step"]
+        _remove(api, "train", "other")
+
+
+def _events(api, name: str, reason: str) -> list[str]:
+    return [e.message for e in api.core.list_namespaced_event(
+        api.ns, field_selector=f"involvedObject.name={name}").items if e.reason == reason]
+
+
+def _stalled(status: dict[str, Any]) -> dict[str, Any] | None:
+    return next((c for c in status.get("conditions") or [] if c["type"] == "Stalled"), None)
+
+
+def test_a_silent_gang_turns_stalled_and_on_hang_restart_restarts_it_then_fails(receiving, request):
+    with experiment_namespace(receiving, request.node.name) as api:
+        exp = _job("hung").model_copy(update={"hang_timeout": 3, "on_hang": "restart",
+                                              "retry": RetryPolicy(max_restarts=1, backoff_seconds=0)})
+        api.launch(exp)
+        # Nothing reports (kwok runs no process): stalled, restarted whole, stalled again, Failed.
+        final = api.wait("hung", lambda s: s.get("phase") == "Failed", 120)
+        assert final["restarts"] == 1
+        assert final["failedPod"].startswith("stalled: no progress report for 3s from any rank: ")
+        assert _stalled(final)["status"] == "True"
+        placement = final["placement"]
+        # One Event per stall (best effort, so waited for), each naming every silent pod
+        # and its node, then the action taken.
+        eventually(lambda: len(_events(api, "hung", "Stalled")) == 2, 30, "two Stalled Events")
+        told = _events(api, "hung", "Stalled")
+        assert all(m.endswith("; restart") for m in told)
+        for member, node in placement.items():
+            assert f"hung-{member} on {node}" in told[-1]
+
+
+def test_notify_marks_stalled_until_a_report_comes_and_a_slow_rank_is_a_straggler(receiving, request):
+    with experiment_namespace(receiving, request.node.name) as api:
+        exp = _job("quiet").model_copy(update={
+            "hang_timeout": 3, "roles": [_job("quiet").roles[0].model_copy(update={"replicas": 3})]})
+        api.launch(exp)
+        status = api.wait("quiet", lambda s: (_stalled(s) or {}).get("status") == "True", 90)
+        assert status["phase"] == "Running"  # notify: only told
+        token = _token(api, "quiet")
+        url = f"http://127.0.0.1:{receiving.progress_port}/v1/progress/{api.ns}/quiet"
+        pods = {p.metadata.name: p.spec.node_name for p in api.pods("quiet")}
+        steps = [0, 0, 0]
+        with httpx.Client(timeout=10) as http:
+            def report() -> Any:
+                # Ranks 0 and 1 make ten steps a poll, rank 2 one: it is the straggler.
+                for rank in range(3):
+                    steps[rank] += 1 if rank == 2 else 10
+                    body = {"rank": str(rank), "pod": f"quiet-worker-{rank}", "step": steps[rank]}
+                    assert http.post(url, json=body, headers={"Authorization": f"Bearer {token}"}
+                                     ).status_code == 204
+                s = api.status("quiet")
+                return (_stalled(s) or {}).get("status") == "False" and _events(api, "quiet", "Straggler")
+
+            eventually(report, 90, "the Stalled condition cleared and a Straggler Event")
+        assert api.status("quiet")["phase"] == "Running"
+        assert _events(api, "quiet", "ProgressResumed")
+        (straggler,) = _events(api, "quiet", "Straggler")
+        assert straggler.startswith(f"rank 2 (pod quiet-worker-2 on node {pods['quiet-worker-2']}) makes ")
+        _remove(api, "quiet")

@@ -54,6 +54,9 @@ def run(
     progress_url: Annotated[str | None, typer.Option(
         help="Where ranks reach the receiver, e.g. http://shipyard-controller.shipyard-system:8088 "
              "(default: http://ADDRESS:PORT).")] = None,
+    progress_grpc_port: Annotated[int | None, typer.Option(
+        help="Also receive reports over gRPC on this port (needs grpcio; for measuring, "
+             "shipyard.progress sends HTTP).")] = None,
     progress_interval: Annotated[float, typer.Option(
         min=1, help="Seconds between two status.progress writes of an experiment.")] = 10.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -76,6 +79,12 @@ def run(
                      "--leader-elect-renew-deadline < --leader-elect-lease-duration, got "
                      f"{retry_period:g}, {renew_deadline:g}, {lease_duration:g}")
         raise typer.Exit(2)
+    if progress_grpc_port is not None:
+        from shipyard.cli.lazy import available
+
+        if not available("grpc"):
+            errors.print("[red]error:[/red] --progress-grpc-port needs grpcio: pip install grpcio")
+            raise typer.Exit(2)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.DEBUG if verbose else logging.WARNING)
@@ -95,7 +104,8 @@ def run(
                                              "window_s": quarantine_window},
                                  progress=None if progress_port is None else {
                                      "port": progress_port, "address": progress_address,
-                                     "url": progress_url, "interval_s": progress_interval})
+                                     "url": progress_url, "interval_s": progress_interval,
+                                     "grpc_port": progress_grpc_port})
 
     try:
         asyncio.run(main())

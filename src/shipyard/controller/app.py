@@ -69,6 +69,9 @@ async def run_controller(client: KubeClient, *, leader_elect: bool = True,
         receiver = controller.enable_progress(None, progress.get("interval_s", PROGRESS_INTERVAL_S))
         port = await receiver.serve_http(progress["port"], address)
         controller.writer.progress_url = progress.get("url") or f"http://{address}:{port}"
+        if progress.get("grpc_port") is not None:
+            grpc_port = await receiver.serve_grpc(progress["grpc_port"], address)
+            log.info("progress receiver (gRPC) on %s:%d", address, grpc_port)
         log.info("progress receiver on %s:%d; ranks report to %s", address, port,
                  controller.writer.progress_url)
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from shipyard.controller.autoscaler import TAINT_EARMARK, Autoscaler
 from shipyard.controller.capacity import CapacityPublisher
-from shipyard.controller.lifecycle import HOLDING, TERMINAL, Decision, reconcile
+from shipyard.controller.lifecycle import HOLDING, STALLED, TERMINAL, Decision, reconcile
 from shipyard.controller.progress import INTERVAL_S as PROGRESS_INTERVAL_S
 from shipyard.controller.progress import Receiver, only_progress_changed
 from shipyard.controller.quarantine import Quarantine
@@ -63,6 +63,7 @@ from shipyard.kube.install import SYSTEM_NAMESPACE
 from shipyard.kube.outage import Outage
 from shipyard.kube.resources import EXPERIMENTS, NODES, PODS, QUEUES
 from shipyard.monitor.metrics import CacheCollector
+from shipyard.monitor.progress import ProgressMetrics
 from shipyard.monitor.scheduler import TAINT_QUARANTINE, SchedulerCollector, SchedulerMetrics, restart_cause
 from shipyard.monitor.usage import rates, running_uses
 from shipyard.monitor.usage_store import UsageRecorder
@@ -139,7 +140,13 @@ class Controller:
     def enable_progress(self, url: str | None, interval_s: float = PROGRESS_INTERVAL_S) -> Receiver:
         """Receive ranks' progress reports; `url`: where pods reach the receiver (given to
         them as SHIPYARD_PROGRESS_URL; None: they are not told, so they do not report)."""
-        self.progress = Receiver(self.client, self.writer, lambda: self.experiments.items, interval_s)
+        def node_of(key: str, pod: str) -> str | None:
+            view = self.pods_of.get(key, {}).get(pod)
+            return view.node if view else None
+
+        self.progress = Receiver(self.client, self.writer, lambda: self.experiments.items, interval_s,
+                                 node_of=node_of,
+                                 metrics=ProgressMetrics(self.autoscaler.metrics.registry))
         self.writer.progress_url = url
         return self.progress
 
@@ -158,7 +165,7 @@ class Controller:
             del self.overlay[key]  # the watch caught up with what we wrote
         if new is None and self.progress is not None:
             namespace, _, name = key.partition("/")
-            self.progress.hub.forget((namespace, name))
+            self.progress.forget((namespace, name))
         if only_progress_changed(old, new):
             return  # the receiver's own write: nothing to schedule
         self.dirty.set()
@@ -250,9 +257,14 @@ class Controller:
         self.cycles += 1
         for key, exp in list(self.experiments.items.items()):
             if key not in self.inflight:
-                self._apply_lifecycle(exp, reconcile(exp, self.status(key),
-                                                     list(self.pods_of.get(key, {}).values()),
-                                                     self.nodes.items, now), now)
+                pods, status = list(self.pods_of.get(key, {}).values()), self.status(key)
+                hung = (self.progress.stalled(exp, pods, status, now) if self.progress is not None
+                        and status.get("phase") == "Running" else None)
+                decision = reconcile(exp, status, pods, self.nodes.items, now, hung)
+                metrics = self.progress.metrics if self.progress is not None else None
+                if decision.event and decision.event[0] == STALLED and exp.spec and metrics:
+                    metrics.stalls.labels(exp.spec.queue, exp.spec.on_hang).inc()
+                self._apply_lifecycle(exp, decision, now)
         snapshot = self.snapshot(now)
         result = schedule(snapshot)
         self.last_snapshot, self.last_result = snapshot, result
@@ -431,7 +443,7 @@ class Controller:
             if decision.create:
                 await self._create(exp)
             if decision.event:
-                kind = "Warning" if decision.event[0] in ("Failed", "Restarting") else "Normal"
+                kind = "Warning" if decision.event[0] in ("Failed", "Restarting", STALLED) else "Normal"
                 await self.writer.event(exp, *decision.event, now, kind)
 
         self._spawn(exp.key, act())

@@ -11,7 +11,7 @@ gangs are deleted the same way and requeued without counting a restart.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from shipyard.controller.views import (
@@ -27,6 +27,7 @@ HOLDING = ("Admitted", "Starting", "Running")  # resources counted from the plac
 STOPPING = ("Restarting", "Preempted")  # pods being deleted before requeueing
 HELD = ("Holding", "Held")  # stopped by the hold annotation: pods going, then none
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
+STALLED = "Stalled"  # the condition (and Event reason) of a gang that stopped reporting
 # How long after admission a created pod may still be missing from the watch cache
 # before it counts as deleted.
 POD_VISIBLE_S = 60.0
@@ -62,7 +63,10 @@ def reconcile(
     pods: Sequence[PodView],
     nodes: Mapping[str, Node],
     now: float,
+    stalled: str | None = None,
 ) -> Decision:
+    """`stalled`: why the gang counts as hung (no progress report for its hang_timeout;
+    the progress receiver's finding), or None."""
     phase = status.get("phase")
     if not phase:
         return Decision(_next(status, phase="Queued", restarts=0, attempt=0, message="queued",
@@ -93,7 +97,10 @@ def reconcile(
             return Decision(force=_stuck(pods, nodes))
         return Decision(create=True)
     if phase in ("Starting", "Running"):
-        return _watch_gang(exp, status, pods, nodes, now)
+        decision = _watch_gang(exp, status, pods, nodes, now)
+        if decision == Decision() and phase == "Running":
+            return _hang(exp, status, stalled, now)
+        return decision
     # Queued: the scheduler's business, once no pod is left (say, of an admission whose
     # rollback could not delete them all): a queued gang holds no nodes.
     return _delete_all(pods, nodes)
@@ -164,6 +171,40 @@ def _watch_gang(exp: ExperimentView, status: Mapping[str, Any], pods: Sequence[P
     return Decision()
 
 
+def _stalled_condition(status: Mapping[str, Any]) -> dict[str, Any] | None:
+    return next((c for c in status.get("conditions") or [] if c.get("type") == STALLED), None)
+
+
+def _hang(exp: ExperimentView, status: Mapping[str, Any], stalled: str | None, now: float) -> Decision:
+    """A Running gang that went silent: the condition Stalled, then the spec's on_hang
+    (restart: the whole gang, as after a failure; fail: Failed at once; notify: only
+    the condition and an Event). Reports again: the condition goes False."""
+    spec = exp.spec
+    current = _stalled_condition(status)
+    others = [c for c in status.get("conditions") or [] if c.get("type") != STALLED]
+    if stalled is None or spec is None:
+        if current is None or current.get("status") != "True":
+            return Decision()
+        # Set before this attempt began: it was restarted for it, and is not stalled yet.
+        earlier = (parse_time(current.get("lastTransitionTime")) or 0) < (
+            parse_time(status.get("startedAt")) or 0)
+        reason, message = (("Restarted", "a new attempt began") if earlier
+                           else ("ProgressResumed", "progress reports again"))
+        cleared = {**current, "status": "False", "reason": reason, "message": message,
+                   "lastTransitionTime": format_time(now)}
+        return Decision(_next(status, conditions=[*others, cleared]),
+                        event=None if earlier else (reason, message))
+    if current is not None and current.get("status") == "True" and spec.on_hang == "notify":
+        return Decision()  # said once
+    condition = {"type": STALLED, "status": "True", "reason": "NoProgress", "message": stalled[:1000],
+                 "lastTransitionTime": format_time(now)}
+    marked = {**status, "conditions": [*others, condition]}
+    if spec.on_hang == "notify":
+        return Decision(_next(marked), event=(STALLED, stalled))
+    decision = _fail(spec, marked, f"stalled: {stalled}", now, retry=spec.on_hang == "restart")
+    return replace(decision, event=(STALLED, f"{stalled}; {spec.on_hang}"))
+
+
 def _hold(exp: ExperimentView, status: Mapping[str, Any], pods: Sequence[PodView]) -> Decision:
     """Holding (pods being deleted) -> Held (none left); released: back to the queue."""
     phase = status.get("phase")
@@ -182,11 +223,12 @@ def _hold(exp: ExperimentView, status: Mapping[str, Any], pods: Sequence[PodView
                     event=("Held", "stopped and kept out of scheduling"))
 
 
-def _fail(spec: Any, status: Mapping[str, Any], problem: str, now: float) -> Decision:
+def _fail(spec: Any, status: Mapping[str, Any], problem: str, now: float,
+          retry: bool = True) -> Decision:
     restarts = int(status.get("restarts", 0))
     cause = "time-limit" if problem.startswith("time limit") else "failure"
     reason = f"{cause}: {problem}"
-    if restarts < spec.retry.max_restarts:
+    if retry and restarts < spec.retry.max_restarts:
         delay = spec.retry.backoff(restarts + 1)
         return Decision(
             _next(status, phase="Restarting", restarts=restarts + 1, failedPod=problem,

@@ -22,17 +22,28 @@ import contextlib
 import hmac
 import json
 import logging
+import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shipyard.controller.views import ExperimentView, format_time
+from shipyard.controller.views import ExperimentView, PodView, format_time, parse_time
 from shipyard.controller.writer import ROUTINE, Writer, log_write_failure
-from shipyard.core.progress import Window, keep_metrics, status_fields, summarize
+from shipyard.core.progress import (
+    WINDOW_S,
+    Persistent,
+    Window,
+    keep_metrics,
+    stalled,
+    status_fields,
+    stragglers,
+    summarize,
+)
 from shipyard.kube.client import KubeClient
 from shipyard.kube.errors import ApiError, NotFound
 from shipyard.kube.resources import SECRETS
+from shipyard.monitor.progress import ProgressMetrics
 from shipyard.render.runtime import PROGRESS_TOKEN_KEY, progress_secret_name
 
 log = logging.getLogger(__name__)
@@ -42,6 +53,8 @@ MISSING_TTL_S = 5.0  # an experiment without a Secret is asked for again after t
 MAX_BODY = 16 * 1024
 MAX_RANKS = 100_000  # per experiment; more reports are refused (a bound on memory)
 PATH_PREFIX = "/v1/progress/"
+GRPC_SERVICE = "shipyard.Progress"  # method Report
+STRAGGLER_CHECKS = 3  # intervals in a row a rank must be slow to be called a straggler
 
 
 class Tokens:
@@ -167,20 +180,30 @@ class Receiver:
 
     def __init__(self, client: KubeClient, writer: Writer,
                  experiments: Callable[[], Mapping[str, ExperimentView]],
-                 interval_s: float = INTERVAL_S, clock: Callable[[], float] = time.monotonic) -> None:
+                 interval_s: float = INTERVAL_S, clock: Callable[[], float] = time.monotonic,
+                 node_of: Callable[[str, str], str | None] = lambda key, pod: None,
+                 metrics: ProgressMetrics | None = None) -> None:
+        """`node_of(experiment key, pod)`: the pod's node (for the Straggler Event)."""
         self.writer = writer
         self.experiments = experiments
+        self.node_of = node_of
+        self.metrics = metrics
+        self.slow: dict[tuple[str, str], Persistent] = {}  # experiment -> its slow ranks' streaks
         self.hub = Hub(interval_s)
         self.tokens = Tokens(client, clock)
         self.clock = clock
         self.refused = 0
         self.writes = 0
         self.servers: list[Any] = []
+        self.grpc_servers: list[Any] = []
 
-    async def accept(self, namespace: str, name: str, token: str, body: Any) -> int:
+    async def accept(self, namespace: str, name: str, token: str, body: Any,
+                     transport: str = "http") -> int:
         """An HTTP status code: 204 taken, 400 not a report, 403 not this experiment's token."""
         if not token or not await self.tokens.valid(namespace, name, token):
             self.refused += 1
+            if self.metrics is not None:
+                self.metrics.refused.labels(transport).inc()
             return 403
         if not isinstance(body, dict):
             return 400
@@ -188,6 +211,8 @@ class Receiver:
             self.hub.report(namespace, name, body, self.clock())
         except ValueError:
             return 400
+        if self.metrics is not None:
+            self.metrics.reports.labels(transport).inc()
         return 204
 
     async def write_due(self) -> None:
@@ -195,18 +220,73 @@ class Receiver:
         for (namespace, name), fields in self.hub.due(self.clock(), time.time()):
             exp = items.get(f"{namespace}/{name}")
             if exp is None:
-                self.hub.forget((namespace, name))
+                self.forget((namespace, name))
                 continue
             try:
                 await self.writer.patch_status(exp, {"progress": fields}, ROUTINE)
                 self.writes += 1
+                if self.metrics is not None:
+                    self.metrics.writes.inc()
             except ApiError as exc:
                 log_write_failure(log, f"{exp.key}: progress", exc)
+            await self._stragglers(exp)
+
+    def forget(self, key: tuple[str, str]) -> None:
+        """An experiment deleted: its reports and streaks go."""
+        self.hub.forget(key)
+        self.slow.pop(key, None)
+
+    async def _stragglers(self, exp: ExperimentView) -> None:
+        """Once per interval per experiment: a rank below half the median step rate in
+        STRAGGLER_CHECKS checks in a row gets a Warning Event (once, until it recovers)."""
+        key = (exp.namespace, exp.name)
+        record = self.hub.experiments.get(key)
+        if record is None:
+            return
+        now = self.clock()
+        recent = {rank: w.rate() for rank, w in record.ranks.items()
+                  if w.updated is not None and now - w.updated < WINDOW_S}
+        found = self.slow.setdefault(key, Persistent(STRAGGLER_CHECKS)).check(stragglers(recent))
+        if not found:
+            return
+        median = statistics.median(r for r in recent.values() if r > 0)
+        for rank in found:
+            pod = record.pods.get(rank, "")
+            node = self.node_of(exp.key, pod) if pod else None
+            message = (f"rank {rank} (pod {pod or '?'} on node {node or '?'}) makes "
+                       f"{recent[rank]:.3g} steps/s, the gang's median {median:.3g}")
+            if self.metrics is not None and exp.spec is not None:
+                self.metrics.stragglers.labels(exp.spec.queue).inc()
+            await self.writer.event(exp, "Straggler", message, time.time(), "Warning")
 
     async def run_writes(self) -> None:
         while True:
             await asyncio.sleep(min(1.0, self.hub.interval_s / 4))
             await self.write_due()
+
+    def stalled(self, exp: ExperimentView, pods: Iterable[PodView], status: Mapping[str, Any],
+                now: float) -> str | None:
+        """Why a Running gang with a hang_timeout counts as hung (no report from any of its
+        pods for that long), naming the silent pods and their nodes; None if it does not."""
+        spec = exp.spec
+        started = parse_time(status.get("startedAt"))
+        if spec is None or spec.hang_timeout is None or started is None:
+            return None
+        mono = self.clock()
+        record = self.hub.experiments.get((exp.namespace, exp.name))
+        last: dict[str, float] = {}
+        if record is not None:
+            for rank, pod in record.pods.items():
+                updated = record.ranks[rank].updated
+                if updated is not None:
+                    last[pod] = max(last.get(pod, updated), updated)
+        members = {p.name: p.node for p in pods if p.phase == "Running" and not p.terminating}
+        ages = {pod: (mono - last[pod]) if pod in last else None for pod in members}
+        if not members or not stalled(ages, now - started, spec.hang_timeout):
+            return None
+        names = [f"{pod} on {node or '?'}" for pod, node in sorted(members.items())]
+        shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+        return f"no progress report for {spec.hang_timeout:g}s from any rank: {shown}"
 
     # -- HTTP ---------------------------------------------------------------------
 
@@ -221,6 +301,39 @@ class Receiver:
             server.close()
             with contextlib.suppress(Exception):
                 await server.wait_closed()
+        for grpc_server in self.grpc_servers:
+            await grpc_server.stop(0)
+
+    async def serve_grpc(self, port: int, host: str = "127.0.0.1") -> int:
+        """The same receiver over gRPC (grpcio, a dev extra): unary shipyard.Progress/Report,
+        the JSON report with "namespace" and "experiment" as the message, the token in the
+        `authorization` metadata. Kept to measure the two side by side (bench/progress_load.py)."""
+        import grpc
+
+        async def report(request: bytes, context: Any) -> bytes:
+            auth = dict(context.invocation_metadata()).get("authorization", "")
+            try:
+                body = json.loads(request)
+            except ValueError:
+                body = None
+            ns, name = (body.get("namespace"), body.get("experiment")) if isinstance(body, dict) else ("", "")
+            if not isinstance(ns, str) or not isinstance(name, str) or not ns or not name:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "namespace and experiment needed")
+            code = await self.accept(ns, name, auth[7:].strip() if auth[:7].lower() == "bearer " else "",
+                                     body, "grpc")
+            if code == 403:
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, "not this experiment's token")
+            if code != 204:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "not a progress report")
+            return b""
+
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            GRPC_SERVICE, {"Report": grpc.unary_unary_rpc_method_handler(report)}),))
+        bound = server.add_insecure_port(f"{host}:{port}")
+        await server.start()
+        self.grpc_servers.append(server)
+        return bound
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -133,3 +133,29 @@ def status_fields(s: Summary, format_time: Callable[[float], str]) -> dict[str, 
             "stepsPerSecond": s.steps_per_second,
             "eta": format_time(s.eta) if s.eta is not None else None,
             "updatedAt": format_time(s.updated), "metrics": dict(s.metrics)}
+
+
+def stalled(ages: Mapping[str, float | None], running_for: float, timeout: float) -> bool:
+    """No member has reported for `timeout` seconds, and the attempt has run that long.
+    `ages`: seconds since each member's last report (None: never, this attempt or ever)."""
+    if running_for <= timeout:
+        return False
+    return all(age is None or age > timeout for age in ages.values())
+
+
+class Persistent:
+    """Who has been flagged in each of the last `times` checks (a straggler must stay
+    slow, not be slow once): `check` returns those newly persistent, once each."""
+
+    def __init__(self, times: int = 3) -> None:
+        self.times = times
+        self.streak: dict[str, int] = {}
+        self.told: set[str] = set()
+
+    def check(self, flagged: Iterable[str]) -> list[str]:
+        flagged = set(flagged)
+        self.streak = {k: self.streak.get(k, 0) + 1 for k in flagged}
+        self.told &= flagged  # a rank that recovered may be told of again
+        new = sorted(k for k, n in self.streak.items() if n >= self.times and k not in self.told)
+        self.told |= set(new)
+        return new

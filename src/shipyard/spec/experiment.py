@@ -153,6 +153,9 @@ class Experiment(StrictModel):
     queue: Dns1123Label = "default"  # also a label value on every pod
     priority: int = Field(default=0, ge=-1000, le=1000)
     time_limit: OptionalSeconds = None
+    # No shipyard.progress report from any rank for this long -> Stalled, then on_hang.
+    hang_timeout: OptionalSeconds = None
+    on_hang: Literal["restart", "fail", "notify"] = "notify"
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     # Extra or overriding machine types, on top of DEFAULT_MACHINE_TYPES.
     machine_types: list[MachineType] = Field(default_factory=list)
