@@ -85,3 +85,16 @@ def test_helm_installs_the_chart_into_a_cluster(helm: Path, dev_cluster_factory)
     assert dep["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
     role = api.get_json("/apis/rbac.authorization.k8s.io/v1/clusterroles/shipyard-controller")
     assert role["rules"] == _dry_run()[("ClusterRole", "shipyard-controller")]["rules"]
+
+
+def test_chart_progress_port_serves_the_receiver_behind_a_service(helm: Path) -> None:
+    objs = _template(helm, "progressPort=8088")
+    command = objs[("Deployment", "shipyard-controller")]["spec"]["template"]["spec"][
+        "containers"][0]["command"]
+    assert command[-3:] == ["--progress-port=8088", "--progress-address=0.0.0.0",
+                            "--progress-url=http://shipyard-controller.shipyard-system.svc:8088"]
+    service = objs[("Service", "shipyard-controller")]
+    assert service["spec"]["ports"] == [{"name": "progress", "port": 8088, "targetPort": 8088}]
+    assert service["spec"]["selector"] == objs[("Deployment", "shipyard-controller")]["spec"][
+        "selector"]["matchLabels"]
+    assert ("Service", "shipyard-controller") not in _template(helm)  # off by default
