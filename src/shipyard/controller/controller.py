@@ -116,6 +116,7 @@ class Controller:
         self.inflight: dict[str, asyncio.Task[None]] = {}
         self.waiting_written: dict[str, float] = {}
         self.leading_since = 0.0  # when this controller's first cycle could run
+        self._nodes_built: dict[str, tuple[Node, Resources | None, str | None, Node]] = {}
         self.start_estimates: dict[str, StartEstimate] = {}
         self.estimated_at = float("-inf")
         self.estimated_for: set[str] = set()  # the waiting gangs of that estimate
@@ -385,15 +386,26 @@ class Controller:
                                                        self.nodes.items, now)
         held_by = set(self.earmarks.values())
         pending = [_tolerating_earmark(g) if g.key in held_by else g for g in pending]
-        nodes = tuple(
-            Node(n.name, n.allocatable, n.labels,
-                 n.taints + ((Taint(TAINT_EARMARK, self.earmarks[n.name]),)
-                             if n.name in self.earmarks else ()),
-                 used.get(n.name, Resources()), n.ready, n.schedulable)
-            for n in self.nodes.items.values()
-        )
+        nodes = tuple(self._node(n, used.get(n.name), self.earmarks.get(n.name))
+                      for n in self.nodes.items.values())
         queues = tuple(queue_for(q) for q in self.queues.items.values())
         return Snapshot(nodes, tuple(pending), now, tuple(running), queues)
+
+    def _node(self, seen: Node, used: Resources | None, earmark: str | None) -> Node:
+        """The snapshot's node: the cached one's usage and earmark applied, built again
+        only when one of the three changed (a cycle at 7,500 nodes otherwise spends a
+        tenth of the controller's CPU rebuilding nodes that did not move)."""
+        hit = self._nodes_built.get(seen.name)
+        if hit is not None and hit[0] is seen and hit[2] == earmark and (
+                hit[1] is used or hit[1] == used):
+            return hit[3]
+        node = Node(seen.name, seen.allocatable, seen.labels,
+                    seen.taints + ((Taint(TAINT_EARMARK, earmark),) if earmark else ()),
+                    used or Resources(), seen.ready, seen.schedulable)
+        self._nodes_built[seen.name] = (seen, used, earmark, node)
+        if len(self._nodes_built) > 2 * len(self.nodes.items) + 1024:
+            self._nodes_built.clear()  # deleted nodes' entries
+        return node
 
     # -- applying decisions ---------------------------------------------------------
 
