@@ -18,11 +18,11 @@ REPORTING = """
 import os, pathlib, time, shipyard
 gate = pathlib.Path(os.environ["GATE"])
 for step in range(1, 6):
-    shipyard.progress(step, total_steps=100, loss=1.0 / step)
+    shipyard.progress(step, total_steps=10000, loss=1.0 / step)
     time.sleep(0.15)
 while not gate.exists():
     time.sleep(0.05)
-shipyard.progress(100, loss=0.01)
+shipyard.progress(10000, loss=0.01)
 """
 
 
@@ -44,8 +44,8 @@ def test_progress_reported_by_ranks_shows_in_status_with_eta(store, tmp_path):
             assert time.monotonic() < deadline, f"no ETA yet: {seen}"
             time.sleep(0.05)
             seen = _progress(store, run.id)
-        assert seen["totalSteps"] == 100
-        assert seen["percent"] == seen["step"]
+        assert seen["totalSteps"] == 10000  # a long run: the ETA is far ahead
+        assert seen["percent"] == seen["step"] / 100
         assert seen["stepsPerSecond"] > 0
         assert seen["eta"] > seen["updatedAt"]  # RFC3339 in UTC compares as text
         assert set(seen["metrics"]) == {"loss"}
@@ -57,11 +57,11 @@ def test_progress_reported_by_ranks_shows_in_status_with_eta(store, tmp_path):
         gate.write_text("go")
         done = wait_for(store, run.id, lambda s: s.phase == "Succeeded")
         final = _progress(store, done.id)
-        assert (final["step"], final["percent"]) == (100, 100.0)  # the exit flush carried the last
+        assert (final["step"], final["percent"]) == (10000, 100.0)  # the exit flush carried the last
         assert final["metrics"]["loss"] == 0.01
         status = json.loads(subprocess.run(
             [sys.executable, "-m", "shipyard.cli", "status", run.id, "-o", "json"],
             capture_output=True, text=True, check=True).stdout)
-        assert status["progress"]["step"] == 100
+        assert status["progress"]["step"] == 10000
     finally:
         cancel(run.id, store=store)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shipyard.controller.views import ExperimentView, PodView, format_time, parse_time
-from shipyard.controller.writer import ROUTINE, Writer, log_write_failure
+from shipyard.controller.writer import Writer, log_write_failure
 from shipyard.core.progress import (
     WINDOW_S,
     Persistent,
@@ -223,7 +223,7 @@ class Receiver:
                 self.forget((namespace, name))
                 continue
             try:
-                await self.writer.patch_status(exp, {"progress": fields}, ROUTINE)
+                await self.writer.patch_progress(exp, fields)
                 self.writes += 1
                 if self.metrics is not None:
                     self.metrics.writes.inc()

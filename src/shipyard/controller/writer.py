@@ -141,8 +141,15 @@ class Writer:
 
     async def patch_status(self, exp: ExperimentView, status: Mapping[str, Any],
                            lane: int = URGENT) -> None:
-        await self._call(self.client.patch(EXPERIMENTS, exp.name, {"status": dict(status)},
+        # status.progress is the receiver's (patch_progress): a status built from a
+        # cached copy would put an older one back.
+        body = {k: v for k, v in status.items() if k != "progress"}
+        await self._call(self.client.patch(EXPERIMENTS, exp.name, {"status": body},
                                            exp.namespace, subresource="status"), lane)
+
+    async def patch_progress(self, exp: ExperimentView, progress: Mapping[str, Any]) -> None:
+        await self._call(self.client.patch(EXPERIMENTS, exp.name, {"status": {"progress": dict(progress)}},
+                                           exp.namespace, subresource="status"), ROUTINE)
 
     async def create_gang(self, exp: ExperimentView, placement: Mapping[str, str], attempt: int,
                           existing: set[str]) -> None:
