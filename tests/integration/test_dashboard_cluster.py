@@ -7,6 +7,7 @@ the queues and clusters pages show the queue's usage and every node."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -53,11 +54,13 @@ def test_cluster_dashboard_in_a_browser(cluster, tmp_path):
             assert row["crash"].locator(".phase").inner_text() == "Failed"
             assert row["waits"].locator(".phase").inner_text() == "Queued"
             # Position and the waiting reason, as the controller wrote them.
-            page.wait_for_function(f"document.querySelector(\"tr[data-key='{key['waits']}'] td.reason\")"
-                                   ".innerText.length > 0")
-            assert row["waits"].locator("td").nth(6).inner_text() == str(api.status("waits")["position"])
-            assert api.status("waits")["message"] in row["waits"].locator(".reason").inner_text()
-            assert waiting["message"]
+            # (waited for: the controller may rewrite them while the page loads)
+            status = api.status("waits")
+            page.wait_for_function(
+                f"(r) => r.querySelector('td.reason').innerText.startsWith({json.dumps(status['message'])})"
+                f" && r.querySelectorAll('td')[6].innerText === '{status['position']}'",
+                arg=row["waits"].element_handle())
+            assert waiting["message"] and "0 such nodes free" in status["message"]
             browser_harness.shot(page, "cluster-experiments")
 
             browser_harness.mark_page(page)
@@ -83,6 +86,7 @@ def test_cluster_dashboard_in_a_browser(cluster, tmp_path):
             assert "Admitted" in page.locator(".timeline").inner_text()  # the controller's Events
             browser_harness.shot(page, "cluster-failed-experiment")
 
+            api.wait_no_pods("fits")  # a terminating pod still holds its node
             page.goto(f"{url}/queues")
             queue = page.locator("#queues tr[data-queue='default']")
             queue.wait_for()
@@ -93,6 +97,8 @@ def test_cluster_dashboard_in_a_browser(cluster, tmp_path):
             page.locator(".nodemap .node").first.wait_for()
             assert page.locator(".nodemap .node").count() == GPU_NODES + 1
             assert page.locator(".nodemap .node.a5").count() == 3  # the three nodes `waits` holds
-            chosen = page.locator("#explain tr.chosen td")
-            assert chosen.first.inner_text() == name and chosen.nth(1).inner_text() == "0 fits now"
+            # The controller's capacity summary catches up with the freed node (the page follows it).
+            page.wait_for_function("document.querySelector('#explain tr.chosen td:nth-child(2)')"
+                                   "?.innerText === '0 fits now'", timeout=60_000)
+            assert page.locator("#explain tr.chosen td").first.inner_text() == name
             browser_harness.shot(page, "cluster-nodes")

@@ -163,3 +163,19 @@ def test_with_a_token_every_request_needs_it_and_the_app_is_read_only(client):
     assert client.get("/api/experiments").json() == {"total": 0, "rows": []}  # the cookie carries it
     assert client.post("/api/experiments").status_code == 405
     assert client.delete("/").status_code == 405
+
+
+def test_off_loopback_a_token_is_made_and_contexts_become_clusters(tmp_path):
+    from shipyard.dashboard.server import is_loopback, plan
+
+    config = tmp_path / "clusters.yaml"
+    config.write_text("clusters: [{name: onprem, context: kind-onprem}, {name: cloud, context: gke-cloud}]\n")
+    local = plan([], config, "127.0.0.1", 8765, None, True)
+    assert local.token is None and [r.name for r in local.refs] == ["onprem", "cloud"]
+    assert local.url == "http://127.0.0.1:8765/"
+    wide = plan(["cloud", "kind-onprem", "Other_Ctx"], config, "0.0.0.0", 9000, None, False)
+    assert wide.token and len(wide.token) >= 24 and wide.url.endswith(f"/?token={wide.token}")
+    assert [(r.name, r.context) for r in wide.refs] == [("cloud", "gke-cloud"), ("onprem", "kind-onprem"),
+                                                        ("other-ctx", "Other_Ctx")]
+    assert is_loopback("::1") and is_loopback("localhost") and not is_loopback("10.0.0.1")
+    assert not is_loopback("example.org")

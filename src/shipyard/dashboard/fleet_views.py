@@ -32,6 +32,7 @@ class QueueRow:
     dominant_share: float
     running: int
     pending: int  # experiments waiting in it
+    pending_demand: Resources  # what they ask for, together
 
 
 def _quota_text(q: Quota | None, unlimited: str) -> str:
@@ -64,11 +65,13 @@ def queue_rows(queues: Iterable[Queue], pods: Iterable[PodView], queue_of_pod: M
             used[q] = used.get(q, Resources()) + p.request
     running: dict[str, int] = {}
     pending: dict[str, int] = {}
+    demand: dict[str, Resources] = {}
     for r in rows:
         if r.source == "local":
             continue
         if r.phase == "Queued":
             pending[r.queue] = pending.get(r.queue, 0) + 1
+            demand[r.queue] = demand.get(r.queue, Resources()) + (r.demand or Resources())
         elif r.phase in ("Admitted", "Starting", "Running", "Restarting"):
             running[r.queue] = running.get(r.queue, 0) + 1
     names = sorted(set(weights) | set(used) | set(pending) | set(running))
@@ -78,7 +81,7 @@ def queue_rows(queues: Iterable[Queue], pods: Iterable[PodView], queue_of_pod: M
         u = used.get(name, Resources())
         out.append(QueueRow(name, q.weight, u, q.nominal, q.borrowing_limit,
                             dominant_share(u, capacity, q.weight), running.get(name, 0),
-                            pending.get(name, 0)))
+                            pending.get(name, 0), demand.get(name, Resources())))
     return out
 
 

@@ -57,7 +57,7 @@ def _queues(s: ClusterSource, result: Any) -> dict[str, Any]:
     for (queue, _ns), amount in ledger.since(time.time() - 7 * 86400).items():
         hours[queue] = hours.get(queue, 0.0) + amount.gpu_seconds / 3600
     return {"name": s.name, "problem": "", "rows": [
-        {"q": r, "used": used_text(r.used), "quota": quota_text(r),
+        {"q": r, "used": used_text(r.used), "quota": quota_text(r), "demand": used_text(r.pending_demand),
          "gpu_hours": round(hours.get(r.name, 0.0), 2)} for r in rows]}
 
 

@@ -39,14 +39,17 @@ from shipyard.dashboard.views import (
 )
 from shipyard.fleet.capacity import ClusterReading, read_capacities
 from shipyard.fleet.connect import Clusters
+from shipyard.fleet.placement import demand_of
 from shipyard.kube import experiments as kexp
 from shipyard.kube.errors import NotFound
 from shipyard.kube.informer import Informer
 from shipyard.kube.install import SYSTEM_NAMESPACE
+from shipyard.kube.objects import experiment_from_resource
 from shipyard.kube.resources import EVENTS, EXPERIMENTS, NODES, PODS, QUEUES
 from shipyard.monitor.usage import Ledger
 from shipyard.monitor.usage_store import read_ledger
 from shipyard.render.objects import LABEL_EXPERIMENT, LABEL_QUEUE
+from shipyard.spec import SpecError
 from shipyard.spec.clusters import ClusterRef
 
 TAIL_LINES = 200  # of each rank on the experiment page
@@ -129,8 +132,17 @@ class LocalSource:
                       failure.describe() if failure else "", local_events(summary))
 
 
+def _demand(obj: dict[str, Any]) -> Resources | None:
+    """The whole gang's request, as placement reads it (None for a spec that does not load)."""
+    try:
+        roles = demand_of(experiment_from_resource(obj))
+        return sum((d.request.scaled(d.replicas) for d in roles), Resources())
+    except (SpecError, KeyError, TypeError, ValueError):
+        return None
+
+
 def _row(source: str, obj: dict[str, Any]) -> Row:
-    return row_from_summary(source, cluster_summary(obj), obj.get("status") or {})
+    return row_from_summary(source, cluster_summary(obj), obj.get("status") or {}, _demand(obj))
 
 
 class ClusterSource:

@@ -15,6 +15,7 @@ from typing import Any
 
 from shipyard.cli.cluster import start_cells
 from shipyard.cli.output import age, progress_cells, progress_line
+from shipyard.core.model import Resources
 
 LOCAL = "local"  # the source name of this machine's runs
 FINISHED = ("Succeeded", "Failed", "Cancelled")
@@ -37,6 +38,7 @@ class Row:
     submitted_at: float | None
     progress: Mapping[str, Any] | None = None  # status.progress (the progress SDK)
     estimate: Mapping[str, Any] | None = None  # status.startEstimate of a waiting experiment
+    demand: Resources | None = None  # what the whole gang asks for (cluster experiments)
 
     @property
     def key(self) -> str:
@@ -47,7 +49,8 @@ class Row:
         return "exp-" + "".join(c if c.isalnum() or c == "-" else "_" for c in self.key)
 
 
-def row_from_summary(source: str, s: Mapping[str, Any], status: Mapping[str, Any] | None = None) -> Row:
+def row_from_summary(source: str, s: Mapping[str, Any], status: Mapping[str, Any] | None = None,
+                     demand: Resources | None = None) -> Row:
     """A Row from a CLI summary (same keys locally and on a cluster); `status`: the
     Experiment's raw status, for the fields other features add (progress, estimates)."""
     status = status or {}
@@ -60,7 +63,7 @@ def row_from_summary(source: str, s: Mapping[str, Any], status: Mapping[str, Any
         position=s.get("position"), reason=str(s.get("message") or ""),
         restarts=int(s.get("restarts") or 0), submitted_at=s.get("submitted_at"),
         progress=progress if isinstance(progress, Mapping) else None,
-        estimate=estimate if isinstance(estimate, Mapping) else None,
+        estimate=estimate if isinstance(estimate, Mapping) else None, demand=demand,
     )
 
 
