@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from shipyard.controller.views import parse_time
 from shipyard.spec import Experiment, Resources, RetryPolicy, Role
@@ -43,11 +44,18 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def receiving(dev_cluster_factory) -> Iterator[Any]:
     cluster = dev_cluster_factory("ctl", ("cpu-small:2",))
-    cluster.progress_port = _free_port()
+    cluster.progress_port, cluster.metrics_port = _free_port(), _free_port()
     controller = start_controller(cluster, "--progress-port", str(cluster.progress_port),
-                                  "--progress-interval", "1")
+                                  "--progress-interval", "1", "--metrics-port", str(cluster.metrics_port))
     yield cluster
     stop_controller(controller)
+
+
+def _metric(cluster: Any, name: str, **labels: str) -> float:
+    """The sum of every series of `name` whose labels include `labels`, scraped now."""
+    text = httpx.get(f"http://127.0.0.1:{cluster.metrics_port}/metrics", timeout=10).text
+    return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
+               if s.name == name and set(labels.items()) <= set(s.labels.items()))
 
 
 def _job(name: str) -> Experiment:
@@ -101,6 +109,11 @@ def test_a_rank_report_shows_in_status_with_eta_and_a_wrong_token_is_refused(rec
             assert post(999, other) == 403
             assert post(999, "not-a-token") == 403
             assert http.post(url, json={"step": 1}).status_code == 403
+            auth = {"Authorization": f"Bearer {token}"}
+            assert http.post(url, content=b"not json", headers=auth).status_code == 400
+            assert http.post(url, json={"step": "ten"}, headers=auth).status_code == 400
+            assert http.post(url.replace("/v1/progress/", "/v1/other/"), json={}, headers=auth
+                             ).status_code == 404
             assert post(10, token) == 204
             steps = iter(range(11, 1000))
 
@@ -119,6 +132,9 @@ def test_a_rank_report_shows_in_status_with_eta_and_a_wrong_token_is_refused(rec
         assert abs(left - (TOTAL - progress["step"]) / progress["stepsPerSecond"]) <= 1.0, progress
         assert progress["metrics"] == {"loss": 2.5 - progress["step"] / 1000}
         assert "progress" not in api.status("other")  # the refused reports wrote nothing
+        assert _metric(receiving, "shipyard_progress_refused_reports_total", transport="http") >= 3
+        assert _metric(receiving, "shipyard_progress_reports_total", transport="http") >= 2
+        assert _metric(receiving, "shipyard_progress_status_writes_total") >= 1
 
         # kubectl get experiments: the PROGRESS and ETA columns.
         method, url, headers, _, _ = api.api.param_serialize(
@@ -185,6 +201,9 @@ def test_notify_marks_stalled_until_a_report_comes_and_a_slow_rank_is_a_straggle
         api.launch(exp)
         status = api.wait("quiet", lambda s: (_stalled(s) or {}).get("status") == "True", 90)
         assert status["phase"] == "Running"  # notify: only told
+        assert eventually(lambda: _metric(receiving, "shipyard_experiments_stalled", queue="default") >= 1,
+                          30, "the stalled gauge")
+        assert _metric(receiving, "shipyard_stalls_total", queue="default", action="notify") >= 1
         token = _token(api, "quiet")
         url = f"http://127.0.0.1:{receiving.progress_port}/v1/progress/{api.ns}/quiet"
         pods = {p.metadata.name: p.spec.node_name for p in api.pods("quiet")}
@@ -204,5 +223,6 @@ def test_notify_marks_stalled_until_a_report_comes_and_a_slow_rank_is_a_straggle
         assert api.status("quiet")["phase"] == "Running"
         assert _events(api, "quiet", "ProgressResumed")
         (straggler,) = _events(api, "quiet", "Straggler")
+        assert _metric(receiving, "shipyard_stragglers_total", queue="default") >= 1
         assert straggler.startswith(f"rank 2 (pod quiet-worker-2 on node {pods['quiet-worker-2']}) makes ")
         _remove(api, "quiet")

@@ -134,8 +134,9 @@ class SchedulerCollector:
             phase = status.get("phase") or "Queued"
             counts[(queue, phase)] = counts.get((queue, phase), 0) + 1
             stalled.setdefault(queue, 0)
-            if any(c.get("type") == "Stalled" and c.get("status") == "True"
-                   for c in status.get("conditions") or []):
+            # A gang restarted or failed for its hang keeps the condition: not counted.
+            if phase == "Running" and any(c.get("type") == "Stalled" and c.get("status") == "True"
+                                          for c in status.get("conditions") or []):
                 stalled[queue] += 1
         by_phase = GaugeMetricFamily("shipyard_experiments", "Experiments by phase and queue",
                                      labels=["queue", "phase"])
@@ -144,7 +145,7 @@ class SchedulerCollector:
                 by_phase.add_metric([queue, phase], counts.get((queue, phase), 0))
         yield by_phase
         g = GaugeMetricFamily("shipyard_experiments_stalled", "Running experiments with the "
-                              "Stalled condition (no progress and no log line for hang_timeout)",
+                              "Stalled condition (no progress report for hang_timeout)",
                               labels=["queue"])
         for queue, n in sorted(stalled.items()):
             g.add_metric([queue], n)
