@@ -162,6 +162,26 @@ def test_a_rank_report_shows_in_status_with_eta_and_a_wrong_token_is_refused(rec
             [*cli, "status", "train", "--cluster", receiving.context, "-n", api.ns, "-o", "json"],
             env=env, capture_output=True, text=True, check=True).stdout)
         assert shown["progress"]["step"] >= progress["step"]
+
+        # The SDK itself, in a process given what a pod of "other" gets (its URL, its token
+        # file, RANK, HOSTNAME): calls every step, sends batched, flushes at exit.
+        other_pod = api.pods("other")[0]
+        other_env = {e.name: e.value for e in other_pod.spec.containers[0].env}
+        token_file = receiving.state_dir / f"{api.ns}-other-token"
+        token_file.write_text(other)
+        rank = subprocess.run([sys.executable, "-c", (
+            "import time, shipyard\n"
+            "for step in range(1, 301):\n"
+            "    shipyard.progress(step, total_steps=1_000_000, loss=1 / step)\n"
+            "    time.sleep(0.01)\n")], env={
+            "PATH": os.environ["PATH"], "PYTHONPATH": os.pathsep.join(sys.path),
+            "SHIPYARD_PROGRESS_URL": other_env["SHIPYARD_PROGRESS_URL"],
+            "SHIPYARD_PROGRESS_TOKEN": str(token_file), "SHIPYARD_PROGRESS_INTERVAL": "0.5",
+            "RANK": "0", "HOSTNAME": other_pod.metadata.name}, capture_output=True, text=True,
+            timeout=120)
+        assert rank.returncode == 0 and rank.stderr == "", rank.stderr  # nothing failed, said once
+        sent = api.wait("other", lambda s: (s.get("progress") or {}).get("step") == 300, 60)["progress"]
+        assert sent["eta"] and sent["metrics"] == {"loss": 1 / 300}
         _remove(api, "train", "other")
 
 
