@@ -179,3 +179,23 @@ def test_off_loopback_a_token_is_made_and_contexts_become_clusters(tmp_path):
                                                         ("other-ctx", "Other_Ctx")]
     assert is_loopback("::1") and is_loopback("localhost") and not is_loopback("10.0.0.1")
     assert not is_loopback("example.org")
+
+
+def test_a_cluster_that_cannot_be_reached_is_named_and_the_others_still_show(tmp_path, monkeypatch):
+    from starlette.testclient import TestClient
+
+    from shipyard.dashboard.app import create_app
+    from shipyard.dashboard.hub import Hub
+    from shipyard.dashboard.sources import ClusterSource, LocalSource
+    from shipyard.fleet.connect import Clusters
+    from shipyard.spec.clusters import ClusterRef
+
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    ref = ClusterRef(name="gone", context="nope")
+    hub = Hub([LocalSource(tmp_path), ClusterSource(ref, Clusters([ref]))])
+    with TestClient(create_app(hub), base_url="http://127.0.0.1") as c:
+        page = c.get("/")
+        assert page.status_code == 200
+        assert "cluster gone: cluster gone is unreachable: kubeconfig context &#39;nope&#39;" in page.text
+        assert c.get("/api/experiments").json() == {"total": 0, "rows": []}
+        assert "cluster gone is unreachable" in c.get("/queues").text

@@ -103,10 +103,14 @@ def create_app(hub: Hub, *, token: str | None = None, allowed_hosts: list[str] |
             sent: dict[str, str] = {}
             order: list[str] = []
             version = -1
+            said: list[str] = []
             while True:
                 version = await hub.wait_change(version, KEEPALIVE_S)
                 if await request.is_disconnected():
                     return
+                if (now_said := pages.problems(hub)) != said:
+                    said = now_said
+                    yield sse("problems", {"problems": said})
                 rows, total = table(filters)
                 one = templates.get_template("_rows.html")
                 html = {r.dom_id: one.render(rows=[r]) for r in rows}

@@ -180,11 +180,17 @@ class ClusterSource:
         return list(self.informer.items.values()) if self.informer else []
 
     async def refresh(self) -> None:
-        if self.informer is not None and self._task is not None and self._task.done():
-            exc = self._task.exception()
-            self.problem = f"watch stopped: {exc}"
-        elif self.informer is not None:
-            self.problem = "" if self.informer.synced.is_set() else self.problem
+        """Say why the rows may be missing or old: the watch stopped, or the API server
+        does not answer (the Informer retries with backoff; the rows are what it last saw)."""
+        if self.informer is None or self._task is None:
+            return
+        if self._task.done():
+            self.problem = f"watch stopped: {self._task.exception()}"
+        elif self.informer.outage.failing:
+            self.problem = (f"not answering ({self.informer.outage.failures} failed attempts); "
+                            "retrying, the table shows what was last seen")
+        else:
+            self.problem = ""
 
     async def detail(self, namespace: str, ident: str) -> Detail | None:
         c = self.client

@@ -5,6 +5,17 @@
   const live = document.getElementById("live");
   const streams = new Map();
 
+  function showProblems(data) {
+    const box = document.getElementById("problems");
+    if (!box) return;
+    box.replaceChildren(...data.problems.map((text) => {
+      const p = document.createElement("p");
+      p.className = "problem";
+      p.textContent = text;
+      return p;
+    }));
+  }
+
   function connect(el, url, onEvent) {
     const old = streams.get(el);
     if (old) old.close();
@@ -12,6 +23,7 @@
     es.onopen = () => { live.classList.add("on"); };
     es.onerror = () => { live.classList.remove("on"); };
     es.addEventListener(onEvent.name, (ev) => onEvent.fn(JSON.parse(ev.data)));
+    es.addEventListener("problems", (ev) => showProblems(JSON.parse(ev.data)));
     streams.set(el, es);
   }
 
