@@ -368,7 +368,7 @@ class Controller:
                 if gang is None or not placement:
                     continue
                 present = {p.member for p in self.pods_of.get(key, {}).values()}
-                for member in gang.members:
+                for member in gang.members if len(present) < len(gang.members) else ():
                     # Pods not in the cache yet (being created) still hold their node.
                     node = placement.get(member.name)
                     if node and member.name not in present:

@@ -112,7 +112,7 @@ class KubeClient:
         content = None
         headers = {}
         if body is not None:
-            content = body if isinstance(body, bytes | str) else orjson.dumps(body)
+            content = body if isinstance(body, bytes | str) else _dumps(body)
             headers["Content-Type"] = content_type
         try:
             response = await self.http.request(method, path, params=params, content=content,
@@ -207,7 +207,7 @@ class KubeClient:
         meta = body["metadata"]
         params = {"fieldManager": FIELD_MANAGER, "force": "true" if force else "false"}
         return await self.request("PATCH", kind.path(meta.get("namespace"), meta["name"]),
-                                  params=params, body=orjson.dumps(body),
+                                  params=params, body=_dumps(body),
                                   content_type=PATCH_TYPES["apply"])
 
     async def delete(self, kind: Kind, name: str, namespace: str | None = None, *,
@@ -228,6 +228,11 @@ class KubeClient:
                            params={"labelSelector": label_selector},
                            body={"kind": "DeleteOptions", "apiVersion": "v1",
                                  "propagationPolicy": "Background"})
+
+
+def _dumps(body: Any) -> bytes:
+    # Keys as json.dumps writes them (an int key becomes its digits), not a TypeError.
+    return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
 
 
 def _json_or_none(text: str) -> dict | None:
