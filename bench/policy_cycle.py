@@ -12,6 +12,9 @@ The naive reference (core/reference.py: every gang tried in order, best fit over
 node for every pod) is too slow for the whole queue; it is timed on the first
 --naive-gangs gangs of the same snapshot and scaled linearly to the full queue.
 
+Also timed: the start estimates of every waiting gang over the same snapshot
+(core/start_estimate.py; a controller makes them every 30 s).
+
     python bench/policy_cycle.py [--repeat 5] [--nodes 7500] [--gangs 10000]
 """
 
@@ -40,6 +43,7 @@ from shipyard.core.model import (
 )
 from shipyard.core.queueing import schedule
 from shipyard.core.reference import schedule_naive
+from shipyard.core.start_estimate import estimate_starts
 
 TRACE = Path("/work/shared/traces/alibaba-gpu-2023/openb_pod_list_default.csv")
 TARGET_S = 1.0
@@ -152,6 +156,11 @@ def main() -> None:
     print(f"policy cycle   median {median:.3f} s CPU  (min {min(times):.3f}, "
           f"{args.repeat} runs)   target < {TARGET_S:.1f} s   "
           f"{'OK' if median < TARGET_S else 'OVER TARGET'}")
+    # What the controller adds every ESTIMATE_REFRESH_S: a start estimate for every waiting gang.
+    est_times = cpu_times(lambda: estimate_starts(snap, result.waiting), max(1, args.repeat // 2))
+    known = sum(e.at is not None for e in estimate_starts(snap, result.waiting).values())
+    print(f"start estimates median {statistics.median(est_times):.3f} s CPU for {len(result.waiting)} "
+          f"waiting ({known} with a time), {statistics.median(est_times) / median:.2f}x a cycle")
     part = replace(snap, pending=snap.pending[: args.naive_gangs])
     naive = cpu_times(lambda: schedule_naive(part, strict=False), max(1, args.repeat // 2))
     scaled = statistics.median(naive) * len(snap.pending) / len(part.pending)

@@ -3,10 +3,11 @@
 The same trace on the same fixed cluster (no autoscaling) through, side by side:
 
   FIFO              strict arrival order over one queue, no backfill
-  today             shipyard's policy before issue #17: no starvation bound, no estimates
-  shipyard          the default, Policy(): today + the starvation bound
-  +estimates        today + run-time estimates from history (core/estimate.py)
-  bound+estimates   the default with estimates on (Policy(estimates=True))
+  today             no starvation bound, no estimates (as before issue #17, but for the
+                    nodes a blocked gang holds: backfill.drain_guesses)
+  bound only        the starvation bound, no estimates (Policy(estimates=False))
+  +estimates        run-time estimates from history (core/estimate.py), no bound
+  shipyard          the default, Policy(): the starvation bound and estimates
   SJF oracle        shortest first with the true durations (a reference, not a policy)
 
 Each prints mean / p50 / p95 / p99 / max queueing delay, mean JCT (submit to end), GPU
@@ -44,9 +45,9 @@ TODAY = Policy(starvation_bound_s=None, estimates=False)
 COLUMNS: list[tuple[str, Policy, bool, bool]] = [  # name, policy, one queue, oracle
     ("FIFO", Policy(backfill=False, preemption=False, starvation_bound_s=None, estimates=False), True, False),
     ("today", TODAY, False, False),
-    ("shipyard", Policy(), False, False),
+    ("bound only", replace(Policy(), estimates=False), False, False),
     ("+estimates", replace(TODAY, estimates=True), False, False),
-    ("bound+est", replace(Policy(), estimates=True), False, False),
+    ("shipyard", Policy(), False, False),
     ("SJF oracle", replace(TODAY, estimates=True), False, True),
 ]
 

@@ -169,3 +169,7 @@ def test_a_waiting_experiment_shows_an_estimated_start(api, ctl):
     line = next((x for x in out.stdout.splitlines() if x.startswith("estimated start: ")), "")
     assert line.startswith("estimated start: about ") and line.endswith(
         ", after first finishes (time limit)"), out
+    # Gone before the namespace's teardown lists pods (the controller deletes them too).
+    for name in ("second", "first"):
+        api.delete(name)
+    api.wait_no_pods()

@@ -32,6 +32,7 @@ from shipyard.controller.lifecycle import HOLDING, STALLED, TERMINAL, Decision, 
 from shipyard.controller.progress import INTERVAL_S as PROGRESS_INTERVAL_S
 from shipyard.controller.progress import Receiver, only_progress_changed
 from shipyard.controller.quarantine import Quarantine
+from shipyard.controller.run_history import RunHistory
 from shipyard.controller.views import (
     ExperimentView,
     PodView,
@@ -44,11 +45,13 @@ from shipyard.controller.views import (
     queue_view,
 )
 from shipyard.controller.writer import ROUTINE, URGENT, Writer, log_write_failure
+from shipyard.core.estimate import Estimate
 from shipyard.core.from_spec import gang_for, queue_for
 from shipyard.core.model import (
     CycleResult,
     Gang,
     Node,
+    Policy,
     Resources,
     Running,
     Snapshot,
@@ -121,6 +124,9 @@ class Controller:
         self.estimated_at = float("-inf")
         self.estimated_for: set[str] = set()  # the waiting gangs of that estimate
         self.gangs: dict[tuple[str, str], Gang] = {}  # (key, uid) -> gang
+        self.policy = Policy()
+        # Run times of the experiments that succeeded, for estimates (policy.estimates).
+        self.history = RunHistory(self.policy.estimate)
         self.cycles = 0
         self.last_result: CycleResult | None = None
         self.autoscaler = Autoscaler(client, self.writer, self.dirty.set, **(autoscale or {}))
@@ -162,6 +168,7 @@ class Controller:
             self.waiting_written.pop(key, None)
             if old is not None:
                 self.gangs.pop((key, old.uid), None)
+                self.history.forget(key, old.uid)
         elif key in self.overlay and new.revision >= int(self.overlay[key].get("revision", 0)):
             del self.overlay[key]  # the watch caught up with what we wrote
         if new is None and self.progress is not None:
@@ -267,7 +274,7 @@ class Controller:
                     metrics.stalls.labels(exp.spec.queue, exp.spec.on_hang).inc()
                 self._apply_lifecycle(exp, decision, now)
         snapshot = self.snapshot(now)
-        result = schedule(snapshot)
+        result = schedule(snapshot, self.policy)
         self.last_snapshot, self.last_result = snapshot, result
         self.usage.step(now, lambda: rates(running_uses(self.pods_of, self._queue_of(),
                                                         self.nodes.items)))
@@ -284,7 +291,8 @@ class Controller:
                 w.gang not in self.estimated_for for w in result.waiting)):
             self.estimated_at = now
             self.estimated_for = {w.gang for w in result.waiting}
-            self.start_estimates = estimate_starts(snapshot, result.waiting, etas=self._etas(snapshot))
+            self.start_estimates = estimate_starts(snapshot, result.waiting, self.policy,
+                                                   self._etas(snapshot))
         for waiting in result.waiting:
             self._waiting(waiting.gang, waiting.position, waiting.reason, now,
                           self.start_estimates.get(waiting.gang))
@@ -358,10 +366,19 @@ class Controller:
         used = dict(self.pod_used)
         pending: list[Gang] = []
         running: list[Running] = []
+        estimates: dict[str, Estimate] = {}
+        learn = self.policy.estimates
         for key, exp in self.experiments.items.items():
             status = self.status(key)
             phase = status.get("phase") or "Queued"
             submitted = parse_time(status.get("submittedAt")) or exp.created_at
+            if phase == "Succeeded" and learn:
+                self.history.finished(exp, status)
+                continue
+            if learn and (phase in HOLDING or phase == "Queued"):
+                est = self.history.estimate(exp, now)
+                if est is not None:
+                    estimates[key] = est
             if phase in HOLDING:
                 gang = self._gang(exp, submitted)
                 placement: Mapping[str, str] = status.get("placement") or {}
@@ -389,7 +406,7 @@ class Controller:
         nodes = tuple(self._node(n, used.get(n.name), self.earmarks.get(n.name))
                       for n in self.nodes.items.values())
         queues = tuple(queue_for(q) for q in self.queues.items.values())
-        return Snapshot(nodes, tuple(pending), now, tuple(running), queues)
+        return Snapshot(nodes, tuple(pending), now, tuple(running), queues, estimates)
 
     def _node(self, seen: Node, used: Resources | None, earmark: str | None) -> Node:
         """The snapshot's node: the cached one's usage and earmark applied, built again

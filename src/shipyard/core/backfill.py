@@ -6,18 +6,103 @@ would then use are held for it (`Capacity.reserve`); a gang behind it in the que
 use held nodes only if its own time limit ends it before the reserved start. A gang
 that needs capacity held by work without a time limit has no known start: its nodes
 are held outright.
+
+Which nodes, when the start is unknown: work without an end is released in
+UNKNOWN_STEPS steps ordered by a guess of when their nodes drain (`drain_guesses`: run
+times are heavy-tailed, so a gang is as likely as not to run as long again as it has
+run so far; an estimate whose end lies ahead counts as that end), not all at once. The
+guess only orders (a start that rests on it counts as unknown). A node then frees with
+its oldest work, so a gang holds the nodes whose oldest work is youngest, and those
+stay the same while they drain (nothing new starts there), instead of moving with the
+order in which other gangs happen to end, or waiting on the one run of 130 h.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from shipyard.core.capacity import Capacity, Group
+from shipyard.core.estimate import Estimate
 from shipyard.core.model import Resources, Running, Topology
 from shipyard.core.placement import place, unplace
 
 INF = math.inf
+# Release times at or past this are guesses (see release_ends): they order the search,
+# and a start found at one is unknown.
+GUESSED = 1e15
+UNKNOWN_STEPS = 8
+MIN_RUN_S = 600.0  # a gang that just started is guessed to run at least this long
+
+
+def release_ends(running: Sequence[Running], now: float, estimates: Mapping[str, Estimate],
+                 confident_ends: bool) -> list[tuple[float, Running]]:
+    """Each running gang with when it frees its nodes for a reservation search: its time
+    limit; else (`confident_ends`) a confident estimate's end while not yet past; else a
+    guessed step at or past GUESSED, in the order of the guessed ends (`drain_guesses`)."""
+    out: list[tuple[float, Running]] = []
+    unknown: list[Running] = []
+    for r in running:
+        if r.ends_at is not None:
+            out.append((max(r.ends_at, now), r))
+            continue
+        est = estimates.get(r.gang.key)
+        if confident_ends and est is not None and est.confident and r.started_at + est.high_s > now:
+            out.append((r.started_at + est.high_s, r))
+        else:
+            unknown.append(r)
+    if not unknown:
+        return out
+    drain = drain_guesses(running, now, estimates)
+    guessed = sorted((max((drain[n] for n in r.placement.values()), default=now), r.gang.key, r)
+                     for r in unknown)
+    n = len(guessed)
+    out += [(GUESSED + k * UNKNOWN_STEPS // n, r) for k, (_, _, r) in enumerate(guessed)]
+    return out
+
+
+def drain_guesses(running: Sequence[Running], now: float, estimates: Mapping[str, Estimate]
+                  ) -> dict[str, float]:
+    """Node -> the median time by which every gang on it has ended, if run times are
+    heavy-tailed: a gang that has run for e (at least MIN_RUN_S) is done within x more
+    with probability x / (e + x) (half of them run as long again: Lindy), one with an
+    estimate whose end lies ahead ends then, one with a time limit by then. So a node
+    frees with its oldest work, and more work there makes it later."""
+    by_node: dict[str, tuple[float, list[float]]] = {}
+    for r in running:
+        est = estimates.get(r.gang.key)
+        sure = None if r.ends_at is None else max(r.ends_at - now, 0.0)
+        if sure is None and est is not None and r.started_at + est.run_s > now:
+            sure = r.started_at + est.run_s - now
+        ran = max(now - r.started_at, MIN_RUN_S)
+        for node in set(r.placement.values()):
+            lo, ages = by_node.get(node, (0.0, []))
+            if sure is not None:
+                by_node[node] = (max(lo, sure), ages)
+            else:
+                ages.append(ran)
+                by_node[node] = (lo, ages)
+    return {node: now + _median_drain(lo, ages) for node, (lo, ages) in by_node.items()}
+
+
+def _median_drain(lo: float, ages: list[float]) -> float:
+    """The least x >= lo with prod(x / (a + x)) >= 1/2 (to a millionth)."""
+    if not ages:
+        return lo
+    if len(ages) == 1:
+        return max(lo, ages[0])  # x / (a + x) = 1/2
+    half = math.log(0.5)
+
+    def done(x: float) -> bool:
+        return sum(math.log(x / (a + x)) for a in ages) >= half
+
+    if lo > 0 and done(lo):
+        return lo
+    low, high = max(lo, max(ages)), max(lo, max(ages) * (1 + len(ages) / math.log(2)))
+    while high - low > 1e-6 * high:
+        mid = (low + high) / 2
+        low, high = (low, mid) if done(mid) else (mid, high)
+    return high
 
 
 class Releases:

@@ -233,11 +233,12 @@ class Policy:
     # (core/starvation.py). None: no bound.
     starvation_bound_s: float | None = 6 * 3600.0
     # Use `Snapshot.estimates` (run times predicted from history, core/estimate.py):
-    # shorter first within a queue and priority, and as the end of a gang without a
-    # time limit when deciding whether it may start on nodes held for a later start.
-    # Never to stop anything. Off by default: on the Alibaba week shorter-first held
-    # more nodes idle for blocked gangs than it saved (docs/scheduling.md).
-    estimates: bool = False
+    # shorter first within a queue and priority, and across the queues below their fair
+    # share; a confident one as the end of a gang without a time limit, for backfill and
+    # reservations; any to guess which nodes drain first. Never to stop anything; the
+    # starvation bound caps what a wrong one costs. Gangs without one are ordered as
+    # before (docs/scheduling.md has the figures).
+    estimates: bool = True
     # How estimates are made (the controller and the simulator read the same).
     estimate: EstimateSettings = field(default_factory=EstimateSettings)
 

@@ -20,7 +20,7 @@ import math
 from collections.abc import Iterable, Mapping
 
 from shipyard.core import reasons
-from shipyard.core.backfill import Releases, earliest_start, never_fits
+from shipyard.core.backfill import GUESSED, Releases, earliest_start, never_fits, release_ends
 from shipyard.core.capacity import Capacity, Group, Reservation
 from shipyard.core.capacity import cap as capacity_cap
 from shipyard.core.estimate import Estimate
@@ -143,6 +143,13 @@ class _Cycle:
         self.starving_holds = 0
         self.starve_before = starving_before(self.now, policy.starvation_bound_s)
         self.estimates: Mapping[str, Estimate] = snapshot.estimates if policy.estimates else {}
+        # A queue whose share is below this is under its fair share (1 / the weights of the
+        # queues with work); -1: no such ordering (estimates off).
+        self.fair_share = -1.0
+        if policy.estimates:
+            active = {g.queue for g in snapshot.pending} | {r.gang.queue for r in snapshot.running}
+            weight = sum(q.weight for name in active if (q := self.queue(name)) is not None)
+            self.fair_share = 1.0 / weight if weight > 0 else -1.0
         self.low_priority: int | None = None  # of running gangs, at the first preemption try
         self.quotas = False
 
@@ -174,11 +181,17 @@ class _Cycle:
         return (1, INF if est is None else est.run_s, g.submitted_at, g.key)
 
     def entry(self, g: Gang, bkey: tuple[str, int], i: int) -> _Entry:
-        # Across queues: starving heads first, oldest first; then the queue with the
-        # lowest share (by_share 1: re-read when popped).
+        # Across queues: starving heads first, oldest first; then heads with an estimate
+        # in queues below their fair share, shortest expected run first (fair share is
+        # a share of the capacity over time, not an order: below it, the order may as
+        # well shorten waits); then the queue with the lowest share. Entries after the
+        # starving are re-read when popped.
         if self.starving(g):
             return (-g.priority, 0, g.submitted_at, self.rank(g), bkey, i)
-        return (-g.priority, 1, self.share(g.queue), self.rank(g), bkey, i)
+        share = self.share(g.queue)
+        if share < self.fair_share and g.key in self.estimates:
+            return (-g.priority, 1, 0.0, self.rank(g), bkey, i)
+        return (-g.priority, 2, share, self.rank(g), bkey, i)
 
     def order(self) -> Iterable[Gang]:
         """Pending gangs in order; shares are re-read as admissions change them."""
@@ -194,9 +207,12 @@ class _Cycle:
             entry = heapq.heappop(heap)
             prio, by_share, share, rank, bkey, i = entry
             if by_share:
+                gangs = buckets[bkey]
                 now_share = self.share(bkey[0])
-                if now_share != share:  # stale: its queue's share changed since it was pushed
-                    heapq.heappush(heap, (prio, by_share, now_share, rank, bkey, i))
+                group, key = (1, 0.0) if now_share < self.fair_share and (
+                    gangs[i].key in self.estimates) else (2, now_share)
+                if (group, key) != (by_share, share):  # stale: its queue's share changed
+                    heapq.heappush(heap, (prio, group, key, rank, bkey, i))
                     continue
             gangs = buckets[bkey]
             yield gangs[i]
@@ -326,8 +342,7 @@ class _Cycle:
                                    self.now)
             if found is None:
                 return False
-            nodes = found[1]
-            hold_free_part(cap, groups, nodes)
+            hold_free_part(cap, groups, found[1])
             self.wait(gang, WAIT_CAPACITY,
                       f"{reasons.starving_text(self.policy.starvation_bound_s or 0.0)}; "
                       f"{reasons.capacity_text(cap, groups)}; {reasons.reserved_text(INF, self.now)}")
@@ -340,6 +355,8 @@ class _Cycle:
         if found is None:
             return False
         start, nodes = found
+        if start >= GUESSED:
+            start = INF  # it rests on a guess: held outright
         cap.reserve(gang.key, start, nodes)
         self.reserved_for += 1
         self.wait(gang, WAIT_CAPACITY,
@@ -349,8 +366,8 @@ class _Cycle:
 
     def release_list(self) -> Releases:
         if self.releases is None:
-            self.releases = Releases(self.capacity, [
-                (INF if r.ends_at is None else max(r.ends_at, self.now), r) for r in self.running])
+            self.releases = Releases(self.capacity, release_ends(
+                self.running, self.now, self.estimates, self.policy.estimates))
         return self.releases
 
     def held_against(self, groups: list[Group], ends_at: float) -> Reservation | None:

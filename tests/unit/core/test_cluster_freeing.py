@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shipyard.core.clusters import ClusterCapacity, ClusterOption, RoleDemand, choose_cluster, summarize
-from shipyard.core.model import Gang, Member, Node, Resources, Running, Snapshot
+from shipyard.core.model import Gang, Member, Node, Running, Snapshot
 
 from .builders import NODE, res
 

@@ -154,7 +154,7 @@ def test_the_simulator_learns_from_finished_runs_and_orders_the_short_kind_first
     tail = [Arrival("blocker", 5_000, 8, 100.0), Arrival("long-next", 5_010, 8, 500.0, kind="long"),
             Arrival("short-next", 5_020, 8, 50.0, kind="short")]
     pool = SimPool("fixed", A100, max_nodes=1, static=True, start_nodes=1)
-    plain = simulate(hist + tail, [pool])
+    plain = simulate(hist + tail, [pool], SimConfig(policy=Policy(estimates=False)))
     learnt = simulate(hist + tail, [pool], SimConfig(policy=Policy(estimates=True)))
     assert plain.started["long-next"] < plain.started["short-next"]
     assert learnt.started["short-next"] < learnt.started["long-next"]
