@@ -199,3 +199,21 @@ def test_a_cluster_that_cannot_be_reached_is_named_and_the_others_still_show(tmp
         assert "cluster gone: cluster gone is unreachable: kubeconfig context &#39;nope&#39;" in page.text
         assert c.get("/api/experiments").json() == {"total": 0, "rows": []}
         assert "cluster gone is unreachable" in c.get("/queues").text
+
+
+def test_a_specs_demand_is_parsed_once_per_generation_not_per_status_write():
+    from shipyard.dashboard import sources
+    from shipyard.kube.objects import experiment_resource
+    from shipyard.spec import Experiment, Role
+
+    obj = experiment_resource(Experiment(name="bert", namespace="team-a", roles=[
+        Role(name="w", replicas=3, machine_type="gpu-a100", command=["python", "t.py"])]))
+    obj["metadata"] |= {"uid": "u1", "generation": 1}
+    demands = sources._Demands()
+    first = demands(obj)
+    assert first is not None and first.gpus == 24  # 3 whole 8-GPU machines
+    obj["status"] = {"progress": {"step": 5}}
+    assert demands(obj) is first  # a status write: the spec is not read again
+    obj["metadata"]["generation"] = 2
+    obj["spec"]["roles"][0]["replicas"] = 1
+    assert demands(obj).gpus == 8

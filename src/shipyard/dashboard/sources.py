@@ -42,7 +42,7 @@ from shipyard.fleet.connect import Clusters
 from shipyard.fleet.placement import demand_of
 from shipyard.kube import experiments as kexp
 from shipyard.kube.errors import NotFound
-from shipyard.kube.informer import Informer
+from shipyard.kube.informer import Informer, object_key
 from shipyard.kube.install import SYSTEM_NAMESPACE
 from shipyard.kube.objects import experiment_from_resource
 from shipyard.kube.resources import EVENTS, EXPERIMENTS, NODES, PODS, QUEUES
@@ -141,8 +141,26 @@ def _demand(obj: dict[str, Any]) -> Resources | None:
         return None
 
 
-def _row(source: str, obj: dict[str, Any]) -> Row:
-    return row_from_summary(source, cluster_summary(obj), obj.get("status") or {}, _demand(obj))
+class _Demands:
+    """_demand per Experiment, kept until its uid or generation changes: status writes
+    (progress every few seconds per running experiment) leave the spec as it was, so it
+    is not parsed again."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, tuple[tuple[Any, Any], Resources | None]] = {}  # key -> (version, demand)
+
+    def __call__(self, obj: dict[str, Any]) -> Resources | None:
+        meta = obj["metadata"]
+        key, version = object_key(obj), (meta.get("uid"), meta.get("generation"))
+        known = self.seen.get(key)
+        if known is None or known[0] != version:
+            known = self.seen[key] = (version, _demand(obj))
+        return known[1]
+
+
+def _row(source: str, obj: dict[str, Any], demands: _Demands | None = None) -> Row:
+    demand = demands(obj) if demands is not None else _demand(obj)
+    return row_from_summary(source, cluster_summary(obj), obj.get("status") or {}, demand)
 
 
 class ClusterSource:
@@ -162,9 +180,16 @@ class ClusterSource:
         return self.clusters.client(self.name)
 
     async def start(self) -> None:
+        demands = _Demands()
+
+        def changed(key: str, old: Row | None, new: Row | None) -> None:
+            if new is None:
+                demands.seen.pop(key, None)
+            self.on_change()
+
         try:
-            self.informer = Informer(self.client, EXPERIMENTS, lambda o: _row(self.name, o),
-                                     lambda key, old, new: self.on_change())
+            self.informer = Informer(self.client, EXPERIMENTS, lambda o: _row(self.name, o, demands),
+                                     changed)
         except Exception as exc:  # Unreachable: a bad context; shown, not raised
             self.problem = str(exc)
             return
