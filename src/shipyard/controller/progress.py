@@ -170,10 +170,6 @@ class Hub:
     def forget(self, key: tuple[str, str]) -> None:
         self.experiments.pop(key, None)
 
-    def rates(self, key: tuple[str, str]) -> dict[str, float]:
-        exp = self.experiments.get(key)
-        return {rank: w.rate() for rank, w in exp.ranks.items()} if exp else {}
-
 
 class Receiver:
     """Checks each report's token and hands it to the hub; writes what is due."""
