@@ -45,3 +45,19 @@ def test_succeeded_runs_give_a_confident_estimate_once_enough_agree():
     assert fallback is not None and not fallback.confident
     h.finished(view("resnet-2", "r2", {"phase": "Succeeded"}), {"phase": "Succeeded"})
     assert h.history.runs.get("k:team/resnet/2xgpu-a100") is None
+
+
+def test_the_controllers_snapshot_carries_what_it_learnt_whatever_the_listing_order():
+    from shipyard.controller.controller import Controller
+
+    c = Controller(client=None, coalesce_s=0)  # type: ignore[arg-type]  # no I/O: snapshot only
+    t = 1_800_000_000.0
+    queued = view("bert-ft-9", "new")
+    c.experiments.items[queued.key] = queued  # listed before the runs it learns from
+    for i in range(5):
+        exp = done(f"bert-ft-{i}", f"u{i}", 600.0, t + i * 1000)
+        c.experiments.items[exp.key] = exp
+    snap = c.snapshot(t + 10_000)
+    assert [g.key for g in snap.pending] == ["team/bert-ft-9"]
+    est = snap.estimates["team/bert-ft-9"]
+    assert est.confident and est.run_s == 600.0

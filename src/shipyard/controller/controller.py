@@ -366,8 +366,8 @@ class Controller:
         used = dict(self.pod_used)
         pending: list[Gang] = []
         running: list[Running] = []
-        estimates: dict[str, Estimate] = {}
         learn = self.policy.estimates
+        alive: list[ExperimentView] = []  # estimated after every succeeded run is learnt
         for key, exp in self.experiments.items.items():
             status = self.status(key)
             phase = status.get("phase") or "Queued"
@@ -376,9 +376,7 @@ class Controller:
                 self.history.finished(exp, status)
                 continue
             if learn and (phase in HOLDING or phase == "Queued"):
-                est = self.history.estimate(exp, now)
-                if est is not None:
-                    estimates[key] = est
+                alive.append(exp)
             if phase in HOLDING:
                 gang = self._gang(exp, submitted)
                 placement: Mapping[str, str] = status.get("placement") or {}
@@ -406,6 +404,10 @@ class Controller:
         nodes = tuple(self._node(n, used.get(n.name), self.earmarks.get(n.name))
                       for n in self.nodes.items.values())
         queues = tuple(queue_for(q) for q in self.queues.items.values())
+        estimates: dict[str, Estimate] = {}
+        for exp in alive:
+            if (est := self.history.estimate(exp, now)) is not None:
+                estimates[exp.key] = est
         return Snapshot(nodes, tuple(pending), now, tuple(running), queues, estimates)
 
     def _node(self, seen: Node, used: Resources | None, earmark: str | None) -> Node:
