@@ -143,3 +143,12 @@ def test_reports_need_an_integer_step():
     receiver = Receiver(client=None, writer=None, experiments=dict)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         receiver.hub.report("ns", "job", {"step": "3"}, 0.0)
+
+
+def test_a_standby_refuses_reports_without_reading_any_token():
+    import asyncio
+
+    receiver = Receiver(client=None, writer=None, experiments=dict)  # type: ignore[arg-type]
+    receiver.leading = False
+    assert asyncio.run(receiver.accept("ns", "job", "tok", {"step": 1})) == 503
+    assert receiver.tokens.reads == 0 and receiver.hub.experiments == {}

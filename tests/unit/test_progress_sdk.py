@@ -76,7 +76,7 @@ class _Receiver(BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.bodies.append((self.path, self.headers["Authorization"], body))
-        status = 204 if self.headers["Authorization"] == "Bearer right" else 403
+        status = {"Bearer right": 204, "Bearer standby": 503}.get(self.headers["Authorization"], 403)
         self.send_response(status)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -122,3 +122,15 @@ def test_an_unreachable_receiver_is_counted_not_raised():
     r.record(1, None, {})
     r.flush()
     assert r.errors == 1
+
+
+def test_a_standby_receiver_makes_the_sink_reconnect_next_time(tmp_path, receiver):
+    token = tmp_path / "token"
+    token.write_text("standby")
+    sink = HttpSink(f"{receiver}/v1/progress/ns/exp", str(token))
+    with pytest.raises(RuntimeError, match="503"):
+        sink({"step": 1})
+    assert sink.conn is None  # a new connection: the Service may route it to the leader
+    token.write_text("right")
+    sink({"step": 2})
+    assert [b["step"] for _, _, b in _Receiver.bodies] == [1, 2]

@@ -75,8 +75,11 @@ async def run_controller(client: KubeClient, *, leader_elect: bool = True,
         log.info("progress receiver on %s:%d; ranks report to %s", address, port,
                  controller.writer.progress_url)
 
+        receiver.leading = elector is None
+
         async def write_progress() -> None:
-            await leading.wait()  # a standby keeps what it hears but writes nothing
+            await leading.wait()  # a standby refuses reports (503): ranks reconnect elsewhere
+            receiver.leading = True
             await receiver.run_writes()
 
         tasks.append(asyncio.create_task(write_progress(), name="progress-writes"))

@@ -192,10 +192,15 @@ class Receiver:
         self.writes = 0
         self.servers: list[Any] = []
         self.grpc_servers: list[Any] = []
+        self.leading = True  # False on a standby: only the leader keeps and writes progress
 
     async def accept(self, namespace: str, name: str, token: str, body: Any,
                      transport: str = "http") -> int:
-        """An HTTP status code: 204 taken, 400 not a report, 403 not this experiment's token."""
+        """An HTTP status code: 204 taken, 400 not a report, 403 not this experiment's token,
+        503 not the leader (a standby's Service endpoint: the rank reconnects, and lands
+        on another replica)."""
+        if not self.leading:
+            return 503
         if not token or not await self.tokens.valid(namespace, name, token):
             self.refused += 1
             if self.metrics is not None:
@@ -319,6 +324,8 @@ class Receiver:
                                      body, "grpc")
             if code == 403:
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, "not this experiment's token")
+            if code == 503:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "not the leader")
             if code != 204:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "not a progress report")
             return b""

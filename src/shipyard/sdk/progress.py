@@ -159,6 +159,9 @@ class HttpSink:
                     raise
                 continue
             if response.status >= 300:
+                if response.status == 503:  # a standby replica: the next try reconnects
+                    self.conn.close()
+                    self.conn = None
                 raise RuntimeError(f"the receiver answered {response.status} {response.reason}")
             return
 
