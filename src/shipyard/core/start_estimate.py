@@ -10,9 +10,10 @@ gang ahead of it, after which it fits; it then holds its nodes for its own time 
 (disjoint node classes: a CPU pool and a GPU pool) do not wait for each other.
 
 A gang whose start depends on an end nobody knows (work ahead without a time limit or
-ETA) gets no time, and says so. Strict order makes the estimate monotone: work added
-ahead never makes it earlier; backfill can only make the real start sooner than the
-estimate while everything ends when it is expected to.
+ETA) gets no time, and says so. Strict order makes the estimate monotone (work added
+ahead never makes it earlier; a property over whole-node gangs). The real start can
+differ: backfill may start a gang sooner, a preemption or a gang of higher priority
+arriving later, and ends that come early or late, move it.
 """
 
 from __future__ import annotations
