@@ -182,6 +182,28 @@ def test_a_rank_report_shows_in_status_with_eta_and_a_wrong_token_is_refused(rec
         assert rank.returncode == 0 and rank.stderr == "", rank.stderr  # nothing failed, said once
         sent = api.wait("other", lambda s: (s.get("progress") or {}).get("step") == 300, 60)["progress"]
         assert sent["eta"] and sent["metrics"] == {"loss": 1 / 300}
+
+        # "other" deleted and made again at once: a new token (the old Secret replaced,
+        # even if not yet collected), taken although the receiver cached the old one.
+        first_uid = api.get("other")["metadata"]["uid"]
+        api.delete("other")
+        api.wait_no_pods("other")
+        api.launch(_job("other"))
+        api.wait("other", lambda s: s.get("phase") == "Running", 90)
+        uid = api.get("other")["metadata"]["uid"]
+        assert uid != first_uid
+        secret = eventually(lambda: next((s for s in api.core.list_namespaced_secret(api.ns).items
+                                          if s.metadata.name == "other-progress"
+                                          and s.metadata.owner_references[0].uid == uid), None),
+                            60, "the new experiment's own Secret")
+        renewed = base64.b64decode(secret.data["token"]).decode()
+        assert renewed != other
+        with httpx.Client(timeout=10) as http:
+            target = other_env["SHIPYARD_PROGRESS_URL"]
+            assert http.post(target, json={"step": 1}, headers={"Authorization": f"Bearer {renewed}"}
+                             ).status_code == 204
+            assert http.post(target, json={"step": 2}, headers={"Authorization": f"Bearer {other}"}
+                             ).status_code == 403
         _remove(api, "train", "other")
 
 

@@ -59,12 +59,15 @@ STRAGGLER_CHECKS = 3  # intervals in a row a rank must be slow to be called a st
 
 class Tokens:
     """Experiment -> its token, read from its Secret on demand and cached; concurrent
-    first reports of one experiment wait on one read."""
+    first reports of one experiment wait on one read. A token that does not match is
+    checked against the Secret again if the cached one is older than MISSING_TTL_S (an
+    experiment deleted and made again has a new token), so wrong tokens cost at most
+    one read per experiment per MISSING_TTL_S."""
 
     def __init__(self, client: KubeClient, clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client
         self.clock = clock
-        self.cache: dict[tuple[str, str], tuple[float, str | None]] = {}
+        self.cache: dict[tuple[str, str], tuple[float, str | None, float]] = {}  # expires, token, read
         self.reading: dict[tuple[str, str], asyncio.Future[str | None]] = {}
         self.reads = 0
 
@@ -82,7 +85,8 @@ class Tokens:
             value = await self._read(namespace, name)
             future.set_result(value)
             ttl = TOKEN_TTL_S if value else MISSING_TTL_S
-            self.cache[key] = (self.clock() + ttl, value)
+            now = self.clock()
+            self.cache[key] = (now + ttl, value, now)
             return value
         except BaseException as exc:
             future.set_exception(exc)
@@ -102,7 +106,17 @@ class Tokens:
 
     async def valid(self, namespace: str, name: str, token: str) -> bool:
         expected = await self.token(namespace, name)
+        if expected and hmac.compare_digest(expected.encode(), token.encode()):
+            return True
+        hit = self.cache.get((namespace, name))
+        if hit is None or self.clock() - hit[2] < MISSING_TTL_S:
+            return False
+        del self.cache[(namespace, name)]  # maybe made again since: read its Secret once more
+        expected = await self.token(namespace, name)
         return bool(expected) and hmac.compare_digest(expected.encode(), token.encode())
+
+    def forget(self, namespace: str, name: str) -> None:
+        self.cache.pop((namespace, name), None)
 
 
 @dataclass(slots=True)
@@ -236,6 +250,7 @@ class Receiver:
         """An experiment deleted: its reports and streaks go."""
         self.hub.forget(key)
         self.slow.pop(key, None)
+        self.tokens.forget(*key)
 
     async def _stragglers(self, exp: ExperimentView) -> None:
         """Once per interval per experiment: a rank below half the median step rate in

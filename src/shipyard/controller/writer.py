@@ -171,9 +171,10 @@ class Writer:
         secret = render_progress_secret(spec, secrets.token_urlsafe(32))
         secret["metadata"]["ownerReferences"] = [owner_reference(exp)]
         try:
-            await self._call(self.client.create(SECRETS, secret))
-        except AlreadyExists:
-            pass
+            try:
+                await self._call(self.client.create(SECRETS, secret))
+            except AlreadyExists:
+                await self._own_secret(exp, secret)
         except ApiError as exc:  # no progress for this gang, but no reason to hold it back
             log_write_failure(log, f"{exp.key}: progress Secret", exc)
         pods = [p for p in bound_pods(exp, placement, attempt, self.progress_url)
@@ -187,6 +188,16 @@ class Writer:
             await asyncio.gather(*(self._call(self.client.delete(PODS, n, exp.namespace, grace_s=0))
                                    for n in created), return_exceptions=True)
             raise errors[0]
+
+    async def _own_secret(self, exp: ExperimentView, secret: dict[str, Any]) -> None:
+        """The Secret there is this experiment's, or an earlier one's of the same name the
+        garbage collector has not deleted yet: that one is replaced (its token is not ours)."""
+        meta = secret["metadata"]
+        current = await self._call(self.client.get(SECRETS, meta["name"], exp.namespace))
+        if any(o.get("uid") == exp.uid for o in current["metadata"].get("ownerReferences") or []):
+            return
+        await self._call(self.client.delete(SECRETS, meta["name"], exp.namespace, grace_s=0))
+        await self._call(self.client.create(SECRETS, secret))
 
     async def delete_pods(self, exp: ExperimentView, names: list[str] | None = None,
                           grace_s: int | None = None, reason: str | None = None) -> None:

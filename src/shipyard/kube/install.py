@@ -29,7 +29,8 @@ CLUSTER_RULES: list[dict[str, Any]] = [
     {"apiGroups": [""], "resources": ["pods/binding"], "verbs": ["create"]},
     {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "create", "delete"]},
     # Each experiment's progress token: created with its gang, read to check reports.
-    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create"]},
+    # (delete: a Secret of an earlier experiment of the same name, not yet collected)
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "delete"]},
     # Nodes: read by the scheduler; patched (earmarks, scale-down marks) by the
     # autoscaler; created and deleted only by the kwok provider (simulated pools).
     {"apiGroups": [""], "resources": ["nodes"],
