@@ -67,6 +67,7 @@ PRINTER_COLUMNS: dict[str, list[dict[str, Any]]] = {
         {"name": "Pods", "type": "string", "jsonPath": ".status.pods"},
         {"name": "Restarts", "type": "integer", "jsonPath": ".status.restarts"},
         {"name": "Position", "type": "integer", "jsonPath": ".status.position"},
+        {"name": "Start", "type": "string", "jsonPath": ".status.startEstimate.at"},  # while queued
         {"name": "Progress", "type": "number", "jsonPath": ".status.progress.percent"},
         {"name": "ETA", "type": "string", "jsonPath": ".status.progress.eta"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
