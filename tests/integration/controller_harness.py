@@ -106,13 +106,25 @@ def experiment_namespace(cluster: Any, test_name: str) -> Iterator[Api]:
     try:
         yield a
     finally:
+        # Each object may already be going (the controller deletes pods, the garbage
+        # collector follows an experiment's deletion): a 404 here is the goal reached.
         for item in a.custom.list_namespaced_custom_object(GROUP, VERSION, name, "experiments")["items"]:
-            a.delete(item["metadata"]["name"])
+            _gone_ok(a.delete, item["metadata"]["name"])
         for pod in a.pods():
-            a.core.delete_namespaced_pod(pod.metadata.name, name, grace_period_seconds=0)
+            _gone_ok(a.core.delete_namespaced_pod, pod.metadata.name, name, grace_period_seconds=0)
         a.wait_no_pods()
         a.core.delete_namespace(name)
         a.api.close()
+
+
+def _gone_ok(delete: Any, *args: Any, **kwargs: Any) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        delete(*args, **kwargs)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
 
 
 def gpu_job(name: str, replicas: int, priority: int = 0, annotations: dict[str, str] | None = None,

@@ -16,7 +16,7 @@ from shipyard.cli.main import LAZY, SETTINGS, app
 
 ROOT = Path(__file__).parents[2]
 # Heavy, and needed only by the commands that use them.
-HEAVY = ("kubernetes", "pydantic", "httpx", "shipyard.spec", "shipyard.local", "shipyard.kube",
+HEAVY = ("kubernetes", "pydantic", "httpx", "aiohttp", "shipyard.spec", "shipyard.local", "shipyard.kube",
          "shipyard.render", "shipyard.fleet", "shipyard.dev", "shipyard.controller", "yaml")
 
 

@@ -16,12 +16,10 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-
 from shipyard.cli.rank_logs import Failure, first_failure, pod_failure, rank_of
 from shipyard.kube import experiments as kexp
 from shipyard.kube.client import KubeClient
-from shipyard.kube.errors import NotFound
+from shipyard.kube.errors import ApiError, NotFound
 from shipyard.kube.resources import EXPERIMENTS, PODS
 
 POLL_S = 0.5
@@ -51,14 +49,11 @@ async def _stream(client: KubeClient, pod: dict[str, Any], follow: bool,
     meta = pod["metadata"]
     path = PODS.path(meta["namespace"], meta["name"], "log")
     rank = rank_of(pod)
-    with contextlib.suppress(httpx.HTTPError):
+    # An error answer: the pod went away (restart, cancel) before its log was read.
+    with contextlib.suppress(ApiError):
         # No read timeout: a quiet rank is not a dead stream.
-        async with client.http.stream("GET", path, params=_params(follow, since_s, tail),
-                                      timeout=httpx.Timeout(None, connect=10.0)) as r:
-            if r.status_code != 200:
-                return  # the pod went away (restart, cancel) before its log was read
-            async for line in r.aiter_lines():
-                emit(rank, line)
+        async for line in client.lines(path, _params(follow, since_s, tail)):
+            emit(rank, line.decode(errors="replace"))
 
 
 async def collect(client: KubeClient, name: str, namespace: str, rank: str | None,

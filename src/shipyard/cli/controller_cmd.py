@@ -87,7 +87,7 @@ def run(
             raise typer.Exit(2)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logging.getLogger("aiohttp").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
     async def main() -> None:
         # SIGTERM (a pod being stopped) ends the loop like Ctrl-C, so the lease is released.

@@ -12,7 +12,7 @@ from typing import Any
 
 from shipyard.kube import workdir
 from shipyard.kube.client import KubeClient
-from shipyard.kube.errors import AlreadyExists, NotFound
+from shipyard.kube.errors import AlreadyExists, ApiError, NotFound
 from shipyard.kube.objects import experiment_resource
 from shipyard.kube.resources import CONFIG_MAPS, EXPERIMENTS, NAMESPACES, PODS
 from shipyard.render.objects import LABEL_EXPERIMENT
@@ -84,12 +84,10 @@ async def cancel(client: KubeClient, name: str, namespace: str, timeout_s: float
 
 async def pod_logs(client: KubeClient, pod: str, namespace: str) -> str:
     try:
-        response = await client.http.get(PODS.path(namespace, pod, "log"))
-    except Exception as exc:  # the transport's own errors; shown to the user
-        return f"(no logs: {exc})"
-    if response.status_code >= 400:
-        return f"(no logs: HTTP {response.status_code}: {response.text[:200].strip()})"
-    return response.text
+        return await client.text(PODS.path(namespace, pod, "log"))
+    except ApiError as exc:  # an error answer or none (Transient is one): shown to the user
+        return f"(no logs: HTTP {exc.status}: {exc.message[:200].strip()})" if exc.status \
+            else f"(no logs: {exc})"
 
 
 async def follow_logs(client: KubeClient, name: str, namespace: str,
