@@ -72,6 +72,7 @@ from shipyard.monitor.usage import rates, running_uses
 from shipyard.monitor.usage_store import UsageRecorder
 
 log = logging.getLogger(__name__)
+MAX_COALESCE_S = 2.0  # the longest a cycle waits for events to coalesce after a slow one
 WAITING_REFRESH_S = 5.0  # at most one position/reason update per experiment this often
 # Start estimates of waiting experiments are recomputed this often (a play-forward of the
 # whole queue), or after ESTIMATE_SOON_S when the waiting set changed, and written with
@@ -241,16 +242,22 @@ class Controller:
             await leading.wait()
         self.leading_since = self.clock()
         first = True
+        cycle_s = 0.0
         while True:
             # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that
             # lands as the event fires, and a deposed leader would go on scheduling.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):
                     await self.dirty.wait()
-            await asyncio.sleep(self.coalesce_s)
+            # Coalesce for at least as long as the last cycle took: under a stream of
+            # events cycles then take at most half the loop, and the writes they started
+            # get the rest (py-spy, 2,500-node burst: back-to-back cycles were half the
+            # controller's CPU while its gangs' pods waited to be written).
+            await asyncio.sleep(min(max(self.coalesce_s, cycle_s), MAX_COALESCE_S))
             self.dirty.clear()
             cycle_began = time.monotonic()
             result = self.run_cycle()
+            cycle_s = time.monotonic() - cycle_began
             if first:  # with the lists above: how long a restarted controller is blind
                 first = False
                 log.info("first cycle in %.2fs: %d admitted, %d experiments being written",
