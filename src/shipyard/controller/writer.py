@@ -104,15 +104,60 @@ class Lanes:
         self.free += 1
 
 
+class PodBudget:
+    """How many pods the writer creates at once, lent to whole gangs in arrival order:
+    a gang starts when its pods fit beside those being written (or alone, if it is
+    bigger than the budget), so the write slots stay full of small gangs while each
+    gang is written in as few rounds of creates as its size allows."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.waiting: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    def _fits(self, n: int) -> bool:
+        return self.used == 0 or self.used + n <= self.limit
+
+    async def acquire(self, n: int) -> None:
+        if not self.waiting and self._fits(n):
+            self.used += n
+            return
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (n, granted)
+        self.waiting.append(entry)
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self.release(n)  # granted just as we were cancelled: give it back
+            else:
+                self.waiting.remove(entry)
+                self._grant()
+            raise
+
+    def release(self, n: int) -> None:
+        self.used -= n
+        self._grant()
+
+    def _grant(self) -> None:
+        while self.waiting and self._fits(self.waiting[0][0]):
+            n, granted = self.waiting.popleft()
+            if not granted.done():
+                self.used += n
+                granted.set_result(None)
+
+
 class Writer:
     def __init__(self, client: KubeClient, concurrency: int = 64, outage: Outage | None = None) -> None:
         self.client = client
         self.lanes = Lanes(concurrency)
         self.outage = outage or Outage("API server writes")
         self._probe = asyncio.Lock()  # during an outage: one request at a time
-        # A few gangs created at a time, each with all its pods at once: under load every
-        # gang is partial for one round of creates, not for as long as the whole burst.
-        self.gang_slots = asyncio.Semaphore(max(1, concurrency // 16))
+        # Gangs created whole, as many at a time as twice the write slots hold pods: under
+        # load every gang is partial for a round or two of creates, not for the whole
+        # burst, and a burst of small gangs still keeps every slot busy (a fixed four
+        # gangs at a time left the slots mostly idle: 0.4x the raw create rate).
+        self.pod_budget = PodBudget(2 * concurrency)
         self.progress_url: str | None = None  # set when the controller receives progress
 
     async def _call(self, coro: Coroutine[Any, Any, Any], lane: int = URGENT) -> Any:
@@ -155,8 +200,12 @@ class Writer:
                           existing: set[str]) -> None:
         """Create the Service and every missing pod; on any failure delete what this
         call created and raise, so no partial gang is left holding nodes."""
-        async with self.gang_slots:
+        size = max(1, len(placement) - len(existing))
+        await self.pod_budget.acquire(size)
+        try:
             await self._create_gang(exp, placement, attempt, existing)
+        finally:
+            self.pod_budget.release(size)
 
     async def _create_gang(self, exp: ExperimentView, placement: Mapping[str, str], attempt: int,
                            existing: set[str]) -> None:
@@ -165,18 +214,12 @@ class Writer:
             raise ValueError(f"{exp.key}: no valid spec")
         service = render_service(spec)
         service["metadata"]["ownerReferences"] = [owner_reference(exp)]
-        with contextlib.suppress(AlreadyExists):
-            await self._call(self.client.create(SERVICES, service))
         # The progress token, made once per experiment: a restarted gang keeps its own.
         secret = render_progress_secret(spec, secrets.token_urlsafe(32))
         secret["metadata"]["ownerReferences"] = [owner_reference(exp)]
-        try:
-            try:
-                await self._call(self.client.create(SECRETS, secret))
-            except AlreadyExists:
-                await self._own_secret(exp, secret)
-        except ApiError as exc:  # no progress for this gang, but no reason to hold it back
-            log_write_failure(log, f"{exp.key}: progress Secret", exc)
+        # Both before the pods (ranks resolve the Service's names and mount the Secret),
+        # side by side: one round trip, not two.
+        await asyncio.gather(self._ensure_service(service), self._ensure_secret(exp, secret))
         pods = [p for p in bound_pods(exp, placement, attempt, self.progress_url)
                 if p["metadata"]["name"] not in existing]
         results = await asyncio.gather(*(self._call(self.client.create(PODS, p)) for p in pods),
@@ -188,6 +231,19 @@ class Writer:
             await asyncio.gather(*(self._call(self.client.delete(PODS, n, exp.namespace, grace_s=0))
                                    for n in created), return_exceptions=True)
             raise errors[0]
+
+    async def _ensure_service(self, service: dict[str, Any]) -> None:
+        with contextlib.suppress(AlreadyExists):
+            await self._call(self.client.create(SERVICES, service))
+
+    async def _ensure_secret(self, exp: ExperimentView, secret: dict[str, Any]) -> None:
+        try:
+            try:
+                await self._call(self.client.create(SECRETS, secret))
+            except AlreadyExists:
+                await self._own_secret(exp, secret)
+        except ApiError as exc:  # no progress for this gang, but no reason to hold it back
+            log_write_failure(log, f"{exp.key}: progress Secret", exc)
 
     async def _own_secret(self, exp: ExperimentView, secret: dict[str, Any]) -> None:
         """The Secret there is this experiment's, or an earlier one's of the same name the
