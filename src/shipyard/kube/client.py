@@ -24,7 +24,6 @@ from shipyard.kube.errors import ApiError, Transient, error_for
 from shipyard.kube.resources import Kind
 
 FIELD_MANAGER = "shipyard"
-WATCH_CONNECTIONS = 16
 PATCH_TYPES = {
     "merge": "application/merge-patch+json",
     "json": "application/json-patch+json",
@@ -82,10 +81,7 @@ class _Transport:
         self.base = conn.host.rstrip("/")
         self.ssl = conn.ssl_context
         self.max_connections = max_connections
-        # Per phase, not in total (as httpx's were): a long list page or a wait for a
-        # pooled connection under a burst is not a dead server.
-        self.timeout = aiohttp.ClientTimeout(total=None, connect=timeout_s, sock_connect=10.0,
-                                             sock_read=timeout_s)
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s, connect=10.0)
         self.session: aiohttp.ClientSession | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -96,9 +92,7 @@ class _Transport:
         if self.session is None or self.session.closed or self.loop is not loop:
             self.loop = loop
             self.session = aiohttp.ClientSession(
-                # Room beyond the writes' own limit for the long-lived watches.
-                connector=aiohttp.TCPConnector(limit=self.max_connections + WATCH_CONNECTIONS,
-                                               ssl=self.ssl),
+                connector=aiohttp.TCPConnector(limit=self.max_connections, ssl=self.ssl),
                 headers=self.headers, timeout=self.timeout, raise_for_status=False)
         return self.session
 
@@ -181,8 +175,7 @@ class KubeClient:
         the server ends it; no total timeout, and `read_timeout_s` between bytes (None:
         wait for ever, as a quiet rank's log may)."""
         t = self._transport
-        timeout = aiohttp.ClientTimeout(total=None, connect=read_timeout_s, sock_connect=10.0,
-                                        sock_read=read_timeout_s)
+        timeout = aiohttp.ClientTimeout(total=None, connect=10.0, sock_read=read_timeout_s)
         try:
             async with t.get().get(t.base + path, params=_query(params),
                                    timeout=timeout) as response:
