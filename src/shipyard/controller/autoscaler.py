@@ -33,7 +33,7 @@ from shipyard.core.model import (
     Snapshot,
     Taint,
 )
-from shipyard.kube.client import KubeClient
+from shipyard.kube.api import ApiClient
 from shipyard.kube.errors import ApiError
 from shipyard.kube.informer import Informer
 from shipyard.kube.resources import EXPERIMENTS, NODEPOOLS, NODES
@@ -117,7 +117,7 @@ def template_node(pool: NodePool, machine: MachineType) -> Node:
 class Autoscaler:
     def __init__(
         self,
-        client: KubeClient,
+        client: ApiClient,
         writer: Writer,
         wake: Callable[[], None],
         *,
@@ -126,7 +126,7 @@ class Autoscaler:
         backoff_s: float = 60.0,
         earmark_ttl_s: float = 600.0,
         catalog: Mapping[str, MachineType] = DEFAULT_MACHINE_TYPES,
-        providers: Callable[[NodePool, KubeClient], Provider] = provider_for,
+        providers: Callable[[NodePool, ApiClient], Provider] = provider_for,
         metrics: AutoscalerMetrics | None = None,
         look_ahead: bool = True,
     ) -> None:

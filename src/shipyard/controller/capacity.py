@@ -12,7 +12,7 @@ from typing import Any
 from shipyard.core.autoscale import PoolState
 from shipyard.core.clusters import summarize
 from shipyard.core.model import Snapshot, Waiting
-from shipyard.kube.client import KubeClient
+from shipyard.kube.api import ApiClient
 from shipyard.kube.errors import AlreadyExists, NotFound
 from shipyard.kube.resources import CLUSTER_CAPACITIES, CLUSTER_CAPACITY_NAME
 
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 class CapacityPublisher:
-    def __init__(self, client: KubeClient, every_s: float = 2.0) -> None:
+    def __init__(self, client: ApiClient, every_s: float = 2.0) -> None:
         self.client = client
         self.every_s = every_s
         self.last_at = float("-inf")

@@ -60,7 +60,7 @@ from shipyard.core.model import (
 )
 from shipyard.core.queueing import schedule
 from shipyard.core.start_estimate import StartEstimate, estimate_starts
-from shipyard.kube.client import KubeClient
+from shipyard.kube.api import ApiClient
 from shipyard.kube.informer import Informer, cancel_all
 from shipyard.kube.install import SYSTEM_NAMESPACE
 from shipyard.kube.outage import Outage
@@ -92,7 +92,7 @@ def _tolerating_earmark(gang: Gang) -> Gang:
 
 
 class Controller:
-    def __init__(self, client: KubeClient, *, clock: Callable[[], float] = time.time,
+    def __init__(self, client: ApiClient, *, clock: Callable[[], float] = time.time,
                  coalesce_s: float = 0.05, write_concurrency: int = 64,
                  autoscale: Mapping[str, Any] | None = None,
                  usage_namespace: str = SYSTEM_NAMESPACE,

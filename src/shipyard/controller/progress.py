@@ -40,7 +40,7 @@ from shipyard.core.progress import (
     stragglers,
     summarize,
 )
-from shipyard.kube.client import KubeClient
+from shipyard.kube.api import ApiClient
 from shipyard.kube.errors import ApiError, NotFound
 from shipyard.kube.resources import SECRETS
 from shipyard.monitor.progress import ProgressMetrics
@@ -64,7 +64,7 @@ class Tokens:
     experiment deleted and made again has a new token), so wrong tokens cost at most
     one read per experiment per MISSING_TTL_S."""
 
-    def __init__(self, client: KubeClient, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, client: ApiClient, clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client
         self.clock = clock
         self.cache: dict[tuple[str, str], tuple[float, str | None, float]] = {}  # expires, token, read
@@ -188,7 +188,7 @@ class Hub:
 class Receiver:
     """Checks each report's token and hands it to the hub; writes what is due."""
 
-    def __init__(self, client: KubeClient, writer: Writer,
+    def __init__(self, client: ApiClient, writer: Writer,
                  experiments: Callable[[], Mapping[str, ExperimentView]],
                  interval_s: float = INTERVAL_S, clock: Callable[[], float] = time.monotonic,
                  node_of: Callable[[str, str], str | None] = lambda key, pod: None,

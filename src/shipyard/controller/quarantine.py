@@ -22,7 +22,7 @@ from typing import Any
 
 from shipyard.controller.views import format_time
 from shipyard.controller.writer import Writer
-from shipyard.kube.client import KubeClient
+from shipyard.kube.api import ApiClient
 from shipyard.kube.resources import NODES
 from shipyard.monitor.scheduler import TAINT_QUARANTINE
 
@@ -58,7 +58,7 @@ class Strikes:
 
 
 class Quarantine:
-    def __init__(self, client: KubeClient, writer: Writer,
+    def __init__(self, client: ApiClient, writer: Writer,
                  spawn: Callable[[Coroutine[Any, Any, None]], None],
                  tainted: Callable[[str], bool], after: int = 0, window_s: float = 3600.0) -> None:
         """`tainted(node)`: whether the watch cache shows the quarantine taint on it."""

@@ -17,7 +17,7 @@ from collections.abc import Coroutine, Mapping
 from typing import Any
 
 from shipyard.controller.views import LABEL_ATTEMPT, ExperimentView, format_time
-from shipyard.kube.client import KubeClient
+from shipyard.kube.api import ApiClient
 from shipyard.kube.errors import AlreadyExists, ApiError, Transient
 from shipyard.kube.leader import LostLeadership
 from shipyard.kube.outage import Outage
@@ -148,7 +148,7 @@ class PodBudget:
 
 
 class Writer:
-    def __init__(self, client: KubeClient, concurrency: int = 64, outage: Outage | None = None) -> None:
+    def __init__(self, client: ApiClient, concurrency: int = 64, outage: Outage | None = None) -> None:
         self.client = client
         self.lanes = Lanes(concurrency)
         self.outage = outage or Outage("API server writes")

@@ -13,7 +13,7 @@ from typing import Any
 
 from shipyard.core.clusters import ClusterCapacity, ClusterOption
 from shipyard.fleet.connect import DEFAULT_TIMEOUT_S, Unreachable, ask_all
-from shipyard.kube.client import KubeClient
+from shipyard.kube.api import ApiClient
 from shipyard.kube.errors import ApiError, NotFound
 from shipyard.kube.resources import CLUSTER_CAPACITIES, CLUSTER_CAPACITY_NAME
 from shipyard.spec.clusters import ClusterRef
@@ -31,7 +31,7 @@ class ClusterReading:
                              machine_types=dict(r.machine_types), cost_factor=r.cost_factor)
 
 
-async def _capacity_status(client: KubeClient) -> dict[str, Any] | None:
+async def _capacity_status(client: ApiClient) -> dict[str, Any] | None:
     obj = await client.get(CLUSTER_CAPACITIES, CLUSTER_CAPACITY_NAME)
     return obj.get("status") or None
 

@@ -8,6 +8,7 @@ import os
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
+from shipyard.kube.api import ApiClient
 from shipyard.kube.client import KubeClient, load_connection
 from shipyard.kube.errors import Transient
 from shipyard.spec.clusters import ClusterRef
@@ -17,7 +18,10 @@ T = TypeVar("T")
 # hold up a launch that could go elsewhere.
 DEFAULT_TIMEOUT_S = 5.0
 
-Work = Callable[[KubeClient], Awaitable[T]]
+Work = Callable[[ApiClient], Awaitable[T]]
+# How a cluster's client is made (the default: from its kubeconfig context); tests give
+# clients of their own (tests/middle/fake_api.py).
+Connect = Callable[[ClusterRef, float], ApiClient]
 
 
 class Unreachable(Exception):
@@ -33,10 +37,12 @@ class Clusters:
     """Clients to the configured clusters, each opened on first use and kept for the
     whole operation (a move polls its source until it is held), closed together."""
 
-    def __init__(self, refs: Iterable[ClusterRef], timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(self, refs: Iterable[ClusterRef], timeout_s: float = DEFAULT_TIMEOUT_S,
+                 connect: Connect | None = None) -> None:
         self.refs = {r.name: r for r in refs}
         self.timeout_s = timeout_s
-        self.clients: dict[str, KubeClient] = {}
+        self.connect = connect or from_kubeconfig
+        self.clients: dict[str, ApiClient] = {}
 
     async def __aenter__(self) -> Clusters:
         return self
@@ -45,15 +51,9 @@ class Clusters:
         await asyncio.gather(*(c.close() for c in self.clients.values()))
         self.clients.clear()
 
-    def client(self, name: str) -> KubeClient:
+    def client(self, name: str) -> ApiClient:
         if name not in self.clients:
-            ref = self.refs[name]
-            try:
-                # $KUBECONFIG as it is now (the kubernetes package reads it once, at import).
-                conn = load_connection(os.environ.get("KUBECONFIG"), ref.context)
-            except Exception as exc:  # kubernetes' loader raises ConfigException, OSError...
-                raise Unreachable(name, f"kubeconfig context {ref.context!r}: {exc}") from None
-            self.clients[name] = KubeClient(conn, max_connections=16, timeout_s=self.timeout_s)
+            self.clients[name] = self.connect(self.refs[name], self.timeout_s)
         return self.clients[name]
 
     async def ask(self, name: str, work: Work[T], timeout_s: float | None = None) -> T:
@@ -78,6 +78,15 @@ class Clusters:
             if isinstance(result, BaseException) and not isinstance(result, Exception):
                 raise result  # KeyboardInterrupt, cancellation: not a cluster's fault
         return dict(zip(names, results, strict=True))
+
+
+def from_kubeconfig(ref: ClusterRef, timeout_s: float) -> ApiClient:
+    try:
+        # $KUBECONFIG as it is now (the kubernetes package reads it once, at import).
+        conn = load_connection(os.environ.get("KUBECONFIG"), ref.context)
+    except Exception as exc:  # kubernetes' loader raises ConfigException, OSError...
+        raise Unreachable(ref.name, f"kubeconfig context {ref.context!r}: {exc}") from None
+    return KubeClient(conn, max_connections=16, timeout_s=timeout_s)
 
 
 async def ask(ref: ClusterRef, work: Work[T], timeout_s: float = DEFAULT_TIMEOUT_S) -> T:

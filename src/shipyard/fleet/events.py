@@ -7,7 +7,7 @@ import contextlib
 import time
 from typing import Any
 
-from shipyard.kube.client import KubeClient
+from shipyard.kube.api import ApiClient
 from shipyard.kube.errors import ApiError
 from shipyard.kube.resources import EVENTS
 
@@ -18,7 +18,7 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-async def record_event(client: KubeClient, obj: dict[str, Any], reason: str, message: str) -> None:
+async def record_event(client: ApiClient, obj: dict[str, Any], reason: str, message: str) -> None:
     """A Normal Event about `obj`; best effort: a lost event never fails the move."""
     meta = obj["metadata"]
     body = {

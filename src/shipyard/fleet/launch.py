@@ -11,7 +11,7 @@ from shipyard.fleet.connect import DEFAULT_TIMEOUT_S, ask
 from shipyard.fleet.machines import for_cluster
 from shipyard.fleet.placement import NoClusterFits, Placement, pick_many
 from shipyard.kube import experiments as kexp
-from shipyard.kube.client import KubeClient
+from shipyard.kube.api import ApiClient
 from shipyard.spec import Experiment
 from shipyard.spec.clusters import ClusterRef, ClustersConfig
 
@@ -39,7 +39,7 @@ async def launch_many(exps: Sequence[Experiment], config: ClustersConfig, *,
             by_cluster.setdefault(p.cluster.name, []).append(for_cluster(exp, p.cluster))
             refs[p.cluster.name] = p.cluster
 
-    async def create_all(batch: list[Experiment], c: KubeClient) -> None:
+    async def create_all(batch: list[Experiment], c: ApiClient) -> None:
         await asyncio.gather(*(kexp.submit(c, e) for e in batch))
 
     await asyncio.gather(*(ask(refs[name], lambda c, b=batch: create_all(b, c), submit_timeout_s)

@@ -20,16 +20,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shipyard.fleet.connect import DEFAULT_TIMEOUT_S, Clusters, Unreachable
+from shipyard.fleet.connect import DEFAULT_TIMEOUT_S, Clusters, Connect, Unreachable
 from shipyard.fleet.events import record_event
 from shipyard.fleet.machines import between
 from shipyard.kube import experiments as kexp
 from shipyard.kube import workdir
-from shipyard.kube.client import KubeClient
+from shipyard.kube.api import ApiClient
 from shipyard.kube.errors import AlreadyExists, ApiError, NotFound
 from shipyard.kube.objects import experiment_from_resource, experiment_resource
 from shipyard.kube.resources import CONFIG_MAPS, EXPERIMENTS, NAMESPACES
@@ -85,6 +85,8 @@ class _Move:
     warn: Progress
     hold_timeout_s: float
     why: str = ""  # said in the Event on the moved experiment
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     @property
     def full(self) -> str:
@@ -104,7 +106,7 @@ class _Move:
                 f"`shipyard move {self.name} -n {self.namespace} --to {source}`.")
 
 
-async def _get(c: KubeClient, name: str, namespace: str) -> dict[str, Any] | None:
+async def _get(c: ApiClient, name: str, namespace: str) -> dict[str, Any] | None:
     try:
         return await c.get(EXPERIMENTS, name, namespace)
     except NotFound:
@@ -129,17 +131,21 @@ async def locate(name: str, namespace: str, clusters: Clusters
 async def move(name: str, namespace: str, target: str, config: ClustersConfig, *,
                source: str | None = None, progress: Progress = quiet, warn: Progress | None = None,
                timeout_s: float = DEFAULT_TIMEOUT_S, hold_timeout_s: float = 300.0,
-               why: str = "") -> MoveResult:
+               why: str = "", connect: Connect | None = None,
+               clock: Callable[[], float] = time.monotonic,
+               sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> MoveResult:
     """Move (or resume moving, or release) experiment `namespace/name` to `target`.
     `progress` gets each step, `warn` (default: `progress`) what went wrong on the way;
-    `why` goes into the Event on the moved experiment."""
+    `why` goes into the Event on the moved experiment. `connect`, `clock` and `sleep`
+    are for tests: clients of their own, and time they step."""
     refs = {r.name: r for r in config.clusters}
     for cluster in (target, source):
         if cluster is not None and cluster not in refs:
             raise MoveError(f"no cluster named {cluster!r} in the clusters config; "
                             f"configured: {', '.join(refs) or 'none'}")
-    async with Clusters(config.clusters, timeout_s) as clusters:
-        m = _Move(name, namespace, refs, clusters, progress, warn or progress, hold_timeout_s, why)
+    async with Clusters(config.clusters, timeout_s, connect) as clusters:
+        m = _Move(name, namespace, refs, clusters, progress, warn or progress, hold_timeout_s, why,
+                  clock, sleep)
         try:
             if source is None:
                 source, unreachable = await _find_source(m, target)
@@ -275,7 +281,7 @@ async def _hold(m: _Move, obj: dict[str, Any], source: str, target: str) -> None
 
 async def _wait_held(m: _Move, source: str, target: str) -> dict[str, Any]:
     """Poll until the source is Held with no pod left; returns the held object."""
-    deadline = time.monotonic() + m.hold_timeout_s
+    deadline = m.clock() + m.hold_timeout_s
     last = ""
     while True:
         obj = await m.get(source)
@@ -296,10 +302,10 @@ async def _wait_held(m: _Move, source: str, target: str) -> dict[str, Any]:
         if text != last:
             m.progress(f"waiting for {source} to hold {m.full}: {text}")
             last = text
-        if time.monotonic() > deadline:
+        if m.clock() > deadline:
             raise MoveError(f"{m.full} in {source} is still {phase} after {m.hold_timeout_s:g}s: is the "
                             f"shipyard controller running there? " + m.resume_hint(source, target))
-        await asyncio.sleep(POLL_S)
+        await m.sleep(POLL_S)
 
 
 def copy_of(obj: dict[str, Any], source: ClusterRef, target: ClusterRef) -> dict[str, Any]:
@@ -345,7 +351,7 @@ async def _create_copy(m: _Move, held: dict[str, Any], source: str, target: str)
 
     code = await _shipped_code(m, held, source, target)
 
-    async def work(c: KubeClient) -> str:
+    async def work(c: ApiClient) -> str:
         with contextlib.suppress(AlreadyExists):
             await c.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace",
                                         "metadata": {"name": m.namespace}})

@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from shipyard.kube.api import ApiClient, Objects
 from shipyard.kube.errors import ApiError, Transient, error_for
 from shipyard.kube.resources import Kind
 
@@ -205,9 +206,9 @@ class KubeClient:
         return await self.request("GET", kind.path(namespace, name))
 
     async def list(self, kind: Kind, namespace: str | None = None, *, label_selector: str | None = None,
-                   field_selector: str | None = None, page_size: int = 5000) -> tuple[list[dict], str]:
+                   field_selector: str | None = None, page_size: int = 5000) -> tuple[Objects, str]:
         """Every object (following `continue`), and the list's resourceVersion to watch from."""
-        items: list[dict] = []
+        items: Objects = []
         params: dict[str, Any] = {"limit": page_size}
         if label_selector:
             params["labelSelector"] = label_selector
@@ -289,6 +290,10 @@ class KubeClient:
                            params={"labelSelector": label_selector},
                            body={"kind": "DeleteOptions", "apiVersion": "v1",
                                  "propagationPolicy": "Background"})
+
+
+def _satisfies_protocol(client: KubeClient) -> ApiClient:
+    return client  # never called: mypy checks here that KubeClient is an ApiClient
 
 
 def _query(params: dict[str, Any] | None) -> dict[str, str] | None:

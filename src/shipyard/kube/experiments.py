@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.kube import workdir
-from shipyard.kube.client import KubeClient
+from shipyard.kube.api import ApiClient
 from shipyard.kube.errors import AlreadyExists, ApiError, NotFound
 from shipyard.kube.objects import experiment_resource
 from shipyard.kube.resources import CONFIG_MAPS, EXPERIMENTS, NAMESPACES, PODS
@@ -27,7 +27,7 @@ class ExperimentExists(RuntimeError):
     pass
 
 
-async def submit(client: KubeClient, exp: Experiment) -> dict[str, Any]:
+async def submit(client: ApiClient, exp: Experiment) -> dict[str, Any]:
     """Create the Experiment (and its namespace when missing); with a workdir, first the
     ConfigMap of its files, then owned by the Experiment so that it goes with it."""
     packed = None
@@ -56,21 +56,21 @@ async def submit(client: KubeClient, exp: Experiment) -> dict[str, Any]:
     return obj
 
 
-async def list_experiments(client: KubeClient, namespace: str | None = None) -> list[dict[str, Any]]:
+async def list_experiments(client: ApiClient, namespace: str | None = None) -> list[dict[str, Any]]:
     items, _ = await client.list(EXPERIMENTS, namespace)
     return sorted(items, key=lambda o: o["metadata"].get("creationTimestamp", ""))
 
 
-async def get_experiment(client: KubeClient, name: str, namespace: str) -> dict[str, Any]:
+async def get_experiment(client: ApiClient, name: str, namespace: str) -> dict[str, Any]:
     return await client.get(EXPERIMENTS, name, namespace)
 
 
-async def pods_of(client: KubeClient, name: str, namespace: str) -> list[dict[str, Any]]:
+async def pods_of(client: ApiClient, name: str, namespace: str) -> list[dict[str, Any]]:
     items, _ = await client.list(PODS, namespace, label_selector=f"{LABEL_EXPERIMENT}={name}")
     return sorted(items, key=lambda o: o["metadata"]["name"])
 
 
-async def cancel(client: KubeClient, name: str, namespace: str, timeout_s: float = 60) -> dict[str, Any]:
+async def cancel(client: ApiClient, name: str, namespace: str, timeout_s: float = 60) -> dict[str, Any]:
     """Ask the controller to stop the experiment, and wait until it has."""
     await client.patch(EXPERIMENTS, name, {"metadata": {"annotations": {ANNOTATION_CANCEL: "true"}}},
                        namespace)
@@ -82,7 +82,7 @@ async def cancel(client: KubeClient, name: str, namespace: str, timeout_s: float
         await asyncio.sleep(0.2)
 
 
-async def pod_logs(client: KubeClient, pod: str, namespace: str) -> str:
+async def pod_logs(client: ApiClient, pod: str, namespace: str) -> str:
     try:
         return await client.text(PODS.path(namespace, pod, "log"))
     except ApiError as exc:  # an error answer or none (Transient is one): shown to the user
@@ -90,7 +90,7 @@ async def pod_logs(client: KubeClient, pod: str, namespace: str) -> str:
             else f"(no logs: {exc})"
 
 
-async def follow_logs(client: KubeClient, name: str, namespace: str,
+async def follow_logs(client: ApiClient, name: str, namespace: str,
                       rank: str | None = None) -> AsyncIterator[tuple[str, str]]:
     """(pod, line) of every pod of the experiment, or of one rank."""
     for pod in await pods_of(client, name, namespace):
@@ -102,6 +102,6 @@ async def follow_logs(client: KubeClient, name: str, namespace: str,
             yield pod_name, line
 
 
-async def delete(client: KubeClient, name: str, namespace: str) -> None:
+async def delete(client: ApiClient, name: str, namespace: str) -> None:
     """Delete the Experiment; its pods and Service go with it (owner references)."""
     await client.delete(EXPERIMENTS, name, namespace, missing_ok=False)

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from shipyard.kube.client import KubeClient
+from shipyard.kube.api import ApiClient
 from shipyard.kube.errors import ApiError, Gone, Transient
 from shipyard.kube.outage import Outage
 from shipyard.kube.resources import Kind
@@ -41,7 +41,7 @@ def object_key(obj: dict[str, Any]) -> str:
 class Informer(Generic[T]):
     def __init__(
         self,
-        client: KubeClient,
+        client: ApiClient,
         kind: Kind,
         project: Callable[[dict[str, Any]], T | None],
         on_change: Callable[[str, T | None, T | None], None] | None = None,

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from shipyard.kube.client import KubeClient
+from shipyard.kube.api import ApiClient
 from shipyard.kube.errors import AlreadyExists, Conflict, NotFound, Transient
 from shipyard.kube.resources import LEASES
 
@@ -36,7 +36,7 @@ class LostLeadership(RuntimeError):
 
 
 class LeaderElector:
-    def __init__(self, client: KubeClient, namespace: str, name: str, identity: str, *,
+    def __init__(self, client: ApiClient, namespace: str, name: str, identity: str, *,
                  lease_s: float = 15.0, renew_deadline_s: float = 10.0, retry_s: float = 2.0,
                  clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic) -> None:

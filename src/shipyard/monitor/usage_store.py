@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from shipyard.kube.client import KubeClient
+from shipyard.kube.api import ApiClient
 from shipyard.kube.errors import AlreadyExists, NotFound
 from shipyard.kube.resources import CONFIG_MAPS
 from shipyard.monitor.usage import Accountant, Amount, Key, Ledger
@@ -32,7 +32,7 @@ def ledger_from_configmap(obj: dict[str, Any]) -> Ledger:
     return Ledger.from_data(json.loads(text)) if text else Ledger()
 
 
-async def read_ledger(client: KubeClient, namespace: str) -> Ledger:
+async def read_ledger(client: ApiClient, namespace: str) -> Ledger:
     """The stored ledger; an empty one if none was written yet."""
     try:
         obj = await client.get(CONFIG_MAPS, NAME, namespace)
@@ -41,7 +41,7 @@ async def read_ledger(client: KubeClient, namespace: str) -> Ledger:
     return ledger_from_configmap(obj)
 
 
-async def write_ledger(client: KubeClient, namespace: str, ledger: Ledger) -> None:
+async def write_ledger(client: ApiClient, namespace: str, ledger: Ledger) -> None:
     data = {DATA_KEY: json.dumps(ledger.to_data(), separators=(",", ":"))}
     try:
         await client.patch(CONFIG_MAPS, NAME, {"data": data}, namespace)
@@ -60,7 +60,7 @@ class UsageRecorder:
     """The controller's accountant and its persistence: `load` once leading, `step`
     every cycle, `flush` when `due`."""
 
-    def __init__(self, client: KubeClient, namespace: str, flush_s: float = 30.0) -> None:
+    def __init__(self, client: ApiClient, namespace: str, flush_s: float = 30.0) -> None:
         self.client, self.namespace, self.flush_s = client, namespace, flush_s
         self.accountant = Accountant()
         self.loaded = False

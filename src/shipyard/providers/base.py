@@ -18,7 +18,7 @@ from shipyard.spec.machines import DEFAULT_MACHINE_TYPES, MachineType
 from shipyard.spec.nodepool import NodePool
 
 if TYPE_CHECKING:
-    from shipyard.kube.client import KubeClient
+    from shipyard.kube.api import ApiClient
 
 # Every node a provider makes (or adopts) carries this label, value = pool name.
 LABEL_NODEPOOL = "shipyard.dev/nodepool"
@@ -61,7 +61,7 @@ class Provider(Protocol):
         ...
 
 
-def provider_for(pool: NodePool, client: KubeClient,
+def provider_for(pool: NodePool, client: ApiClient,
                  machine_types: Mapping[str, MachineType] | None = None) -> Provider:
     """The provider of `pool.provider` kind for this client: one shared instance per kind,
     so every caller sees the same pending requests and failures. `machine_types`

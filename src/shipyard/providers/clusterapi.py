@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shipyard.kube.client import KubeClient
+from shipyard.kube.api import ApiClient
 from shipyard.kube.errors import ApiError, Conflict, NotFound
 from shipyard.kube.resources import MACHINE_DEPLOYMENTS, MACHINES, NODES
 from shipyard.providers.base import (
@@ -72,7 +72,7 @@ class _Seen:
 
 
 class ClusterApiProvider:
-    def __init__(self, client: KubeClient) -> None:
+    def __init__(self, client: ApiClient) -> None:
         self.client = client
         self._seen: dict[str, _Seen] = defaultdict(_Seen)
         self._earmarks: dict[str, deque[str]] = defaultdict(deque)

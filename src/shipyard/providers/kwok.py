@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from shipyard.dev.pools import LABEL_REGION, LABEL_ZONE, machine_node
-from shipyard.kube.client import KubeClient
+from shipyard.kube.api import ApiClient
 from shipyard.kube.errors import AlreadyExists, ApiError
 from shipyard.kube.resources import NODES
 from shipyard.providers.base import (
@@ -100,7 +100,7 @@ class _Pacer:
 
 
 class KwokProvider:
-    def __init__(self, client: KubeClient, machine_types: Mapping[str, MachineType] | None = None,
+    def __init__(self, client: ApiClient, machine_types: Mapping[str, MachineType] | None = None,
                  rng: random.Random | None = None) -> None:
         self.client = client
         self.machine_types = machine_types

@@ -8,7 +8,7 @@ import random
 import weakref
 from collections.abc import Mapping
 
-from shipyard.kube.client import KubeClient
+from shipyard.kube.api import ApiClient
 from shipyard.providers.base import Provider, machine_type_for, parse_selector
 from shipyard.providers.clusterapi import CapiConfig, ClusterApiProvider
 from shipyard.providers.kwok import KwokConfig, KwokProvider
@@ -18,7 +18,7 @@ from shipyard.spec.nodepool import NodePool
 
 
 class Providers:
-    def __init__(self, client: KubeClient, *, machine_types: Mapping[str, MachineType] | None = None,
+    def __init__(self, client: ApiClient, *, machine_types: Mapping[str, MachineType] | None = None,
                  rng: random.Random | None = None) -> None:
         self.client = client
         self.machine_types = machine_types
@@ -50,10 +50,10 @@ class Providers:
         await asyncio.gather(*(p.aclose() for p in self._by_kind.values()))
 
 
-_shared: weakref.WeakKeyDictionary[KubeClient, Providers] = weakref.WeakKeyDictionary()
+_shared: weakref.WeakKeyDictionary[ApiClient, Providers] = weakref.WeakKeyDictionary()
 
 
-def shared_providers(client: KubeClient,
+def shared_providers(client: ApiClient,
                      machine_types: Mapping[str, MachineType] | None = None) -> Providers:
     """The Providers of this client, made on first use; a catalog given replaces the last."""
     if client not in _shared:

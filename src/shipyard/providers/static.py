@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from shipyard.kube.client import KubeClient
+from shipyard.kube.api import ApiClient
 from shipyard.kube.resources import NODES
 from shipyard.providers.base import ProviderResult, format_selector, is_live, parse_selector, pool_selector
 from shipyard.spec.nodepool import NodePool
@@ -18,7 +18,7 @@ REFUSAL = "static pool: on-prem nodes are never created or deleted"
 
 
 class StaticProvider:
-    def __init__(self, client: KubeClient) -> None:
+    def __init__(self, client: ApiClient) -> None:
         self.client = client
 
     async def create(self, pool: NodePool, count: int, *, earmark: str | None = None) -> ProviderResult:
