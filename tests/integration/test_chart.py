@@ -62,6 +62,8 @@ def test_chart_renders_the_same_objects_as_install_dry_run(helm: Path) -> None:
     _assert_same(_template(helm), _dry_run())
     _assert_same(_template(helm, "image=registry.example/shipyard:9", "replicas=3"),
                  _dry_run("--image", "registry.example/shipyard:9", "--replicas", "3"))
+    # The receiver behind its Service: the in-cluster controller's progress endpoint.
+    _assert_same(_template(helm, "progressPort=8088"), _dry_run("--progress-port", "8088"))
 
 
 def test_chart_values_for_metrics_and_log_level(helm: Path) -> None:

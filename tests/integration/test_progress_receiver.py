@@ -224,7 +224,7 @@ def test_a_silent_gang_turns_stalled_and_on_hang_restart_restarts_it_then_fails(
         # Nothing reports (kwok runs no process): stalled, restarted whole, stalled again, Failed.
         final = api.wait("hung", lambda s: s.get("phase") == "Failed", 120)
         assert final["restarts"] == 1
-        assert final["failedPod"].startswith("stalled: no progress report for 3s from any rank: ")
+        assert final["failedPod"].startswith("stalled: no progress report or log line for 3s from any rank: ")
         assert _stalled(final)["status"] == "True"
         placement = final["placement"]
         # One Event per stall (best effort, so waited for), each naming every silent pod

@@ -497,6 +497,47 @@ def test_cancel_sigterms_the_command_which_reads_why_and_a_plain_python_exits(
         assert "stop reason: cancelled: shipyard cancel" in lines, lines
 
 
+def _stalled(status: dict) -> dict | None:
+    return next((c for c in status.get("conditions") or [] if c["type"] == "Stalled"), None)
+
+
+# Rank 0 prints a line every half second for 12 s, rank 1 never; then both are silent.
+PRINTS_THEN_QUIET = ("import os, time\n"
+                     "if os.environ['SHIPYARD_REPLICA_INDEX'] == '0':\n"
+                     "    for i in range(24):\n"
+                     "        print('tick', i, flush=True)\n"
+                     "        time.sleep(0.5)\n"
+                     "time.sleep(600)\n")
+
+
+def test_log_lines_are_activity_and_a_gang_silent_for_its_hang_timeout_is_stalled(
+        real_cluster, request) -> None:
+    """The subprocess controller has no progress receiver: the ranks' log lines are the
+    only sign of life. One rank printing keeps the gang from Stalled for three times its
+    hang_timeout; once it stops, the gang is Stalled, naming both pods and nodes."""
+    from shipyard.controller.hangs import line_time
+    from shipyard.controller.views import parse_time
+
+    with experiment_namespace(real_cluster, request.node.name) as api:
+        api.launch(sleeper("quiet", script=PRINTS_THEN_QUIET, hang_timeout=4))
+        status = api.wait("quiet", lambda s: (_stalled(s) or {}).get("status") == "True",
+                          timeout=120)
+        assert status["phase"] == "Running", status  # on_hang notify: only told
+        condition = _stalled(status)
+        message = condition["message"]
+        assert message.startswith("no progress report or log line for 4s from any rank: "), message
+        for member, node in status["placement"].items():
+            assert f"quiet-{member} on {node}" in message, message
+        text = api.core.read_namespaced_pod_log("quiet-worker-0", api.ns, timestamps=True)
+        assert "tick 23" in text, text
+        # Judged silent only hang_timeout after rank 0's last line (times to the second),
+        # not hang_timeout after the start, while it was still printing.
+        last_line = line_time(text)
+        assert last_line is not None
+        assert parse_time(condition["lastTransitionTime"]) >= int(last_line) + 4, (condition, text)
+        assert parse_time(status["startedAt"]) + 4 < last_line  # it printed past the timeout
+
+
 def _in_cluster_token_dropped(c: devcluster.DevCluster, tmp: Path,
                               monkeypatch: pytest.MonkeyPatch) -> bool:
     """Whether shipyard's in-cluster connection loses the pod's token, found by feeding
@@ -518,11 +559,21 @@ def _in_cluster_token_dropped(c: devcluster.DevCluster, tmp: Path,
     return load_connection(in_cluster=True).token != "probe-token"
 
 
+# 1,000 steps of 0.2 s, a report for each (shipyard.progress sends every 0.5 s).
+REPORTS = ("import time, shipyard\n"
+           "for step in range(1, 1001):\n"
+           "    shipyard.progress(step, total_steps=1000, loss=1.0 / step)\n"
+           "    time.sleep(0.2)\n")
+
+
 def test_in_cluster_controller_from_the_shipyard_image_takes_over(
         real_cluster, request, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Last: stops the subprocess controller. `shipyard install` deploys two replicas
     from the cluster's own image onto a real node; they reach the API server through
-    `kubernetes.default`; one holds the Lease and runs the next experiment."""
+    `kubernetes.default`; one holds the Lease and runs the next experiments, and
+    receives the progress their ranks report (--progress-port: a Service in front)."""
+    from shipyard.controller.views import parse_time
+    from shipyard.dev import images
     from shipyard.kube.install import CONTROLLER, SYSTEM_NAMESPACE
 
     if _in_cluster_token_dropped(real_cluster, tmp_path, monkeypatch):
@@ -530,8 +581,8 @@ def test_in_cluster_controller_from_the_shipyard_image_takes_over(
         pytest.skip("shipyard.kube.client.load_connection(in_cluster=True) drops the service-"
                     "account token (the kubernetes client keeps it in api_key['BearerToken']), "
                     "so an in-cluster controller calls the API server as system:anonymous")
-    out, _ = _cli(real_cluster, "install", "-c", real_cluster.context, "--replicas", "2"
-                  ).communicate(timeout=120)
+    out, _ = _cli(real_cluster, "install", "-c", real_cluster.context, "--replicas", "2",
+                  "--progress-port", "8088").communicate(timeout=120)
     assert "installed shipyard" in out, out
     stop_controller(HARNESS["controller"])
     api = real_cluster.raw_client()
@@ -550,6 +601,19 @@ def test_in_cluster_controller_from_the_shipyard_image_takes_over(
         time.sleep(1)
     with experiment_namespace(real_cluster, request.node.name) as a:
         a.launch(sleeper("incluster", script="print('ran')"))
+        # Ranks of the shipyard image call shipyard.progress; their reports reach the
+        # leader's receiver through the Service (a standby answers 503: they reconnect).
+        a.launch(for_real(sleeper("reports", script=REPORTS), image=images.shipyard_image_name(),
+                          env={"SHIPYARD_PROGRESS_INTERVAL": "0.5"}))
         status = a.wait("incluster", lambda s: s.get("phase") in ("Succeeded", "Failed"),
                         timeout=120)
         assert status["phase"] == "Succeeded", status
+        status = a.wait("reports", lambda s: bool((s.get("progress") or {}).get("eta"))
+                        or s.get("phase") in ("Succeeded", "Failed"), timeout=120)
+        progress = status.get("progress") or {}
+        assert status["phase"] == "Running" and progress.get("eta"), (status, rank_logs(a, "reports"))
+        assert progress["totalSteps"] == 1000 and 0 < progress["step"] < 1000, progress
+        assert 0 < progress["percent"] < 100 and progress["stepsPerSecond"] > 0, progress
+        # The ETA is when the furthest rank's rate reaches the last step: after now.
+        assert parse_time(progress["eta"]) > parse_time(progress["updatedAt"]), progress
+        assert 0 < progress["metrics"]["loss"] <= 1, progress

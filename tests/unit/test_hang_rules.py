@@ -1,24 +1,28 @@
 """Hangs: a Running gang whose ranks stopped reporting turns Stalled and its on_hang
-policy acts (pure lifecycle rules), and the receiver's finding of who is silent."""
+policy acts (pure lifecycle rules), and hangs.hung finding who is silent (no
+progress report and no log line)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from shipyard.controller.hangs import RECHECK_S, LogActivity, hung
 from shipyard.controller.lifecycle import STALLED, reconcile
 from shipyard.controller.progress import Receiver
 from shipyard.controller.views import ExperimentView, PodView, format_time
 from shipyard.core.model import Node, Resources
 from shipyard.core.progress import Persistent, stalled
+from shipyard.kube.errors import ApiError
 from shipyard.spec import Experiment, RetryPolicy, Role
 
 NOW = 1_800_000_000.0
 NODES = {f"n-w-{i}": Node(f"n-w-{i}", Resources(1000, 2**30)) for i in range(2)}
-HUNG = "no progress report for 60s from any rank: job-w-0 on n-w-0, job-w-1 on n-w-1"
+HUNG = "no progress report or log line for 60s from any rank: job-w-0 on n-w-0, job-w-1 on n-w-1"
 
 
 def view(on_hang: str = "notify", max_restarts: int = 2) -> ExperimentView:
@@ -118,25 +122,117 @@ class _Clock:
         return self.t
 
 
+class _Logs:
+    """Pods' log files as a kubelet serves them through the API server: `tailLines`,
+    `sinceSeconds` (from NOW) and `timestamps`; a pod without a file is a 500 answer
+    (a node that serves no logs, as kwok's)."""
+
+    def __init__(self, lines: dict[str, list[float]] | None = None) -> None:
+        self.lines = lines or {}  # pod -> times its lines were written
+        self.asked: list[str] = []
+
+    async def text(self, path: str, params: dict | None = None) -> str:
+        pod = path.split("/")[-2]
+        self.asked.append(pod)
+        if pod not in self.lines:
+            raise ApiError(500, "InternalError", "no logs on this node")
+        params = params or {}
+        assert params["timestamps"] is True and params["container"] == "w"
+        kept = [t for t in self.lines[pod] if t >= NOW - params["sinceSeconds"]]
+        return "".join(f"{format_nanos(t)} line\n" for t in kept[-params["tailLines"]:])
+
+
+def format_nanos(t: float) -> str:
+    return format_time(t).replace("Z", f".{int(t % 1 * 1e9):09d}Z")
+
+
+class _Cycles:
+    """hangs.hung as the controller's cycles call it: a log read it starts has ended
+    before the next cycle (at the same NOW)."""
+
+    def __init__(self, logs: _Logs | None = None) -> None:
+        self.pending: list = []
+        self.api = logs or _Logs()
+        self.logs = LogActivity(self.api, self.pending.append)  # type: ignore[arg-type]
+
+    def judge(self, exp: ExperimentView, members: list[PodView], status: dict,
+              reports: dict[str, float]) -> str | None:
+        verdict = hung(exp, members, status, NOW, reports, self.logs)
+        while self.pending:
+            asyncio.run(self.pending.pop())
+            verdict = hung(exp, members, status, NOW, reports, self.logs)
+        return verdict
+
+
 def test_the_receiver_finds_a_gang_silent_past_its_timeout_and_names_pods_and_nodes():
     clock = _Clock()
     receiver = Receiver(client=None, writer=None, experiments=dict, clock=clock)  # type: ignore[arg-type]
+    cycles = _Cycles()
+
+    def judge(exp: ExperimentView, status: dict) -> str | None:
+        return cycles.judge(exp, members, status, receiver.last_reports(exp, NOW))
+
     exp, members = view("restart"), pods()
     # Running 500 s; each pod last reported at receiver time 100.
     for i in range(2):
         receiver.hub.report("ns", "job", {"rank": str(i), "pod": f"job-w-{i}", "step": 5}, clock.t)
     clock.t += 30
-    assert receiver.stalled(exp, members, running(), NOW) is None
+    assert judge(exp, running()) is None
+    assert cycles.api.asked == []  # reports within the timeout: no log is read
     clock.t += 31  # 61 s since the last report, past hang_timeout
-    message = receiver.stalled(exp, members, running(), NOW)
-    assert message == HUNG
+    assert judge(exp, running()) == HUNG
+    assert sorted(cycles.api.asked) == ["job-w-0", "job-w-1"]  # asked once each, no logs
     # One pod reporting is enough: not stalled.
     receiver.hub.report("ns", "job", {"rank": "1", "pod": "job-w-1", "step": 6}, clock.t)
-    assert receiver.stalled(exp, members, running(), NOW) is None
+    assert judge(exp, running()) is None
     # Just started: not stalled before hang_timeout has passed since startedAt.
-    assert receiver.stalled(replace(exp), members, running(30), NOW) is None
+    assert judge(replace(exp), running(30)) is None
     no_timeout = replace(exp, spec=exp.spec.model_copy(update={"hang_timeout": None}))
-    assert receiver.stalled(no_timeout, members, running(), NOW) is None
+    assert judge(no_timeout, running()) is None
+
+
+def test_a_log_line_from_any_rank_within_the_timeout_keeps_a_silent_gang_from_hung():
+    exp, members = view(), pods()
+    # No progress reports at all; rank 1 logs, rank 0 does not.
+    cycles = _Cycles(_Logs({"job-w-0": [], "job-w-1": [NOW - 400, NOW - 20]}))
+    assert cycles.judge(exp, members, running(), {}) is None
+    # Its last line is older than the timeout: hung, and both are named.
+    cycles = _Cycles(_Logs({"job-w-0": [NOW - 300], "job-w-1": [NOW - 400, NOW - 61]}))
+    assert cycles.judge(exp, members, running(), {}) == HUNG
+    # A line newer than the last report counts (the reports alone would say hung).
+    cycles = _Cycles(_Logs({"job-w-0": [NOW - 5]}))
+    assert cycles.judge(exp, members, running(), {"job-w-0": NOW - 100, "job-w-1": NOW - 90}) is None
+
+
+def test_a_hung_gang_is_read_again_later_and_a_new_line_ends_it():
+    exp, members = view(), pods()
+    api = _Logs({"job-w-0": [NOW - 100], "job-w-1": []})
+    pending: list = []
+    logs = LogActivity(api, pending.append)  # type: ignore[arg-type]
+    assert hung(exp, members, running(), NOW, {}, logs) is None  # not before the logs are read
+    asyncio.run(pending.pop())
+    assert hung(exp, members, running(), NOW, {}, logs) == HUNG
+    assert not pending  # a fresh read: not read again at once
+    assert hung(exp, members, running(), NOW + 10, {}, logs) is not None and not pending
+    # RECHECK_S later it is read again, and stays hung until that read says otherwise.
+    later = NOW + RECHECK_S
+    api.lines["job-w-1"] = [later - 1]
+    assert hung(exp, members, running(RECHECK_S + 500), later, {}, logs) is not None
+    assert len(pending) == 1
+    asyncio.run(pending.pop())
+    assert hung(exp, members, running(RECHECK_S + 500), later, {}, logs) is None
+
+
+@given(st.lists(st.integers(min_value=0, max_value=200), max_size=4),
+       st.none() | st.integers(min_value=0, max_value=200))
+def test_hung_exactly_when_no_report_or_line_is_within_the_timeout(line_ages, report_age):
+    exp, members = view(), pods()  # hang_timeout 60, running 500 s
+    lines = {"job-w-0": sorted(NOW - a for a in line_ages)}
+    reports = {} if report_age is None else {"job-w-1": NOW - report_age}
+    verdict = _Cycles(_Logs(lines)).judge(exp, members, running(), reports)
+    heard = [a for a in [*line_ages, report_age] if a is not None and a <= 60]
+    assert (verdict is None) == bool(heard)
+    assert verdict is None or verdict == HUNG
 
 
 def test_reports_need_an_integer_step():

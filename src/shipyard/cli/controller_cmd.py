@@ -124,6 +124,10 @@ def install(
         help="Controller image (default: shipyard/controller:0.1.0; on a dev cluster with "
         "real nodes, the shipyard image that cluster built).")] = None,
     replicas: Annotated[int, typer.Option(help="Controller replicas (0: run it yourself).")] = 1,
+    progress_port: Annotated[int | None, typer.Option(
+        help="The controller receives ranks' shipyard.progress reports on this port, behind "
+             "the Service shipyard-controller.shipyard-system, and tells pods its URL "
+             "(the chart's progressPort).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the manifests instead.")] = False,
 ) -> None:
     """Install shipyard in a cluster: CRDs (Experiment, Queue, NodePool), RBAC, controller.
@@ -135,9 +139,10 @@ def install(
 
     placement = _dev_real_node_placement(context) if context else None
     if placement is not None:
-        objects = manifests(image or placement.pop("image"), replicas, **placement)
+        objects = manifests(image or placement.pop("image"), replicas, progress_port=progress_port,
+                            **placement)
     else:
-        objects = manifests(image or DEFAULT_IMAGE, replicas)
+        objects = manifests(image or DEFAULT_IMAGE, replicas, progress_port=progress_port)
     if dry_run:
         print(yaml.safe_dump_all(objects, sort_keys=False), end="")
         return

@@ -28,6 +28,8 @@ from typing import Any
 
 from shipyard.controller.autoscaler import TAINT_EARMARK, Autoscaler
 from shipyard.controller.capacity import CapacityPublisher
+from shipyard.controller.hangs import LogActivity
+from shipyard.controller.hangs import hung as hung_for
 from shipyard.controller.lifecycle import HOLDING, STALLED, TERMINAL, Decision, reconcile
 from shipyard.controller.progress import INTERVAL_S as PROGRESS_INTERVAL_S
 from shipyard.controller.progress import Receiver, only_progress_changed
@@ -144,6 +146,7 @@ class Controller:
         self.quarantine = Quarantine(client, self.writer, self.autoscaler.spawn, self._quarantined,
                                      **(quarantine or {}))
         self.progress: Receiver | None = None  # set by enable_progress
+        self.logs = LogActivity(client, self.autoscaler.spawn)  # log lines: hang evidence
 
     def enable_progress(self, url: str | None, interval_s: float = PROGRESS_INTERVAL_S) -> Receiver:
         """Receive ranks' progress reports; `url`: where pods reach the receiver (given to
@@ -167,6 +170,7 @@ class Controller:
         if new is None:
             self.overlay.pop(key, None)
             self.waiting_written.pop(key, None)
+            self.logs.forget(key)
             if old is not None:
                 self.gangs.pop((key, old.uid), None)
                 self.history.forget(key, old.uid)
@@ -273,8 +277,9 @@ class Controller:
         for key, exp in list(self.experiments.items.items()):
             if key not in self.inflight:
                 pods, status = list(self.pods_of.get(key, {}).values()), self.status(key)
-                hung = (self.progress.stalled(exp, pods, status, now) if self.progress is not None
-                        and status.get("phase") == "Running" else None)
+                hung = (hung_for(exp, pods, status, now, self.progress.last_reports(exp, now)
+                                 if self.progress is not None else {}, self.logs)
+                        if status.get("phase") == "Running" else None)
                 decision = reconcile(exp, status, pods, self.nodes.items, now, hung)
                 metrics = self.progress.metrics if self.progress is not None else None
                 if decision.event and decision.event[0] == STALLED and exp.spec and metrics:

@@ -189,7 +189,7 @@ def _hang(exp: ExperimentView, status: Mapping[str, Any], stalled: str | None, n
         earlier = (parse_time(current.get("lastTransitionTime")) or 0) < (
             parse_time(status.get("startedAt")) or 0)
         reason, message = (("Restarted", "a new attempt began") if earlier
-                           else ("ProgressResumed", "progress reports again"))
+                           else ("ProgressResumed", "a rank reports or logs again"))
         cleared = {**current, "status": "False", "reason": reason, "message": message,
                    "lastTransitionTime": format_time(now)}
         return Decision(_next(status, conditions=[*others, cleared]),

@@ -24,18 +24,17 @@ import json
 import logging
 import statistics
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shipyard.controller.views import ExperimentView, PodView, format_time, parse_time
+from shipyard.controller.views import ExperimentView, format_time
 from shipyard.controller.writer import Writer, log_write_failure
 from shipyard.core.progress import (
     WINDOW_S,
     Persistent,
     Window,
     keep_metrics,
-    stalled,
     status_fields,
     stragglers,
     summarize,
@@ -280,29 +279,18 @@ class Receiver:
             await asyncio.sleep(min(1.0, self.hub.interval_s / 4))
             await self.write_due()
 
-    def stalled(self, exp: ExperimentView, pods: Iterable[PodView], status: Mapping[str, Any],
-                now: float) -> str | None:
-        """Why a Running gang with a hang_timeout counts as hung (no report from any of its
-        pods for that long), naming the silent pods and their nodes; None if it does not."""
-        spec = exp.spec
-        started = parse_time(status.get("startedAt"))
-        if spec is None or spec.hang_timeout is None or started is None:
-            return None
-        mono = self.clock()
+    def last_reports(self, exp: ExperimentView, now: float) -> dict[str, float]:
+        """Pod -> when it last reported, on the clock `now` is read from (for hangs.hung)."""
         record = self.hub.experiments.get((exp.namespace, exp.name))
+        if record is None:
+            return {}
+        offset = now - self.clock()
         last: dict[str, float] = {}
-        if record is not None:
-            for rank, pod in record.pods.items():
-                updated = record.ranks[rank].updated
-                if updated is not None:
-                    last[pod] = max(last.get(pod, updated), updated)
-        members = {p.name: p.node for p in pods if p.phase == "Running" and not p.terminating}
-        ages = {pod: (mono - last[pod]) if pod in last else None for pod in members}
-        if not members or not stalled(ages, now - started, spec.hang_timeout):
-            return None
-        names = [f"{pod} on {node or '?'}" for pod, node in sorted(members.items())]
-        shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
-        return f"no progress report for {spec.hang_timeout:g}s from any rank: {shown}"
+        for rank, pod in record.pods.items():
+            updated = record.ranks[rank].updated
+            if updated is not None:
+                last[pod] = max(last.get(pod, updated + offset), updated + offset)
+        return last
 
     # -- HTTP ---------------------------------------------------------------------
 

@@ -27,6 +27,8 @@ CLUSTER_RULES: list[dict[str, Any]] = [
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "create", "delete",
                                                          "deletecollection"]},
     {"apiGroups": [""], "resources": ["pods/binding"], "verbs": ["create"]},
+    # The last log line of a gang about to count as hung (hang_timeout: logs are activity).
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "create", "delete"]},
     # Each experiment's progress token: created with its gang, read to check reports.
     # (delete: a Secret of an earlier experiment of the same name, not yet collected)
@@ -50,14 +52,29 @@ LEASE_RULES: list[dict[str, Any]] = [
 ]
 
 
+def progress_url(port: int) -> str:
+    """Where ranks reach an installed controller's progress receiver: its Service."""
+    return f"http://{CONTROLLER}.{SYSTEM_NAMESPACE}.svc:{port}"
+
+
 def manifests(image: str = DEFAULT_IMAGE, replicas: int = 1, *, cpu: str = "1",
               memory: str = "512Mi", memory_limit: str = "1Gi", node_selector: dict[str, str] | None = None,
-              tolerations: list[dict[str, str]] | None = None) -> list[dict[str, Any]]:
+              tolerations: list[dict[str, str]] | None = None,
+              progress_port: int | None = None) -> list[dict[str, Any]]:
     """`node_selector`/`tolerations` place the controller (a dev cluster's real nodes
-    are tainted); `cpu`/`memory` are its requests."""
+    are tainted); `cpu`/`memory` are its requests. `progress_port`: the controller
+    receives shipyard.progress reports there (on 0.0.0.0), behind a Service that pods
+    are told of; the same objects as the chart's `progressPort`."""
     labels = {"app.kubernetes.io/name": CONTROLLER}
     meta = {"name": CONTROLLER, "namespace": SYSTEM_NAMESPACE, "labels": labels}
     subject = [{"kind": "ServiceAccount", "name": CONTROLLER, "namespace": SYSTEM_NAMESPACE}]
+    progress_args = [] if progress_port is None else [
+        f"--progress-port={progress_port}", "--progress-address=0.0.0.0",
+        f"--progress-url={progress_url(progress_port)}"]
+    service = [] if progress_port is None else [{
+        "apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": {
+            "selector": labels,
+            "ports": [{"name": "progress", "port": progress_port, "targetPort": progress_port}]}}]
     return [
         *all_crds(),
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NAMESPACE}},
@@ -80,7 +97,7 @@ def manifests(image: str = DEFAULT_IMAGE, replicas: int = 1, *, cpu: str = "1",
                 "containers": [{
                     "name": "controller", "image": image,
                     "command": ["shipyard", "controller", "run", "--in-cluster",
-                                "--leader-elect"],
+                                "--leader-elect", *progress_args],
                     "env": [{"name": "POD_NAME",
                              "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
                     "resources": {"requests": {"cpu": cpu, "memory": memory},
@@ -90,6 +107,7 @@ def manifests(image: str = DEFAULT_IMAGE, replicas: int = 1, *, cpu: str = "1",
                 **({"tolerations": tolerations} if tolerations else {}),
             }},
         }},
+        *service,
     ]
 
 

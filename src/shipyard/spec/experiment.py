@@ -153,7 +153,7 @@ class Experiment(StrictModel):
     queue: Dns1123Label = "default"  # also a label value on every pod
     priority: int = Field(default=0, ge=-1000, le=1000)
     time_limit: OptionalSeconds = None
-    # No shipyard.progress report from any rank for this long -> Stalled, then on_hang.
+    # No shipyard.progress report and no log line from any rank for this long -> Stalled, then on_hang.
     hang_timeout: OptionalSeconds = None
     on_hang: Literal["restart", "fail", "notify"] = "notify"
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
