@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import psutil
 import pytest
@@ -27,6 +28,14 @@ def script_experiment(
     )
     fields.setdefault("retry", RetryPolicy(max_restarts=0, backoff_seconds=0.1))
     return Experiment(name=name, roles=[role], **fields)  # type: ignore[arg-type]
+
+
+def queued(store: Store, exp: Experiment, tmp_path: Path) -> RunStatus:
+    """A run queued in `store` as `launch` records it, for a Supervisor the test makes."""
+    status = RunStatus(id="", name=exp.name, queue=exp.queue, priority=exp.priority,
+                       submitted_at=time.time(), source=str(tmp_path / "s.py"), workdir=str(tmp_path))
+    store.create(exp, status)
+    return status
 
 
 def wait_for(store: Store, run_id: str, check: Callable[[RunStatus], bool], timeout: float = 30) -> RunStatus:
@@ -56,6 +65,22 @@ def assert_all_gone(pids: list[int], timeout: float = 10) -> None:
             alive = [p for p in pids if running(p)]
             raise AssertionError(f"orphan processes still running: {alive}")
         time.sleep(0.05)
+
+
+class SteppedClock:
+    """A Supervisor's clock that moves only when the test steps it (then `tick` seconds
+    more at every read, for waits measured on it such as a stop's grace)."""
+
+    def __init__(self, start: float = 1e9) -> None:
+        self.now, self.tick = start, 0.0
+
+    def __call__(self) -> float:
+        now = self.now
+        self.now += self.tick
+        return now
+
+    def step(self, seconds: float) -> None:
+        self.now += seconds
 
 
 class Recorder:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from shipyard.local import launch
 from shipyard.local.backend import cancel, read_logs
+from shipyard.local.store import RunStatus
+from shipyard.local.supervisor import Supervisor
 from shipyard.spec import RetryPolicy, load_experiment
 
-from .conftest import Recorder, assert_all_gone, script_experiment, wait_for
+from .conftest import Recorder, SteppedClock, assert_all_gone, queued, script_experiment, wait_for
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
@@ -123,11 +127,45 @@ def test_cancel_stops_every_process_including_grandchildren(store, tmp_path, mon
     assert_all_gone([*pids, final.supervisor_pid])
 
 
+class Stepping(Recorder):
+    """Steps the Supervisor's clock by `running` seconds once the gang runs and by
+    `restarting` when it is told to restart: the time limit and the backoff are up at
+    once if they are measured on that clock (on the wall they would be hours away)."""
+
+    def __init__(self, clock: SteppedClock, running: float, restarting: float = 0.0) -> None:
+        super().__init__()
+        self.clock, self.running, self.restarting = clock, running, restarting
+
+    def event(self, status: RunStatus, text: str) -> None:
+        super().event(status, text)
+        if status.phase == "Running":
+            self.clock.step(self.running)
+        elif status.phase == "Restarting":
+            self.clock.step(self.restarting)
+
+
 def test_time_limit_stops_the_gang(store, tmp_path):
     exp = script_experiment("slow", "import time; time.sleep(60)", time_limit=1)
-    status = launch(exp, tmp_path / "t.py", store=store)
+    clock = SteppedClock()
+    status = Supervisor(store, queued(store, exp, tmp_path).id, Stepping(clock, running=2),
+                        clock=clock).run()
     assert status.phase == "Failed"
     assert status.message == "time limit of 1s exceeded"
+
+
+@pytest.mark.timeout(60)  # on the wall clock this run would take over two hours
+def test_time_limit_and_backoff_are_measured_on_the_injected_clock(store, tmp_path):
+    hour = 3600.0
+    exp = script_experiment("slower", "import time; time.sleep(60)", replicas=1, time_limit=hour,
+                            retry=RetryPolicy(max_restarts=1, backoff_seconds=hour, max_backoff_seconds=hour))
+    clock = SteppedClock()
+    recorder = Stepping(clock, running=hour + 1, restarting=hour)
+    status = Supervisor(store, queued(store, exp, tmp_path).id, recorder, clock=clock).run()
+    assert (status.phase, status.restarts) == ("Failed", 1)
+    assert status.message == "time limit of 3600s exceeded after 1 restart(s)"
+    assert ("Restarting", "time limit of 3600s exceeded; restart 1/1 in 3600s") in recorder.events
+    assert [p for p, _ in recorder.events].count("Running") == 2  # the second attempt ran
+    assert status.started_at == 1e9  # the first attempt's start, on the injected clock
 
 
 PRINT_GPUS = 'import os; print("gpus=" + os.environ["CUDA_VISIBLE_DEVICES"], flush=True)'

@@ -3,16 +3,11 @@ reads, stop_grace_seconds on the supervisor's own clock, then SIGKILL."""
 
 from __future__ import annotations
 
-import itertools
-import time
-from pathlib import Path
-
 from shipyard.local import launch
 from shipyard.local.backend import cancel, read_logs
-from shipyard.local.store import RunStatus
 from shipyard.local.supervisor import Supervisor
 
-from .conftest import Recorder, script_experiment, wait_for
+from .conftest import Recorder, SteppedClock, queued, script_experiment, wait_for
 
 # On SIGTERM: print the stop reason the file holds, then (as told) exit or go on.
 ON_TERM = """\
@@ -37,23 +32,30 @@ def term_script(mode: str) -> str:
     return f"MODE = {mode!r}\n" + ON_TERM
 
 
-def queued(store, exp, tmp_path: Path) -> RunStatus:
-    status = RunStatus(id="", name=exp.name, queue=exp.queue, priority=exp.priority,
-                       submitted_at=time.time(), source=str(tmp_path / "s.py"), workdir=str(tmp_path))
-    store.create(exp, status)
-    return status
+class TicksOnceReady(Recorder):
+    """Once the rank has its SIGTERM handler, the clock runs 100 s a read."""
+
+    def __init__(self, clock: SteppedClock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def line(self, rank: str, text: str) -> None:
+        super().line(rank, text)
+        if text == "ready":
+            self.clock.tick = 100.0
 
 
 def test_time_limit_kills_a_rank_that_ignores_sigterm_after_the_grace_on_the_injected_clock(
         store, tmp_path):
     # An hour's grace on a clock that runs 100 s a tick: the kill comes at once, so the
-    # grace is measured on the injected clock, not on the wall.
+    # grace is measured on the injected clock, not on the wall. The time limit is too:
+    # the clock stands still until the rank is ready, then the limit is up at once.
     exp = script_experiment("stubborn", term_script("ignore"), replicas=1, time_limit=1,
                             stop_grace_seconds=3600)
     status = queued(store, exp, tmp_path)
-    ticks = itertools.count()
-    recorder = Recorder()
-    final = Supervisor(store, status.id, recorder, clock=lambda: 1e9 + 100 * next(ticks)).run()
+    clock = SteppedClock()
+    recorder = TicksOnceReady(clock)
+    final = Supervisor(store, status.id, recorder, clock=clock).run()
     assert final.phase == "Failed"
     assert final.message == "time limit of 1s exceeded"
     assert final.ranks["worker-0"].exit_code == -9  # SIGKILL, after the grace

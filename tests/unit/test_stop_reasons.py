@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from shipyard.controller.lifecycle import STOP_CAUSES, reconcile
+from shipyard.controller.lifecycle import reconcile
 from shipyard.controller.writer import bound_pods
+from shipyard.core.lifecycle import STOP_CAUSES
 from shipyard.spec import RetryPolicy
 from tests.unit.test_lifecycle_rules import NODES, NOW, pod, status, view
 

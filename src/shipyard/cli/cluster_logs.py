@@ -16,6 +16,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
+from shipyard.api.vocab import TERMINAL
 from shipyard.cli.rank_logs import Failure, first_failure, pod_failure, rank_of
 from shipyard.kube import experiments as kexp
 from shipyard.kube.client import KubeClient
@@ -96,7 +97,7 @@ async def follow(client: KubeClient, name: str, namespace: str, rank: str | None
             exp = await client.get(EXPERIMENTS, name, namespace)
         except NotFound:
             break  # deleted: nothing more will be written
-        if (exp.get("status") or {}).get("phase") in kexp.FINISHED:
+        if (exp.get("status") or {}).get("phase") in TERMINAL:
             # Pods that never started have no log; the others' streams end with them.
             break
         await asyncio.sleep(POLL_S)

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from shipyard.api.vocab import ANNOTATION_EARMARK, LABEL_NODEPOOL, TAINT_CANDIDATE
 from shipyard.controller.views import format_time
 from shipyard.controller.writer import Writer, log_write_failure
 from shipyard.core.autoscale import AutoscaleInput, AutoscalePlan, PoolState, plan
@@ -38,16 +39,12 @@ from shipyard.kube.errors import ApiError
 from shipyard.kube.informer import Informer
 from shipyard.kube.resources import EXPERIMENTS, NODEPOOLS, NODES
 from shipyard.monitor.metrics import AutoscalerMetrics
-from shipyard.providers.base import ANNOTATION_EARMARK, LABEL_NODEPOOL, Provider, provider_for
+from shipyard.providers.base import Provider, provider_for
 from shipyard.spec import NodePool
 from shipyard.spec.errors import spec_error
 from shipyard.spec.machines import DEFAULT_MACHINE_TYPES, MachineType
 
 log = logging.getLogger(__name__)
-TAINT_CANDIDATE = "shipyard.dev/scale-down-candidate"
-# Only in the scheduler's snapshot, never on the node: keeps other gangs off a node
-# provisioned for a waiting one (the gang itself tolerates it).
-TAINT_EARMARK = "shipyard.dev/earmarked"
 SCALES_FOR = (WAIT_CAPACITY, WAIT_NEVER, WAIT_TOPOLOGY)  # waits that more nodes can end
 
 

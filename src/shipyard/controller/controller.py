@@ -26,11 +26,13 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import replace
 from typing import Any
 
-from shipyard.controller.autoscaler import TAINT_EARMARK, Autoscaler
+from shipyard.api.status import next_status, revision
+from shipyard.api.vocab import HOLDING, TAINT_EARMARK, TAINT_QUARANTINE, TERMINAL, Phase
+from shipyard.controller.autoscaler import Autoscaler
 from shipyard.controller.capacity import CapacityPublisher
 from shipyard.controller.hangs import LogActivity
 from shipyard.controller.hangs import hung as hung_for
-from shipyard.controller.lifecycle import HOLDING, STALLED, TERMINAL, Decision, reconcile
+from shipyard.controller.lifecycle import STALLED, Decision, reconcile
 from shipyard.controller.progress import INTERVAL_S as PROGRESS_INTERVAL_S
 from shipyard.controller.progress import Receiver, only_progress_changed
 from shipyard.controller.quarantine import Quarantine
@@ -69,7 +71,7 @@ from shipyard.kube.outage import Outage
 from shipyard.kube.resources import EXPERIMENTS, NODES, PODS, QUEUES
 from shipyard.monitor.metrics import CacheCollector
 from shipyard.monitor.progress import ProgressMetrics
-from shipyard.monitor.scheduler import TAINT_QUARANTINE, SchedulerCollector, SchedulerMetrics, restart_cause
+from shipyard.monitor.scheduler import SchedulerCollector, SchedulerMetrics, restart_cause
 from shipyard.monitor.usage import rates, running_uses
 from shipyard.monitor.usage_store import UsageRecorder
 
@@ -174,7 +176,7 @@ class Controller:
             if old is not None:
                 self.gangs.pop((key, old.uid), None)
                 self.history.forget(key, old.uid)
-        elif key in self.overlay and new.revision >= int(self.overlay[key].get("revision", 0)):
+        elif key in self.overlay and new.revision >= revision(self.overlay[key]):
             del self.overlay[key]  # the watch caught up with what we wrote
         if new is None and self.progress is not None:
             namespace, _, name = key.partition("/")
@@ -325,7 +327,7 @@ class Controller:
                         now: float) -> None:
         """A running gang that failed (a pod, or a node) counts against its nodes."""
         problem = str(new.get("failedPod") or "")
-        if old.get("phase") in HOLDING and new.get("phase") in ("Restarting", "Failed") \
+        if old.get("phase") in HOLDING and new.get("phase") in (Phase.RESTARTING, Phase.FAILED) \
                 and restart_cause(problem) in ("PodFailed", "NodeLost"):
             self.quarantine.gang_failed(key, (old.get("placement") or {}).values(), problem, now)
 
@@ -382,12 +384,12 @@ class Controller:
         alive: list[ExperimentView] = []  # estimated after every succeeded run is learnt
         for key, exp in self.experiments.items.items():
             status = self.status(key)
-            phase = status.get("phase") or "Queued"
+            phase = status.get("phase") or Phase.QUEUED
             submitted = parse_time(status.get("submittedAt")) or exp.created_at
-            if phase == "Succeeded" and learn:
+            if phase == Phase.SUCCEEDED and learn:
                 self.history.finished(exp, status)
                 continue
-            if learn and (phase in HOLDING or phase == "Queued"):
+            if learn and (phase in HOLDING or phase == Phase.QUEUED):
                 alive.append(exp)
             if phase in HOLDING:
                 gang = self._gang(exp, submitted)
@@ -498,15 +500,13 @@ class Controller:
             await self.writer.create_gang(exp, status.get("placement") or {},
                                           int(status.get("attempt", 0)), existing)
         except Exception as exc:
-            rollback = {**status, "phase": "Queued", "placement": None,
-                        "message": f"admission rolled back: {exc}",
-                        "revision": int(status.get("revision", 0)) + 1}
+            rollback = next_status(status, phase=Phase.QUEUED, placement=None,
+                                   message=f"admission rolled back: {exc}")
             self._set_status(exp.key, rollback)
             await self.writer.patch_status(exp, rollback)
             return
-        started = {**self.status(exp.key), "phase": "Starting",
-                   "message": "pods created; waiting for them to run"}
-        started["revision"] = int(started.get("revision", 0)) + 1
+        started = next_status(self.status(exp.key), phase=Phase.STARTING,
+                              message="pods created; waiting for them to run")
         self._set_status(exp.key, started)
         await self.writer.patch_status(exp, started)
 
@@ -518,12 +518,11 @@ class Controller:
         if exp.spec is not None:
             self.metrics.admitted(exp.spec.queue, int(status.get("attempt", 0)),
                                   parse_time(status.get("submittedAt")) or exp.created_at, now)
-        new = {**status, "phase": "Admitted", "placement": dict(placement), "position": None,
-               "startEstimate": None,
-               "attempt": int(status.get("attempt", 0)) + 1, "admittedAt": format_time(now),
-               "nextAttemptAt": None, "pods": f"0/{len(placement)}",
-               "message": f"admitted: creating {len(placement)} pod(s)",
-               "revision": int(status.get("revision", 0)) + 1}
+        new = next_status(status, phase=Phase.ADMITTED, placement=dict(placement), position=None,
+                          startEstimate=None,
+                          attempt=int(status.get("attempt", 0)) + 1, admittedAt=format_time(now),
+                          nextAttemptAt=None, pods=f"0/{len(placement)}",
+                          message=f"admitted: creating {len(placement)} pod(s)")
         self._set_status(key, new)
 
         async def act() -> None:
@@ -540,8 +539,7 @@ class Controller:
         status = self.status(key)
         if exp.spec is not None:
             self.metrics.preempted(exp.spec.queue)
-        new = {**status, "phase": "Preempted", "message": f"preempted for {for_gang}: {reason}",
-               "revision": int(status.get("revision", 0)) + 1}
+        new = next_status(status, phase=Phase.PREEMPTED, message=f"preempted for {for_gang}: {reason}")
         self._set_status(key, new)
         pods = [p.name for p in self.pods_of.get(key, {}).values() if not p.terminating]
 
@@ -573,8 +571,8 @@ class Controller:
         if now - (written or 0.0) < WAITING_REFRESH_S and status.get("position"):
             return
         self.waiting_written[key] = now
-        new = {**status, "phase": "Queued", "position": position, "message": reason,
-               "startEstimate": start, "revision": int(status.get("revision", 0)) + 1}
+        new = next_status(status, phase=Phase.QUEUED, position=position, message=reason,
+                          startEstimate=start)
         self._set_status(key, new)
         self._spawn(key, self.writer.patch_status(exp, new, ROUTINE))
 

@@ -14,19 +14,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from shipyard.controller.views import (
-    TAINT_UNHEALTHY,
-    ExperimentView,
-    PodView,
-    format_time,
-    parse_time,
+from shipyard.api.status import next_status
+from shipyard.api.vocab import ANNOTATION_HOLD, HELD, STOPPING, TAINT_UNHEALTHY, TERMINAL, Phase
+from shipyard.controller.views import ExperimentView, PodView, format_time, parse_time
+from shipyard.core.lifecycle import (
+    CANCELLED_REASON,
+    after_failure,
+    success_message,
+    success_roles,
+    time_limit_exceeded,
 )
 from shipyard.core.model import Node
 
-HOLDING = ("Admitted", "Starting", "Running")  # resources counted from the placement
-STOPPING = ("Restarting", "Preempted")  # pods being deleted before requeueing
-HELD = ("Holding", "Held")  # stopped by the hold annotation: pods going, then none
-TERMINAL = ("Succeeded", "Failed", "Cancelled")
 STALLED = "Stalled"  # the condition (and Event reason) of a gang that stopped reporting
 # How long after admission a created pod may still be missing from the watch cache
 # before it counts as deleted.
@@ -43,18 +42,8 @@ class Decision:
     # their end, and pod GC would take ~40 s more, so they are deleted at once (grace 0).
     force: tuple[str, ...] = ()
     # Why the deleted pods stop, written into each pod (file /etc/shipyard/stop-reason)
-    # before its SIGTERM: "<cause>: <details>", cause one of STOP_CAUSES.
+    # before its SIGTERM: "<cause>: <details>", cause one of core.lifecycle.STOP_CAUSES.
     stop_reason: str | None = None
-
-
-STOP_CAUSES = ("cancelled", "preempted", "time-limit", "failure", "held", "finished")
-
-
-def _next(status: Mapping[str, Any], **changes: Any) -> dict[str, Any]:
-    out = dict(status)
-    out.update(changes)
-    out["revision"] = int(status.get("revision", 0)) + 1
-    return out
 
 
 def reconcile(
@@ -69,36 +58,37 @@ def reconcile(
     the progress receiver's finding), or None."""
     phase = status.get("phase")
     if not phase:
-        return Decision(_next(status, phase="Queued", restarts=0, attempt=0, message="queued",
-                              submittedAt=format_time(exp.created_at)))
+        return Decision(next_status(status, phase=Phase.QUEUED, restarts=0, attempt=0, message="queued",
+                                    submittedAt=format_time(exp.created_at)))
     if phase in TERMINAL:
         active = [p for p in pods if p.phase not in ("Succeeded", "Failed") and not p.terminating]
         return Decision(delete="active") if active else Decision()
     if exp.spec is None:
-        return Decision(_next(status, phase="Failed", message=f"invalid spec: {exp.error}",
-                              finishedAt=format_time(now), position=None),
+        return Decision(next_status(status, phase=Phase.FAILED, message=f"invalid spec: {exp.error}",
+                                    finishedAt=format_time(now), position=None),
                         delete="active", event=("InvalidSpec", exp.error or ""))
     if exp.cancel_requested:
-        return Decision(_next(status, phase="Cancelled", message="cancelled", position=None,
-                              finishedAt=format_time(now)),
+        return Decision(next_status(status, phase=Phase.CANCELLED, message="cancelled", position=None,
+                                    finishedAt=format_time(now)),
                         delete="active", event=("Cancelled", "cancelled; pods removed"),
-                        stop_reason="cancelled: shipyard cancel")
+                        stop_reason=CANCELLED_REASON)
     if exp.held or phase in HELD:
         return _hold(exp, status, pods)
     if phase in STOPPING:
         if pods:
             return _delete_all(pods, nodes)
-        cause = "preemption" if phase == "Preempted" else "failure"
-        return Decision(_next(status, phase="Queued", placement=None, message=f"requeued after {cause}"))
-    if phase == "Admitted":
+        cause = "preemption" if phase == Phase.PREEMPTED else "failure"
+        return Decision(next_status(status, phase=Phase.QUEUED, placement=None,
+                                    message=f"requeued after {cause}"))
+    if phase == Phase.ADMITTED:
         # A pod still terminating (of a creation rolled back half-way, say) holds its
         # name: create the gang once it is gone, or the new gang would count it deleted.
         if any(p.terminating for p in pods):
             return Decision(force=_stuck(pods, nodes))
         return Decision(create=True)
-    if phase in ("Starting", "Running"):
+    if phase in (Phase.STARTING, Phase.RUNNING):
         decision = _watch_gang(exp, status, pods, nodes, now)
-        if decision == Decision() and phase == "Running":
+        if decision == Decision() and phase == Phase.RUNNING:
             return _hang(exp, status, stalled, now)
         return decision
     # Queued: the scheduler's business, once no pod is left (say, of an admission whose
@@ -126,7 +116,7 @@ def _watch_gang(exp: ExperimentView, status: Mapping[str, Any], pods: Sequence[P
     problem = None
     for member, node_name in sorted(placement.items()):
         pod = by_member.get(member)
-        if pod is None and status.get("phase") == "Starting" and now - admitted < POD_VISIBLE_S:
+        if pod is None and status.get("phase") == Phase.STARTING and now - admitted < POD_VISIBLE_S:
             # Created, but the watch has not shown it yet (a big gang on a busy server).
             return Decision()
         if pod is None or pod.terminating:
@@ -147,27 +137,25 @@ def _watch_gang(exp: ExperimentView, status: Mapping[str, Any], pods: Sequence[P
             problem = f"node {node_name} of pod {pod.name} is unhealthy: {sick.value or 'tainted'}"
             break
     started = status.get("startedAt")
-    if problem is None and spec.time_limit is not None and started:
-        began = parse_time(started) or now
-        if now - began > spec.time_limit:
-            problem = f"time limit of {spec.time_limit:g}s exceeded"
+    if problem is None and started:
+        problem = time_limit_exceeded(spec.time_limit, parse_time(started) or now, now)
     if problem is not None:
         return _fail(spec, status, problem, now)
 
-    success_roles = set(spec.success_roles or [r.name for r in spec.roles])
-    needed = [m for m in placement if m.rsplit("-", 1)[0] in success_roles]
+    roles = success_roles(spec)
+    needed = [m for m in placement if m.rsplit("-", 1)[0] in roles]
     if needed and all(by_member[m].phase == "Succeeded" for m in needed):
-        return Decision(_next(status, phase="Succeeded", position=None, finishedAt=format_time(now),
-                              message="every pod of " + ", ".join(sorted(success_roles)) + " succeeded"),
+        return Decision(next_status(status, phase=Phase.SUCCEEDED, position=None, finishedAt=format_time(now),
+                                    message=success_message(roles, "pod", "succeeded")),
                         delete="active", event=("Succeeded", "experiment succeeded"),
                         stop_reason="finished: every pod of the success roles succeeded")
     running = sum(1 for m in placement if by_member[m].phase in ("Running", "Succeeded"))
     pods_text = f"{running}/{len(placement)}"
-    if status.get("phase") == "Starting" and running == len(placement):
-        return Decision(_next(status, phase="Running", pods=pods_text, startedAt=format_time(now),
-                              message=f"{len(placement)} pod(s) running"))
+    if status.get("phase") == Phase.STARTING and running == len(placement):
+        return Decision(next_status(status, phase=Phase.RUNNING, pods=pods_text, startedAt=format_time(now),
+                                    message=f"{len(placement)} pod(s) running"))
     if status.get("pods") != pods_text:
-        return Decision(_next(status, pods=pods_text))
+        return Decision(next_status(status, pods=pods_text))
     return Decision()
 
 
@@ -192,7 +180,7 @@ def _hang(exp: ExperimentView, status: Mapping[str, Any], stalled: str | None, n
                            else ("ProgressResumed", "a rank reports or logs again"))
         cleared = {**current, "status": "False", "reason": reason, "message": message,
                    "lastTransitionTime": format_time(now)}
-        return Decision(_next(status, conditions=[*others, cleared]),
+        return Decision(next_status(status, conditions=[*others, cleared]),
                         event=None if earlier else (reason, message))
     if current is not None and current.get("status") == "True" and spec.on_hang == "notify":
         return Decision()  # said once
@@ -200,7 +188,7 @@ def _hang(exp: ExperimentView, status: Mapping[str, Any], stalled: str | None, n
                  "lastTransitionTime": format_time(now)}
     marked = {**status, "conditions": [*others, condition]}
     if spec.on_hang == "notify":
-        return Decision(_next(marked), event=(STALLED, stalled))
+        return Decision(next_status(marked), event=(STALLED, stalled))
     decision = _fail(spec, marked, f"stalled: {stalled}", now, retry=spec.on_hang == "restart")
     return replace(decision, event=(STALLED, f"{stalled}; {spec.on_hang}"))
 
@@ -209,36 +197,32 @@ def _hold(exp: ExperimentView, status: Mapping[str, Any], pods: Sequence[PodView
     """Holding (pods being deleted) -> Held (none left); released: back to the queue."""
     phase = status.get("phase")
     if not exp.held:
-        return Decision(_next(status, phase="Queued", placement=None, message="released from hold"))
+        return Decision(next_status(status, phase=Phase.QUEUED, placement=None, message="released from hold"))
     live = [p for p in pods if not p.terminating]
     if pods:
-        new = None if phase == "Holding" else _next(
-            status, phase="Holding", position=None, message=f"held: stopping {len(pods)} pod(s)")
+        new = None if phase == Phase.HOLDING else next_status(
+            status, phase=Phase.HOLDING, position=None, message=f"held: stopping {len(pods)} pod(s)")
         return Decision(new, delete="all" if live else None,
                         stop_reason="held: held, or moving to another cluster" if live else None)
-    if phase == "Held":
+    if phase == Phase.HELD:
         return Decision()
-    return Decision(_next(status, phase="Held", placement=None, position=None, pods=None,
-                          message="held: not scheduled until the shipyard.dev/hold annotation is removed"),
+    return Decision(next_status(status, phase=Phase.HELD, placement=None, position=None, pods=None,
+                                message=f"held: not scheduled until the {ANNOTATION_HOLD} annotation "
+                                        "is removed"),
                     event=("Held", "stopped and kept out of scheduling"))
 
 
 def _fail(spec: Any, status: Mapping[str, Any], problem: str, now: float,
           retry: bool = True) -> Decision:
-    restarts = int(status.get("restarts", 0))
-    cause = "time-limit" if problem.startswith("time limit") else "failure"
-    reason = f"{cause}: {problem}"
-    if retry and restarts < spec.retry.max_restarts:
-        delay = spec.retry.backoff(restarts + 1)
+    after = after_failure(spec.retry, int(status.get("restarts", 0)), problem, may_retry=retry)
+    if after.restart:
         return Decision(
-            _next(status, phase="Restarting", restarts=restarts + 1, failedPod=problem,
-                  nextAttemptAt=format_time(now + delay),
-                  message=f"{problem}; restart {restarts + 1}/{spec.retry.max_restarts} in {delay:g}s"),
-            delete="all", event=("Restarting", problem), stop_reason=reason,
+            next_status(status, phase=after.phase, restarts=after.restarts, failedPod=problem,
+                        nextAttemptAt=format_time(now + after.delay), message=after.message),
+            delete="all", event=("Restarting", problem), stop_reason=after.stop_reason,
         )
-    tried = f" after {restarts} restart(s)" if restarts else ""
     return Decision(
-        _next(status, phase="Failed", failedPod=problem, finishedAt=format_time(now), position=None,
-              message=f"{problem}{tried}"),
-        delete="active", event=("Failed", problem), stop_reason=reason,
+        next_status(status, phase=after.phase, failedPod=problem, finishedAt=format_time(now), position=None,
+                    message=after.message),
+        delete="active", event=("Failed", problem), stop_reason=after.stop_reason,
     )

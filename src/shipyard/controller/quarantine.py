@@ -20,14 +20,13 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from shipyard.api.vocab import ANNOTATION_QUARANTINE_EVIDENCE, TAINT_QUARANTINE
 from shipyard.controller.views import format_time
 from shipyard.controller.writer import Writer
 from shipyard.kube.api import ApiClient
 from shipyard.kube.resources import NODES
-from shipyard.monitor.scheduler import TAINT_QUARANTINE
 
 log = logging.getLogger(__name__)
-ANNOTATION_EVIDENCE = "shipyard.dev/quarantine-evidence"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +87,7 @@ class Quarantine:
                            for s in evidence])
         await self.client.patch(NODES, node, {
             "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"],
-                         "annotations": {ANNOTATION_EVIDENCE: text}},
+                         "annotations": {ANNOTATION_QUARANTINE_EVIDENCE: text}},
             "spec": {"taints": taints}})
         message = (f"quarantined after {len(evidence)} gang failures within "
                    f"{self.strikes.window_s:g}s: " + ", ".join(sorted({s.experiment for s in evidence}))

@@ -11,19 +11,22 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from shipyard.api.vocab import (
+    ANNOTATION_CANCEL,
+    ANNOTATION_HOLD,
+    LABEL_ATTEMPT,
+    LABEL_EXPERIMENT,
+    LABEL_INDEX,
+    LABEL_ROLE,
+    TAINT_UNHEALTHY,
+)
 from shipyard.core.model import Node, Resources, Taint
-from shipyard.render.objects import LABEL_EXPERIMENT, LABEL_INDEX, LABEL_ROLE
 from shipyard.spec import Experiment, Queue, SpecError, experiment_from_data
 from shipyard.spec.errors import spec_error
 from shipyard.spec.machines import RESOURCE_GPU
 from shipyard.spec.quantity import parse_cpu_milli, parse_memory_bytes
 
 log = logging.getLogger(__name__)
-ANNOTATION_CANCEL = "shipyard.dev/cancel-requested"
-# "true": stop the experiment (no pods) and keep it out of scheduling until removed;
-# how `shipyard move` makes sure two clusters never run it at once.
-ANNOTATION_HOLD = "shipyard.dev/hold"
-LABEL_ATTEMPT = "shipyard.dev/attempt"
 TERMINAL_POD_PHASES = ("Succeeded", "Failed")
 # Taints the node lifecycle controller derives from the Ready condition, seconds late:
 # a Ready node still wearing one is a fresh node, not a broken one (Ready is the truth).
@@ -31,8 +34,7 @@ CONDITION_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreacha
 # A sick node, as a health agent says it: this taint (any effect; `shipyard dev
 # node-unhealthy` sets it), or a node condition of these types with status True
 # (node-problem-detector's and GPU health agents' kind). The view turns either into a
-# NoSchedule taint of this key, so no new gang lands there and running ones restart.
-TAINT_UNHEALTHY = "shipyard.dev/unhealthy"
+# NoSchedule taint of TAINT_UNHEALTHY, so no new gang lands there and running ones restart.
 UNHEALTHY_CONDITIONS = ("GPUUnhealthy", "KernelDeadlock", "ReadonlyFilesystem")
 
 

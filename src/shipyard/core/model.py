@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from shipyard.api.vocab import LABEL_BLOCK, LABEL_RACK
 from shipyard.core.estimate import Estimate, EstimateSettings
 
 
@@ -216,10 +217,7 @@ class Policy:
 
     # Node labels naming topology domains, narrowest first: a gang is kept in one
     # rack if it can be, else in one block, else in as few as possible.
-    topology_keys: tuple[str, ...] = (
-        "topology.shipyard.dev/rack",
-        "topology.shipyard.dev/block",
-    )
+    topology_keys: tuple[str, ...] = (LABEL_RACK, LABEL_BLOCK)
     preemption: bool = True
     # Gangs per cycle that may search for victims (each search is costly; the rest
     # try again next cycle, as Kueue tries one head per queue).

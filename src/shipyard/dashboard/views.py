@@ -13,12 +13,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from shipyard.api.vocab import TERMINAL
 from shipyard.cli.cluster import start_cells
 from shipyard.cli.output import age, progress_cells, progress_line
 from shipyard.core.model import Resources
 
 LOCAL = "local"  # the source name of this machine's runs
-FINISHED = ("Succeeded", "Failed", "Cancelled")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +118,7 @@ def choices(rows: Iterable[Row]) -> dict[str, list[str]]:
 def ordered(rows: Iterable[Row]) -> list[Row]:
     """Active first (by queue position, then newest), then finished, newest first."""
     def key(r: Row) -> tuple[int, int, float]:
-        done = r.phase in FINISHED
+        done = r.phase in TERMINAL
         return (int(done), r.position if r.position is not None and not done else 1 << 30,
                 -(r.submitted_at or 0.0))
     return sorted(rows, key=key)
@@ -139,7 +139,7 @@ def cells(r: Row, now: float | None = None) -> dict[str, Any]:
     """The table cells of a row, in the words `shipyard list` and `status` use."""
     now = now or time.time()
     progress, eta, estimate = "", "", ""
-    active = r.phase not in FINISHED
+    active = r.phase not in TERMINAL
     if r.progress:
         with contextlib.suppress(ValueError, TypeError, AttributeError):  # a report cut short
             progress = progress_line(dict(r.progress), active)

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shipyard.api.vocab import TAINT_UNHEALTHY
 from shipyard.dev import build, certs, client, kubeconfig, netns, pools, procs, realnode
 from shipyard.dev.stages import NOT_READY, NOT_READY_REASON, KwokOptions, kwok_config
 
@@ -264,9 +265,9 @@ class DevCluster:
             core = k.CoreV1Api(api)
             obj = core.read_node(node)
             taints = [{"key": t.key, "value": t.value, "effect": t.effect}
-                      for t in obj.spec.taints or [] if t.key != "shipyard.dev/unhealthy"]
+                      for t in obj.spec.taints or [] if t.key != TAINT_UNHEALTHY]
             if reason is not None:
-                taints.append({"key": "shipyard.dev/unhealthy", "value": reason,
+                taints.append({"key": TAINT_UNHEALTHY, "value": reason,
                                "effect": "NoSchedule"})
             core.patch_node(node, {"metadata": {"resourceVersion": obj.metadata.resource_version},
                                    "spec": {"taints": taints or None}})

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shipyard.api.vocab import LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_INDEX, LABEL_ROLE
 from shipyard.dev import cluster as devcluster
 from shipyard.dev import procs
 from shipyard.dev.client import RawClient
@@ -44,7 +45,6 @@ from shipyard.dev.pools import parse_pool_arg
 from shipyard.dev.stages import TRAIN_DURATION
 from shipyard.kube.install import CONTROLLER, SYSTEM_NAMESPACE
 from shipyard.kube.objects import experiment_resource
-from shipyard.render.objects import LABEL_EXPERIMENT
 from shipyard.spec import Experiment, Resources, RetryPolicy, Role
 
 FAULTS = ("controller-kill", "apiserver-restart", "watch-expiry", "leader-pause", "leader-kill",
@@ -520,10 +520,9 @@ def plant_malformed(api: RawClient, namespace: str, i: int) -> list[str]:
     _post(api, "/api/v1/namespaces", {"metadata": {"name": namespace}})
     node = _some_node(api)
     bad_pods = [
-        {"shipyard.dev/experiment": "ghost", "shipyard.dev/attempt": "x",
-         "shipyard.dev/role": "worker", "shipyard.dev/replica-index": "0"},
-        {"shipyard.dev/experiment": "ghost", "shipyard.dev/role": "worker"},  # no index
-        {"shipyard.dev/experiment": "ghost", "shipyard.dev/replica-index": "zero"},
+        {LABEL_EXPERIMENT: "ghost", LABEL_ATTEMPT: "x", LABEL_ROLE: "worker", LABEL_INDEX: "0"},
+        {LABEL_EXPERIMENT: "ghost", LABEL_ROLE: "worker"},  # no index
+        {LABEL_EXPERIMENT: "ghost", LABEL_INDEX: "zero"},
     ]
     accepted = []
     for j, labels in enumerate(bad_pods):

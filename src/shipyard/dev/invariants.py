@@ -29,15 +29,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from shipyard.api.vocab import DELETING, TERMINAL
 from shipyard.dev.client import RawClient
 from shipyard.render.objects import LABEL_EXPERIMENT, LABEL_INDEX, LABEL_ROLE
 from shipyard.spec.machines import RESOURCE_GPU
 from shipyard.spec.quantity import parse_cpu_milli, parse_memory_bytes
 
 EXPERIMENTS_PATH = "/apis/shipyard.dev/v1alpha1/namespaces/{ns}/experiments"
-DELETING_ON_PURPOSE = ("Restarting", "Preempted", "Holding", "Held", "Succeeded", "Failed",
-                       "Cancelled")
-TERMINAL = ("Succeeded", "Failed", "Cancelled")
 
 
 def _amounts(values: Mapping[str, Any] | None) -> tuple[int, int, int]:
@@ -173,7 +171,7 @@ class Sampler(threading.Thread):
         for exp in exps:
             name = exp["metadata"]["name"]
             phase = (exp.get("status") or {}).get("phase")
-            if phase in DELETING_ON_PURPOSE:
+            if phase in DELETING:
                 continue
             if running.get(name, 0) and present.get(name, 0) < _replicas(exp):
                 partial_now.add(name)

@@ -33,13 +33,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from shipyard.api.vocab import LABEL_BLOCK, LABEL_NODE_KIND, LABEL_POOL, LABEL_RACK
 from shipyard.dev.client import RawClient
 from shipyard.dev.stages import KWOK_NODE_ANNOTATION
 from shipyard.spec.machines import DEFAULT_MACHINE_TYPES, RESOURCE_GPU, MachineType
 
-LABEL_POOL = "shipyard.dev/pool"
-LABEL_BLOCK = "topology.shipyard.dev/block"
-LABEL_RACK = "topology.shipyard.dev/rack"
 LABEL_ZONE = "topology.kubernetes.io/zone"
 LABEL_REGION = "topology.kubernetes.io/region"
 
@@ -142,7 +140,7 @@ def machine_node(
         "kubernetes.io/arch": "amd64",
         "type": "kwok",
         # Real dev nodes say "real" (and are tainted): see dev/realnode.py.
-        "shipyard.dev/node-kind": "kwok",
+        LABEL_NODE_KIND: "kwok",
         **(topology or {}),
         **mt.node_labels(),
         **(labels or {}),

@@ -27,12 +27,12 @@ from pathlib import Path
 
 import psutil
 
+from shipyard.api.vocab import LABEL_NODE_KIND
 from shipyard.dev import certs, kubeconfig
 from shipyard.dev.netns import Netns
 from shipyard.dev.pools import LABEL_POOL, LABEL_REGION, LABEL_ZONE, PoolSpec
 from shipyard.spec.machines import MachineType, Taint
 
-LABEL_NODE_KIND = "shipyard.dev/node-kind"
 REAL_TAINT = Taint(key=LABEL_NODE_KIND, value="real", effect="NoSchedule")
 POD_NET = "10.244.0.0/16"
 CNI_BIN_DIRS = ("/usr/lib/cni", "/opt/cni/bin")

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from shipyard.api.vocab import ANNOTATION_HOLD, ANNOTATION_MOVED_FROM, ANNOTATION_MOVING_TO, TERMINAL, Phase
 from shipyard.fleet.connect import DEFAULT_TIMEOUT_S, Clusters, Connect, Unreachable
 from shipyard.fleet.events import record_event
 from shipyard.fleet.machines import between
@@ -36,12 +37,6 @@ from shipyard.kube.resources import CONFIG_MAPS, EXPERIMENTS, NAMESPACES
 from shipyard.spec import SpecError
 from shipyard.spec.clusters import ClusterRef, ClustersConfig
 
-# The same string as controller.views.ANNOTATION_HOLD (fleet may not import controller).
-ANNOTATION_HOLD = "shipyard.dev/hold"
-ANNOTATION_MOVING_TO = "shipyard.dev/moving-to"
-ANNOTATION_MOVED_FROM = "shipyard.dev/moved-from"
-HELD = "Held"
-TERMINAL = kexp.FINISHED
 POLL_S = 0.5
 
 Progress = Callable[[str], None]
@@ -294,7 +289,7 @@ async def _wait_held(m: _Move, source: str, target: str) -> dict[str, Any]:
                 await m.annotate(source, {ANNOTATION_HOLD: None, ANNOTATION_MOVING_TO: None})
             raise MoveError(f"nothing to move: {m.full} in {source} finished ({phase})")
         pods = await m.clusters.ask(source, lambda c: kexp.pods_of(c, m.name, m.namespace))
-        if phase == HELD and not pods:
+        if phase == Phase.HELD and not pods:
             m.progress(f"{m.full} is held in {source} with no pods")
             return obj
         message = (obj.get("status") or {}).get("message")

@@ -10,17 +10,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from shipyard.api.vocab import ANNOTATION_CANCEL, LABEL_EXPERIMENT, TERMINAL
 from shipyard.kube import workdir
 from shipyard.kube.api import ApiClient
 from shipyard.kube.errors import AlreadyExists, ApiError, NotFound
 from shipyard.kube.objects import experiment_resource
 from shipyard.kube.resources import CONFIG_MAPS, EXPERIMENTS, NAMESPACES, PODS
-from shipyard.render.objects import LABEL_EXPERIMENT
 from shipyard.render.runtime import ships_workdir, workdir_configmap_name
 from shipyard.spec import Experiment
-
-ANNOTATION_CANCEL = "shipyard.dev/cancel-requested"
-FINISHED = ("Succeeded", "Failed", "Cancelled")
 
 
 class ExperimentExists(RuntimeError):
@@ -77,7 +74,7 @@ async def cancel(client: ApiClient, name: str, namespace: str, timeout_s: float 
     deadline = time.monotonic() + timeout_s
     while True:
         obj = await client.get(EXPERIMENTS, name, namespace)
-        if (obj.get("status") or {}).get("phase") in FINISHED or time.monotonic() > deadline:
+        if (obj.get("status") or {}).get("phase") in TERMINAL or time.monotonic() > deadline:
             return obj
         await asyncio.sleep(0.2)
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from shipyard.api.vocab import Phase
 from shipyard.local import volumes
 from shipyard.local.machine import detect_machine
 from shipyard.local.preflight import check_launch
@@ -80,7 +81,7 @@ def cancel(ref: str, *, store: Store | None = None, timeout_s: float | None = No
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(rank.pid, signal.SIGKILL)
             rank.state = "stopped"
-    status.phase, status.message, status.finished_at = "Cancelled", "cancelled", time.time()
+    status.phase, status.message, status.finished_at = Phase.CANCELLED.value, "cancelled", time.time()
     store.save(status)
     return status
 

@@ -19,13 +19,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shipyard.api.vocab import ACTIVE, Phase
 from shipyard.local.machine import SettingError
 from shipyard.spec import Experiment, experiment_from_data
 from shipyard.spec.inputs import clip, short
-
-ACTIVE = ("Queued", "Starting", "Running", "Restarting")
-FINISHED = ("Succeeded", "Failed", "Cancelled")
-
 
 # What a run id or experiment name can be: a DNS label (an experiment name) and -<n>.
 RUN_REF = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -53,7 +50,7 @@ class RunStatus:
     submitted_at: float
     source: str
     workdir: str
-    phase: str = "Queued"
+    phase: str = Phase.QUEUED.value  # plain strings on disk and in `-o yaml`
     message: str = ""
     position: int | None = None
     restarts: int = 0

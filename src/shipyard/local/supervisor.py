@@ -19,7 +19,16 @@ from typing import Protocol
 
 import psutil
 
+from shipyard.api.vocab import HOLDING, Phase
 from shipyard.core.from_spec import gang_for
+from shipyard.core.lifecycle import (
+    CANCELLED_REASON,
+    after_failure,
+    stop_cause,
+    success_message,
+    success_roles,
+    time_limit_exceeded,
+)
 from shipyard.core.model import Resources, Snapshot
 from shipyard.core.queueing import schedule
 from shipyard.local import progress, ranks, volumes
@@ -29,7 +38,6 @@ from shipyard.render.env import pod_name, replica_env
 from shipyard.spec import Experiment, Role
 from shipyard.spec.inputs import clip
 
-HOLDING = ("Starting", "Running")  # phases whose resources are taken
 STOP_REASON_FILE, CHECKPOINT_DIR = "stop-reason", "checkpoint"  # in the run's folder
 
 
@@ -76,7 +84,8 @@ class Supervisor:
         self.reporter = reporter or SilentReporter()
         self.machine = machine or detect_machine()
         self.poll_s = poll_s
-        self.clock = clock
+        self.clock = clock  # time limits, backoffs and stop grace are measured on it
+        self.attempt_started: float | None = None  # on self.clock
         self.cancelled = False
         self._experiments: dict[str, Experiment] = {run_id: self.exp}
 
@@ -98,39 +107,35 @@ class Supervisor:
     def _loop(self) -> None:
         while True:
             if not self._wait_for_admission():
-                return self._finish("Cancelled", "cancelled while queued")
+                return self._finish(Phase.CANCELLED, "cancelled while queued")
             gang = self._start_gang()
             if gang is None:
                 return None  # could not start: already Failed, no process left
             outcome, message = self._watch(gang)
             self._stop(gang, outcome, message)
             if outcome == "succeeded":
-                return self._finish("Succeeded", message)
+                return self._finish(Phase.SUCCEEDED, message)
             if outcome == "cancelled":
-                return self._finish("Cancelled", "cancelled; every rank stopped")
-            retry = self.exp.retry
-            if self.status.restarts >= retry.max_restarts:
-                tried = f" after {self.status.restarts} restart(s)" if self.status.restarts else ""
-                return self._finish("Failed", f"{message}{tried}")
-            restart = self.status.restarts + 1
-            delay = retry.backoff(restart)
-            self._save(
-                phase="Restarting", restarts=restart,
-                message=f"{message}; restart {restart}/{retry.max_restarts} in {delay:g}s",
-            )
+                return self._finish(Phase.CANCELLED, "cancelled; every rank stopped")
+            after = after_failure(self.exp.retry, self.status.restarts, message)
+            if not after.restart:
+                return self._finish(after.phase, after.message)
+            self._save(phase=after.phase, restarts=after.restarts, message=after.message)
+            resume_at = self.clock() + after.delay  # the backoff runs from the stop
             self.reporter.event(self.status, self.status.message)
-            if not self._sleep(delay):
-                return self._finish("Cancelled", "cancelled while waiting to restart")
-            self._save(phase="Queued", message="requeued after failure")
+            if not self._wait_until(resume_at):
+                return self._finish(Phase.CANCELLED, "cancelled while waiting to restart")
+            self._save(phase=Phase.QUEUED, message="requeued after failure")
 
     def _stop(self, gang: ranks.Gang, outcome: str, message: str) -> None:
         """Say why in the stop-reason file, SIGTERM every rank still running, kill what is
         left after stop_grace_seconds (on this supervisor's clock)."""
         if gang.alive():
-            cause = {"succeeded": "finished", "cancelled": "cancelled"}.get(outcome)
-            if cause is None:
-                cause = "time-limit" if message.startswith("time limit") else "failure"
-            reason = {"cancelled": "cancelled: shipyard cancel"}.get(cause, f"{cause}: {message}")
+            if outcome == "cancelled":
+                reason = CANCELLED_REASON
+            else:
+                cause = "finished" if outcome == "succeeded" else stop_cause(message)
+                reason = f"{cause}: {message}"
             self._stop_reason_file().write_text(reason + "\n")
         gang.stop(grace_s=self.exp.stop_grace_seconds, clock=self.clock)
         self._record_ranks(gang)
@@ -147,21 +152,22 @@ class Supervisor:
     def _stop_reason_file(self) -> Path:
         return self.store.run_dir(self.status.id) / STOP_REASON_FILE
 
-    def _finish(self, phase: str, message: str) -> None:
+    def _finish(self, phase: Phase, message: str) -> None:
         self._save(phase=phase, message=message, finished_at=self.clock(), position=None)
         self.reporter.event(self.status, message)
 
     def _save(self, **changes: object) -> None:
         for key, value in changes.items():
-            setattr(self.status, key, value)
+            # A phase as the plain string status.json holds (and `-o yaml` can print).
+            setattr(self.status, key, str(value) if isinstance(value, Phase) else value)
         self.store.save(self.status)
 
-    def _sleep(self, seconds: float) -> bool:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+    def _wait_until(self, deadline: float) -> bool:
+        """Wait until `deadline` on self.clock, polling for a cancel; False: cancelled."""
+        while (left := deadline - self.clock()) > 0:
             if self.cancelled:
                 return False
-            time.sleep(min(self.poll_s, max(deadline - time.monotonic(), 0)))
+            time.sleep(min(self.poll_s, left))
         return not self.cancelled
 
     # -- admission: the local machine is a one-node snapshot for core/ ---------
@@ -195,7 +201,7 @@ class Supervisor:
             used = Resources()
             for s in holding:
                 used = used + gang_for(self._experiment(s.id), s.id, 0, select_machine_type=False).total
-            queued = [s for s in runs if s.phase == "Queued"] + [self.status]
+            queued = [s for s in runs if s.phase == Phase.QUEUED] + [self.status]
             gangs = tuple(
                 gang_for(self._experiment(s.id), s.id, s.submitted_at, select_machine_type=False)
                 for s in queued
@@ -203,7 +209,7 @@ class Supervisor:
             result = schedule(Snapshot((self.machine.node(used),), gangs, self.clock()))
             if any(a.gang == self.status.id for a in result.admitted):
                 taken = {g for s in holding for ids in s.gpus.values() for g in ids}
-                self._save(phase="Starting", position=None, message="starting",
+                self._save(phase=Phase.STARTING, position=None, message="starting",
                            gpus=self._assign_gpus(taken))
                 return True
             mine = next(w for w in result.waiting if w.gang == self.status.id)
@@ -214,7 +220,7 @@ class Supervisor:
     def _reap(self, status: RunStatus) -> RunStatus:
         """A run whose supervisor died holds nothing; record that once, for everyone."""
         if status.active and not pid_alive(status.supervisor_pid) and status.supervisor_pid:
-            status.phase, status.message = "Failed", "its supervisor process exited unexpectedly"
+            status.phase, status.message = Phase.FAILED.value, "its supervisor process exited unexpectedly"
             status.finished_at = self.clock()
             self.store.save(status)
         return status
@@ -276,10 +282,11 @@ class Supervisor:
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             gang.stop(grace_s=1, clock=self.clock)
             self._record_ranks(gang)
-            self._finish("Failed", f"rank {starting} could not start: {clip(str(exc))}")
+            self._finish(Phase.FAILED, f"rank {starting} could not start: {clip(str(exc))}")
             return None
+        self.attempt_started = self.clock()  # this attempt's time limit runs from here
         self._save(
-            phase="Running", started_at=self.status.started_at or self.clock(),
+            phase=Phase.RUNNING, started_at=self.status.started_at or self.attempt_started,
             message=f"{len(gang.ranks)} rank(s) running",
             ranks={r.name: RankState(pid=r.pid, state="running") for r in gang.ranks},
         )
@@ -287,10 +294,8 @@ class Supervisor:
         return gang
 
     def _watch(self, gang: ranks.Gang) -> tuple[str, str]:
-        success_roles = set(self.exp.success_roles or [r.name for r in self.exp.roles])
-        needed = {r.name for r in gang.ranks if r.role in success_roles}
-        limit = self.exp.time_limit
-        started = time.monotonic()
+        roles = success_roles(self.exp)
+        needed = {r.name for r in gang.ranks if r.role in roles}
         while True:
             for rank in gang.poll():
                 self.status.ranks[rank.name] = RankState(
@@ -301,11 +306,12 @@ class Supervisor:
                     return "failed", f"rank {rank.name} {describe_exit(rank.exit_code)}"
                 needed.discard(rank.name)
             if not needed:
-                return "succeeded", "every rank of " + ", ".join(sorted(success_roles)) + " exited 0"
+                return "succeeded", success_message(roles, "rank", "exited 0")
             if self.cancelled:
                 return "cancelled", ""
-            if limit is not None and time.monotonic() - started > limit:
-                return "failed", f"time limit of {limit:g}s exceeded"
+            late = time_limit_exceeded(self.exp.time_limit, self.attempt_started, self.clock())
+            if late is not None:
+                return "failed", late
             time.sleep(self.poll_s)
 
     def _record_ranks(self, gang: ranks.Gang) -> None:
@@ -326,7 +332,7 @@ def describe_exit(code: int | None) -> str:
 def main(argv: list[str]) -> int:
     """Entry for a detached run: python -m shipyard.local.supervisor RUN_ID."""
     status = Supervisor(Store(), argv[0]).run()
-    return 0 if status.phase == "Succeeded" else 1
+    return 0 if status.phase == Phase.SUCCEEDED else 1
 
 
 if __name__ == "__main__":

@@ -16,14 +16,12 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from shipyard.api.vocab import HOLDING, TAINT_QUARANTINE, TERMINAL, Phase
 from shipyard.core.model import UNLIMITED, CycleResult, Resources, Snapshot
 from shipyard.core.queueing import dominant_share
 from shipyard.monitor.usage import Ledger
 
-PHASES = ("Queued", "Admitted", "Starting", "Running", "Restarting", "Preempted", "Holding",
-          "Held", "Succeeded", "Failed", "Cancelled")
-HOLDING = ("Admitted", "Starting", "Running")
-TAINT_QUARANTINE = "shipyard.dev/quarantined"  # set on a node taken out for repeated failures
+PHASES = tuple(p.value for p in Phase)  # metric label values: every phase, in lifecycle order
 WAIT_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
 START_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
 CYCLE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
@@ -91,7 +89,7 @@ class SchedulerMetrics:
         if before in HOLDING and (after == "Holding" or (after in ("Restarting", "Failed")
                                                           and restart_cause(problem) == "NodeLost")):
             self.evictions.labels(queue, "Held" if after == "Holding" else "NodeLost").inc()
-        if after in ("Succeeded", "Failed", "Cancelled"):
+        if after in TERMINAL:
             self.finished.labels(queue, after).inc()
 
 

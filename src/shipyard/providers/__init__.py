@@ -1,13 +1,8 @@
 """Where nodes come from: kwok (a simulated cloud), Cluster API MachineDeployments, and
 static on-prem pools, behind one small async interface (providers.base.Provider)."""
 
-from shipyard.providers.base import (
-    ANNOTATION_EARMARK,
-    LABEL_NODEPOOL,
-    Provider,
-    ProviderResult,
-    provider_for,
-)
+from shipyard.api.vocab import ANNOTATION_EARMARK, LABEL_NODEPOOL
+from shipyard.providers.base import Provider, ProviderResult, provider_for
 from shipyard.providers.clusterapi import ClusterApiProvider
 from shipyard.providers.kwok import KwokProvider
 from shipyard.providers.registry import Providers, config_error, shared_providers

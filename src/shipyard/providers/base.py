@@ -14,17 +14,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from shipyard.api.vocab import LABEL_NODEPOOL
 from shipyard.spec.machines import DEFAULT_MACHINE_TYPES, MachineType
 from shipyard.spec.nodepool import NodePool
 
 if TYPE_CHECKING:
     from shipyard.kube.api import ApiClient
 
-# Every node a provider makes (or adopts) carries this label, value = pool name.
-LABEL_NODEPOOL = "shipyard.dev/nodepool"
-# Set on a node requested for one gang (value = gang key), so the scheduler can hold
-# it for that gang rather than let a smaller job take it first.
-ANNOTATION_EARMARK = "shipyard.dev/earmarked-for"
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,12 +24,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from shipyard.api.vocab import ANNOTATION_EARMARK, LABEL_NODEPOOL
 from shipyard.kube.api import ApiClient
 from shipyard.kube.errors import ApiError, Conflict, NotFound
 from shipyard.kube.resources import MACHINE_DEPLOYMENTS, MACHINES, NODES
 from shipyard.providers.base import (
-    ANNOTATION_EARMARK,
-    LABEL_NODEPOOL,
     ProviderResult,
     is_live,
     pool_selector,

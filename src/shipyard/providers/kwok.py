@@ -23,13 +23,12 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from shipyard.api.vocab import ANNOTATION_EARMARK, LABEL_NODEPOOL
 from shipyard.dev.pools import LABEL_REGION, LABEL_ZONE, machine_node
 from shipyard.kube.api import ApiClient
 from shipyard.kube.errors import AlreadyExists, ApiError
 from shipyard.kube.resources import NODES
 from shipyard.providers.base import (
-    ANNOTATION_EARMARK,
-    LABEL_NODEPOOL,
     ProviderResult,
     is_live,
     machine_type_for,

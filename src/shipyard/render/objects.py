@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shipyard.api.vocab import ANNOTATION_RANK, LABEL_EXPERIMENT, LABEL_INDEX, LABEL_QUEUE, LABEL_ROLE
 from shipyard.render import runtime
 from shipyard.render.dump import dump_all
 from shipyard.render.env import pod_name, rank_layout, replica_env
@@ -12,12 +13,6 @@ from shipyard.render.pod_extras import apply_extras
 from shipyard.spec import Experiment, Role
 from shipyard.spec.machines import RESOURCE_GPU
 from shipyard.spec.quantity import format_cpu, format_memory
-
-LABEL_EXPERIMENT = "shipyard.dev/experiment"
-LABEL_ROLE = "shipyard.dev/role"
-LABEL_INDEX = "shipyard.dev/replica-index"
-LABEL_QUEUE = "shipyard.dev/queue"
-ANNOTATION_RANK = "shipyard.dev/node-rank"
 
 
 def cluster_address(exp: Experiment):

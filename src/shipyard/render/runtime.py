@@ -8,9 +8,9 @@ import copy
 import posixpath
 from typing import Any
 
+from shipyard.api.vocab import ANNOTATION_STOP_REASON, LABEL_EXPERIMENT
 from shipyard.spec import Experiment, Role
 
-ANNOTATION_STOP_REASON = "shipyard.dev/stop-reason"
 WORKDIR = "/shipyard/workdir"  # where the shipped files are unpacked, the command's cwd
 CODE_MOUNT = "/shipyard/code"  # the ConfigMap's archive, read-only
 ARCHIVE_KEY = "workdir.tar.gz"
@@ -39,7 +39,7 @@ def render_progress_secret(exp: Experiment, token: str) -> dict[str, Any]:
     """The Secret holding the experiment's progress token (the controller sets its owner)."""
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": {"name": progress_secret_name(exp.name), "namespace": exp.namespace,
-                         "labels": {"shipyard.dev/experiment": exp.name}},
+                         "labels": {LABEL_EXPERIMENT: exp.name}},
             "stringData": {PROGRESS_TOKEN_KEY: token}}
 
 
