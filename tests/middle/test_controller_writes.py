@@ -1,0 +1,174 @@
+"""The controller's writes, in-process: its overlay, the rollback of a failed admission,
+and preemption, each over the in-memory API (tests/middle/fake_api.py), a cycle at a time
+on a stepped clock. The same paths run against a real API server in
+tests/integration/test_scheduler_controller.py; these check each write step by step."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from shipyard.kube.errors import Invalid, Transient
+from shipyard.kube.resources import EVENTS, EXPERIMENTS, PODS, SECRETS, SERVICES
+from shipyard.render.runtime import ANNOTATION_STOP_REASON
+from shipyard.spec import Experiment, Role
+from tests.middle.fake_api import FakeApi
+from tests.middle.world import Clock, World, no_stop_reason_wait
+
+
+def exp(name: str, replicas: int = 2, priority: int = 0) -> Experiment:
+    # No resources given: each replica takes a whole cpu-small node.
+    return Experiment(name=name, priority=priority,
+                      roles=[Role(name="w", replicas=replicas, machine_type="cpu-small", command=["true"])])
+
+
+def run(scenario: Callable[[World], Awaitable[None]], **options: Any) -> None:
+    async def main() -> None:
+        clock = Clock()
+        async with World(FakeApi(clock), clock, **options) as world:
+            await scenario(world)
+
+    asyncio.run(main())
+
+
+@pytest.fixture(autouse=True)
+def _no_kubelet(monkeypatch: pytest.MonkeyPatch) -> None:
+    no_stop_reason_wait(monkeypatch)
+
+
+def test_admission_writes_the_gang_bound_and_owned_then_the_watch_retires_the_overlay() -> None:
+    async def scenario(w: World) -> None:
+        await w.add_node("n1")
+        await w.add_node("n2")
+        created = await w.submit(exp("a"))
+        await w.cycle()
+        assert w.status("a")["phase"] == "Queued"  # the lifecycle's first word
+        result = await w.cycle()
+        assert [a.gang for a in result.admitted] == ["default/a"]
+        pods = w.pods("a")
+        assert sorted(p["metadata"]["name"] for p in pods) == ["a-w-0", "a-w-1"]
+        assert sorted(p["spec"]["nodeName"] for p in pods) == ["n1", "n2"]
+        assert all(p["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"] for p in pods)
+        assert w.api.objects(SERVICES, "default") and w.api.objects(SECRETS, "default")
+        status = w.status("a")
+        assert (status["phase"], status["attempt"], status["pods"]) == ("Starting", 1, "0/2")
+        # member (role-index) -> node, as the pods were bound
+        assert status["placement"] == {p["metadata"]["name"].removeprefix("a-"): p["spec"]["nodeName"]
+                                       for p in pods}
+        # The watch delivered every status written: nothing of ours is newer than the cache.
+        assert w.controller.overlay == {}
+        assert any(e["reason"] == "Admitted" for e in w.api.objects(EVENTS, "default"))
+        await w.kubelet_runs("a")
+        await w.cycle()
+        assert w.status("a")["phase"] == "Running"
+
+    run(scenario)
+
+
+def test_the_overlay_keeps_a_node_booked_before_the_watch_shows_the_admission() -> None:
+    async def scenario(w: World) -> None:
+        await w.submit(exp("a", replicas=1))
+        await w.submit(exp("b", replicas=1))
+        await w.cycle()  # both Queued
+        await w.cycle()  # both waiting for a node, their positions written
+        await w.add_node("n1")
+        await w.settle()
+        first = w.controller.run_cycle()  # its writes have not even started
+        assert len(first.admitted) == 1
+        admitted = first.admitted[0].gang
+        other = "default/b" if admitted == "default/a" else "default/a"
+        assert other not in w.controller.inflight  # its position was written moments ago
+        w.clock.t += 1
+        # The caches still say both are Queued and n1 is free: only the overlay knows better.
+        second = w.controller.run_cycle()
+        assert second.admitted == ()
+        assert [x.gang for x in second.waiting] == [other]
+        await w.settle()
+        for _ in range(3):
+            await w.cycle()
+        pods = w.api.objects(PODS, "default")
+        assert [p["metadata"]["name"] for p in pods] == [f"{admitted.split('/')[1]}-w-0"]
+        assert w.status(other.split("/")[1])["phase"] == "Queued"
+
+    run(scenario)
+
+
+def test_a_failed_pod_create_rolls_the_gang_back_whole_and_the_next_cycle_admits_it_again() -> None:
+    async def scenario(w: World) -> None:
+        for n in ("n1", "n2", "n3"):
+            await w.add_node(n)
+        await w.submit(exp("a", replicas=3))
+        await w.cycle()
+        w.api.fail("create", PODS, Invalid(422, "Invalid", "spec.containers: bad"), name="a-w-1")
+        await w.cycle()
+        status = w.status("a")
+        assert status["phase"] == "Queued"
+        assert "admission rolled back" in status["message"] and "spec.containers: bad" in status["message"]
+        assert "placement" not in status  # the merge patch's null removed it
+        assert w.pods("a") == []  # the two that were created are gone again
+        created = [c for c in w.api.calls if c[:2] == ("create", "pods")]
+        deleted = [c for c in w.api.calls if c[:2] == ("delete", "pods")]
+        assert len(created) == 2 and sorted(c[2] for c in deleted) == sorted(c[2] for c in created)
+        assert w.controller.overlay == {}
+        await w.cycle()
+        again = w.status("a")
+        assert (again["phase"], again["attempt"]) == ("Starting", 2)
+        assert len(w.pods("a")) == 3
+
+    run(scenario)
+
+
+def test_a_status_write_lost_in_an_outage_is_retried_from_what_the_cluster_says() -> None:
+    async def scenario(w: World) -> None:
+        await w.add_node("n1")
+        await w.submit(exp("a", replicas=1))
+        await w.cycle()
+        # The Admitted status never lands: no pods may be created for an admission the
+        # cluster does not know of, and the overlay must not outlive the failed write.
+        w.api.fail("patch", EXPERIMENTS, Transient(503, "ServiceUnavailable", "etcd"), name="a")
+        await w.cycle()
+        assert w.pods("a") == []
+        assert w.controller.overlay == {}
+        assert w.status("a").get("phase") in (None, "Queued")
+        w.controller.outage.succeeded()
+        await w.cycle()
+        assert w.status("a")["phase"] == "Starting" and len(w.pods("a")) == 1
+
+    run(scenario)
+
+
+def test_preemption_stops_the_low_priority_gang_with_its_reason_before_the_high_one_takes_the_nodes() -> None:
+    async def scenario(w: World) -> None:
+        await w.add_node("n1")
+        await w.add_node("n2")
+        await w.submit(exp("low", replicas=2, priority=0))
+        await w.cycle()
+        await w.cycle()
+        await w.kubelet_runs("low")
+        await w.cycle()
+        assert w.status("low")["phase"] == "Running"
+        await w.submit(exp("high", replicas=2, priority=10))
+        await w.cycle()
+        result = await w.cycle()
+        assert [p.gang for p in result.preempted] == ["default/low"]
+        low = w.status("low")
+        assert low["phase"] == "Preempted" and "preempted for default/high" in low["message"]
+        pods = w.pods("low")
+        # Told why (the stop-reason annotation, which its ranks read on SIGTERM), then
+        # deleted with a grace period: still there, terminating, holding their nodes.
+        assert len(pods) == 2 and all(p["metadata"].get("deletionTimestamp") for p in pods)
+        assert all(p["metadata"]["annotations"][ANNOTATION_STOP_REASON].startswith("preempted: for default/high")
+                   for p in pods)
+        await w.cycle()
+        assert w.pods("high") == []  # not while the victim's pods hold the nodes
+        w.api.finish_terminating()
+        for _ in range(3):
+            await w.cycle()
+        assert sorted(p["spec"]["nodeName"] for p in w.pods("high")) == ["n1", "n2"]
+        assert w.status("high")["phase"] == "Starting"
+        assert w.status("low")["phase"] == "Queued"  # back in its queue, to resume later
+
+    run(scenario)
