@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shipyard.api.vocab import LABEL_EXPERIMENT
 from shipyard.cli.flags import arg, counts
 from shipyard.dev import cluster as devcluster
 from shipyard.dev import nativegang, pools
@@ -54,7 +55,7 @@ from shipyard.kube.client import KubeClient, load_connection
 from shipyard.kube.informer import Informer, cancel_all
 from shipyard.kube.objects import experiment_resource
 from shipyard.kube.resources import EXPERIMENTS, NAMESPACES, NODES, PODS, SERVICES
-from shipyard.render.objects import LABEL_EXPERIMENT, render_pod, render_service
+from shipyard.render.objects import render_pod, render_service
 from shipyard.spec import Experiment, Role
 
 MACHINE = "gpu-a100"

@@ -42,10 +42,13 @@ def test_crud_watch_and_conflict(core_v1, namespace) -> None:
     events: queue.Queue[tuple[str, str]] = queue.Queue()
     w = watch.Watch()
     started = threading.Event()
+    # Watched from the list's resourceVersion (as an informer does): every write after
+    # the list is delivered, however late the watch connects, and nothing before it.
+    listed = core_v1.list_namespaced_config_map(namespace).metadata.resource_version
 
     def run() -> None:
         started.set()
-        for ev in w.stream(core_v1.list_namespaced_config_map, namespace,
+        for ev in w.stream(core_v1.list_namespaced_config_map, namespace, resource_version=listed,
                            field_selector="metadata.name=cfg", timeout_seconds=60):
             events.put((ev["type"], ev["object"].metadata.name))
             if ev["type"] == "DELETED":
@@ -54,7 +57,6 @@ def test_crud_watch_and_conflict(core_v1, namespace) -> None:
     t = threading.Thread(target=run, daemon=True)
     t.start()
     started.wait()
-    time.sleep(0.5)  # let the watch open before the first write
     cm = core_v1.create_namespaced_config_map(
         namespace, {"metadata": {"name": "cfg"}, "data": {"a": "1"}})
     stale_rv = cm.metadata.resource_version

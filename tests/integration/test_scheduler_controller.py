@@ -92,7 +92,11 @@ def test_two_full_cluster_jobs_never_both_half_start(api):
     api.wait("first", lambda s: s.get("phase") == "Running")
     second = api.wait("second", lambda s: s.get("position") == 1)
     assert second["phase"] == "Queued"
-    time.sleep(1)  # give a broken scheduler the chance to start part of it
+    # A later arrival queued behind it: a scheduling cycle weighed `second` again after it
+    # was queued (where a broken scheduler would start part of it) and still held it whole.
+    api.launch(gpu_job("third", 1))
+    third = api.wait("third", lambda s: s.get("position") is not None)
+    assert (third["phase"], third["position"]) == ("Queued", 2)
     assert len(api.pods("first")) == GPU_NODES
     assert api.pods("second") == []
 

@@ -73,6 +73,8 @@ TAINT_CANDIDATE = "shipyard.dev/scale-down-candidate"
 # Only in the scheduler's snapshot, never on the node: keeps other gangs off a node
 # provisioned for a waiting one (the gang itself tolerates it).
 TAINT_EARMARK = "shipyard.dev/earmarked"
+# A new node takes no work until a check pod has succeeded on it (controller/preflight.py).
+TAINT_PREFLIGHT = "shipyard.dev/preflight"
 
 # -- keys: the dev cluster's nodes ---------------------------------------------------
 LABEL_POOL = "shipyard.dev/pool"

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from shipyard.api.vocab import LABEL_INDEX, LABEL_ROLE
 from shipyard.controller.views import parse_time
-from shipyard.render.objects import LABEL_INDEX, LABEL_ROLE
 
 LAST_LINES = 10  # of the first failed rank, shown before the rest
 

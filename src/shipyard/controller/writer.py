@@ -16,14 +16,15 @@ from collections import deque
 from collections.abc import Coroutine, Mapping
 from typing import Any
 
-from shipyard.controller.views import LABEL_ATTEMPT, ExperimentView, format_time
+from shipyard.api.vocab import ANNOTATION_STOP_REASON, LABEL_ATTEMPT, LABEL_EXPERIMENT
+from shipyard.controller.views import ExperimentView, format_time
 from shipyard.kube.api import ApiClient
 from shipyard.kube.errors import AlreadyExists, ApiError, Transient
 from shipyard.kube.leader import LostLeadership
 from shipyard.kube.outage import Outage
 from shipyard.kube.resources import EVENTS, EXPERIMENTS, PODS, SECRETS, SERVICES
-from shipyard.render.objects import LABEL_EXPERIMENT, render_pod, render_service
-from shipyard.render.runtime import ANNOTATION_STOP_REASON, render_progress_secret
+from shipyard.render.objects import render_pod, render_service
+from shipyard.render.runtime import render_progress_secret
 
 log = logging.getLogger(__name__)
 SCHEDULER_NAME = "shipyard"

@@ -11,11 +11,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shipyard.controller.views import TAINT_UNHEALTHY, PodView
+from shipyard.api.vocab import HOLDING, TAINT_QUARANTINE, TAINT_UNHEALTHY, Phase
+from shipyard.controller.views import PodView
 from shipyard.core.model import Node, Resources
 from shipyard.core.queueing import dominant_share
 from shipyard.dashboard.views import Row
-from shipyard.monitor.scheduler import TAINT_QUARANTINE
 from shipyard.monitor.usage import HOUR, Ledger, node_fraction
 from shipyard.spec import Queue
 from shipyard.spec.machines import LABEL_INSTANCE_TYPE
@@ -72,7 +72,7 @@ def queue_rows(queues: Iterable[Queue], pods: Iterable[PodView], queue_of_pod: M
         if r.phase == "Queued":
             pending[r.queue] = pending.get(r.queue, 0) + 1
             demand[r.queue] = demand.get(r.queue, Resources()) + (r.demand or Resources())
-        elif r.phase in ("Admitted", "Starting", "Running", "Restarting"):
+        elif r.phase in (*HOLDING, Phase.RESTARTING):  # placed, or between two attempts
             running[r.queue] = running.get(r.queue, 0) + 1
     names = sorted(set(weights) | set(used) | set(pending) | set(running))
     out = []

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from shipyard.api.vocab import LABEL_EXPERIMENT, LABEL_QUEUE
 from shipyard.cli.cluster import _exit_code
 from shipyard.cli.cluster import summary as cluster_summary
 from shipyard.cli.cluster_logs import collect
@@ -48,7 +49,6 @@ from shipyard.kube.objects import experiment_from_resource
 from shipyard.kube.resources import EVENTS, EXPERIMENTS, NODES, PODS, QUEUES
 from shipyard.monitor.usage import Ledger
 from shipyard.monitor.usage_store import read_ledger
-from shipyard.render.objects import LABEL_EXPERIMENT, LABEL_QUEUE
 from shipyard.spec import SpecError
 from shipyard.spec.clusters import ClusterRef
 

@@ -29,9 +29,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shipyard.api.vocab import DELETING, TERMINAL
+from shipyard.api.vocab import DELETING, LABEL_EXPERIMENT, LABEL_INDEX, LABEL_ROLE, TERMINAL
 from shipyard.dev.client import RawClient
-from shipyard.render.objects import LABEL_EXPERIMENT, LABEL_INDEX, LABEL_ROLE
 from shipyard.spec.machines import RESOURCE_GPU
 from shipyard.spec.quantity import parse_cpu_milli, parse_memory_bytes
 

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import psutil
 
-from shipyard.api.vocab import LABEL_NODE_KIND
+from shipyard.api.vocab import LABEL_NODE_KIND, LABEL_POOL
 from shipyard.dev import certs, kubeconfig
 from shipyard.dev.netns import Netns
-from shipyard.dev.pools import LABEL_POOL, LABEL_REGION, LABEL_ZONE, PoolSpec
+from shipyard.dev.pools import LABEL_REGION, LABEL_ZONE, PoolSpec
 from shipyard.spec.machines import MachineType, Taint
 
 REAL_TAINT = Taint(key=LABEL_NODE_KIND, value="real", effect="NoSchedule")

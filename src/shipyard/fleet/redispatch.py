@@ -14,11 +14,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from shipyard.api.vocab import ANNOTATION_HOLD
 from shipyard.core.clusters import ClusterScore
 from shipyard.fleet.capacity import ClusterReading, read_capacities
 from shipyard.fleet.connect import DEFAULT_TIMEOUT_S, Unreachable, ask_all
 from shipyard.fleet.machines import from_cluster
-from shipyard.fleet.move import ANNOTATION_HOLD, MoveError, MoveResult, Progress, move, quiet
+from shipyard.fleet.move import MoveError, MoveResult, Progress, move, quiet
 from shipyard.fleet.placement import ChargedReadings, rank
 from shipyard.kube import experiments as kexp
 from shipyard.kube.objects import experiment_from_resource

@@ -19,7 +19,7 @@ from typing import Any
 
 import pathspec
 
-from shipyard.render.objects import LABEL_EXPERIMENT
+from shipyard.api.vocab import LABEL_EXPERIMENT
 from shipyard.render.runtime import ARCHIVE_KEY, workdir_configmap_name
 from shipyard.spec import Experiment
 
