@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from shipyard.fleet.move import ANNOTATION_MOVED_FROM, ANNOTATION_MOVING_TO, MoveError, MoveResult, move
+from shipyard.fleet.move import (
+    ANNOTATION_HOLD,
+    ANNOTATION_MOVED_FROM,
+    ANNOTATION_MOVING_TO,
+    MoveError,
+    MoveResult,
+    move,
+)
 from shipyard.kube.api import ApiClient, Object
 from shipyard.kube.errors import Transient
 from shipyard.kube.objects import experiment_resource
@@ -22,7 +29,7 @@ from tests.middle.fake_api import FakeApi
 from tests.middle.world import Clock, World, no_stop_reason_wait
 
 CONFIG = ClustersConfig(clusters=[ClusterRef(name="east", context="east"), ClusterRef(name="west", context="west")])
-ANNOTATION_HOLD = "shipyard.dev/hold"
+
 
 
 def exp(name: str = "job", replicas: int = 2) -> Experiment:

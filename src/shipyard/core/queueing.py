@@ -148,7 +148,7 @@ class _Cycle:
         self.fair_share = -1.0
         if policy.estimates:
             active = {g.queue for g in snapshot.pending} | {r.gang.queue for r in snapshot.running}
-            weight = sum(q.weight for name in active if (q := self.queue(name)) is not None)
+            weight = sum(found.weight for name in active if (found := self.queue(name)) is not None)
             self.fair_share = 1.0 / weight if weight > 0 else -1.0
         self.low_priority: int | None = None  # of running gangs, at the first preemption try
         self.quotas = False

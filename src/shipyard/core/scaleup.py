@@ -62,9 +62,9 @@ class Extended:
         for i in range(self.base, len(nodes)):
             self.hide(i)
         for name, gang in earmarked.items():
-            i = self.cap.index_of.get(name)
-            if i is not None and i < self.base:
-                self.own.setdefault(gang, []).append(i)
+            at = self.cap.index_of.get(name)
+            if at is not None and at < self.base:
+                self.own.setdefault(gang, []).append(at)
                 self.hide(i)
 
     def index(self, name: str) -> int | None:

@@ -172,12 +172,12 @@ def _play(cap: Capacity, snap: Snapshot, lane: Sequence[tuple[Gang, list[Group]]
             if not events:
                 t = INF
                 break
-            end, _, who, why, members = heapq.heappop(events)
+            freed_at, _, who, why, members = heapq.heappop(events)
             for i, r in members:
                 cap.release(i, r)
-            if end > t:
-                t, after, basis = end, (who,), why
-            elif end == t and t > now:
+            if freed_at > t:
+                t, after, basis = freed_at, (who,), why
+            elif freed_at == t and t > now:
                 after, basis = (*after, who), _weaker(basis, why)
         if taken is None:
             out[key] = _unknown(key, forever)

@@ -45,9 +45,11 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] |
             continue
         field = current.model_fields.get(part) if hasattr(current, "model_fields") else None
         if field is None:
-            return current
+            break
         current = _unwrap(field.annotation)
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return current
+    return None  # not a model's field (a dict's key, say): no fields to list
 
 
 def _unwrap(annotation: Any) -> Any:
@@ -88,11 +90,11 @@ def _describe(error: dict[str, Any], root: type[BaseModel]) -> str:
         limit = ctx.get("max_length")
         return f"{format_path(loc)}: must be at most {limit} long, got {short(value)}"
     if kind == "value_error":
-        message = error["msg"].removeprefix("Value error, ")
+        message = str(error["msg"]).removeprefix("Value error, ")
         if not loc:  # cross-field checks already name their paths, one per line
             return message
         return f"{format_path(loc)}: {message}"
-    message = error["msg"]
+    message = str(error["msg"])
     return f"{format_path(loc)}: {message[:1].lower()}{message[1:]}, got {short(value)}"
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shlex
-from typing import Annotated, Literal
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BeforeValidator, Field, PlainSerializer, model_validator
 
@@ -33,8 +35,12 @@ from shipyard.spec.quantity import MAX_SECONDS, parse_duration_seconds
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # <experiment>-<role>-<index> is a pod's host name (a DNS label): room for both and an index.
-ExperimentName = checked(dns1035_label, 40, DNS1035_PATTERN)
-RoleName = checked(dns1123_label, 30, DNS1123_LABEL_PATTERN)
+if TYPE_CHECKING:  # checked() builds these types at run time; their values are str
+    ExperimentName = str
+    RoleName = str
+else:
+    ExperimentName = checked(dns1035_label, 40, DNS1035_PATTERN)
+    RoleName = checked(dns1123_label, 30, DNS1123_LABEL_PATTERN)
 DEFAULT_IMAGE = "python:3.11-slim"
 DEFAULT_PORT = 29500
 # A pod name is also its host name, so <experiment>-<role>-<index> must be a DNS label.
@@ -54,6 +60,17 @@ OptionalSeconds = Annotated[
     BeforeValidator(lambda v: None if v is None else parse_duration_seconds(v)),
     PlainSerializer(lambda v: v, return_type=float | None),
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What one replica asks for, every amount known: `Resources` as given, or the
+    machine's allocatable for what it leaves out."""
+
+    cpu: int  # millicores
+    memory: int  # bytes
+    gpus: int
+    extra: Mapping[str, int] = field(default_factory=dict)
 
 
 class Resources(StrictModel):
@@ -86,7 +103,7 @@ class RetryPolicy(StrictModel):
 
     def backoff(self, restart: int) -> float:
         """Seconds to wait before restart number `restart` (1-based): doubling, capped."""
-        return min(self.backoff_seconds * 2 ** max(restart - 1, 0), self.max_backoff_seconds)
+        return min(self.backoff_seconds * 2.0 ** max(restart - 1, 0), self.max_backoff_seconds)
 
 
 class Role(StrictModel):
@@ -190,18 +207,14 @@ class Experiment(StrictModel):
     def machine_or_none(self, role: Role) -> MachineType | None:
         return self.catalog().get(role.machine_type)
 
-    def request(self, role: Role) -> Resources:
+    def request(self, role: Role) -> Request:
         """What each replica of `role` asks the scheduler for."""
         r = role.resources
-        if r is not None and not r.whole_machine:
-            return r if r.gpus is not None else r.model_copy(update={"gpus": 0})
+        if r is not None and r.cpu is not None and r.memory is not None:
+            return Request(r.cpu, r.memory, r.gpus or 0, r.extra)
         m = self.machine(role)
-        # Already validated integers: construct directly (validation would read
-        # an integer CPU as cores, not millicores).
-        return Resources.model_construct(
-            cpu=m.allocatable_cpu, memory=m.allocatable_memory,
-            gpus=m.gpus if r is None or r.gpus is None else r.gpus, extra=r.extra if r else {},
-        )
+        return Request(m.allocatable_cpu, m.allocatable_memory,
+                       m.gpus if r is None or r.gpus is None else r.gpus, r.extra if r else {})
 
     def role(self, name: str) -> Role:
         for role in self.roles:
@@ -214,7 +227,7 @@ class Experiment(StrictModel):
         return sum(r.replicas for r in self.roles)
 
 
-def _reference_problems(exp: Experiment):
+def _reference_problems(exp: Experiment) -> Iterator[str]:
     """Checks that span fields; each problem is 'path: what is wrong and the fix'."""
     catalog = exp.catalog()
     seen: dict[str, int] = {}
@@ -274,7 +287,7 @@ def _reference_problems(exp: Experiment):
                f"use {known}")
 
 
-def _command_problems(i: int, role: Role):
+def _command_problems(i: int, role: Role) -> Iterator[str]:
     if not role.command[0].strip():
         yield f"roles[{i}].command[0]: the program to run is empty; name one, e.g. [python, train.py]"
     for j, arg in enumerate(role.command):

@@ -124,20 +124,27 @@ class _Loader(_Base):  # type: ignore[misc, valid-type]
                     key_node.start_mark,
                 )
             seen[key] = line
-        return super().construct_mapping(node, deep)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep)
+        return mapping
 
     def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
         try:
-            return super().construct_yaml_int(node)
+            value: int = super().construct_yaml_int(node)
         except ValueError:
             raise yaml.constructor.ConstructorError(
                 None, None, f"integer of {len(str(node.value))} characters is out of range",
                 node.start_mark,
             ) from None
+        return value
 
 
 _Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
 _Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_yaml_map)
+
+
+def _line(event: yaml.Event) -> int:
+    # The parser marks every event; the stubs allow for one without.
+    return event.start_mark.line + 1 if event.start_mark is not None else 0
 
 
 def _check_shape(text: str, source: str) -> None:
@@ -151,7 +158,7 @@ def _check_shape(text: str, source: str) -> None:
             stack.append([event.anchor, 1])
             total += 1
             if len(stack) > MAX_DEPTH:
-                raise InputError(source, f"line {event.start_mark.line + 1}: nested more than "
+                raise InputError(source, f"line {_line(event)}: nested more than "
                                  f"{MAX_DEPTH} levels deep; flatten it")
             count = 0
         elif isinstance(event, yaml.SequenceEndEvent | yaml.MappingEndEvent):
@@ -160,9 +167,9 @@ def _check_shape(text: str, source: str) -> None:
                 sizes[anchor] = count
         elif isinstance(event, yaml.AliasEvent):
             if any(frame[0] == event.anchor for frame in stack):
-                raise InputError(source, f"line {event.start_mark.line + 1}: alias *{event.anchor} "
+                raise InputError(source, f"line {_line(event)}: alias *{event.anchor} "
                                  "is inside the value it names; a value must not contain itself")
-            count = sizes.get(event.anchor, 1)  # undefined: the loader says so
+            count = sizes.get(event.anchor or "", 1)  # undefined: the loader says so
             total += count
         elif isinstance(event, yaml.ScalarEvent):
             count = 1

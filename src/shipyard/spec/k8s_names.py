@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
+from pydantic.json_schema import JsonDict
 
 from shipyard.spec.inputs import short
 
@@ -189,7 +190,7 @@ def checked(check: Callable[[str], str | None], max_length: int | None = None,
     """A str field type validated by `check` (its message is the error). `max_length` is
     enforced (a field may lower it); `pattern` only tells the CRD's schema, so that the
     API server refuses the same objects the client does."""
-    extra = {"pattern": pattern.pattern} if pattern is not None else None
+    extra: JsonDict | None = {"pattern": pattern.pattern} if pattern is not None else None
     return Annotated[str, Field(max_length=max_length), AfterValidator(_raising(check)),
                      Field(json_schema_extra=extra)]
 
