@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import subprocess
 import sys
 import threading
@@ -60,12 +61,11 @@ def real_cluster() -> Iterator[devcluster.DevCluster]:
     # Two real nodes on one machine (one namespace, a pod bridge each): gangs cross them.
     spec = parse_pool_arg("real-cpu-small=cpu-small:2")
     c = devcluster.up(f"pytest-{os.getpid()}-real", real_specs=[spec], merge_kubeconfig=False)
-    proc = start_controller(c)
-    HARNESS["controller"] = proc
+    HARNESS["controller"] = start_controller(c)
     try:
         yield c
     finally:
-        stop_controller(proc)
+        stop_controller(HARNESS["controller"])  # a test may have restarted it
         devcluster.down(c.name)
 
 
@@ -536,6 +536,67 @@ def test_log_lines_are_activity_and_a_gang_silent_for_its_hang_timeout_is_stalle
         assert last_line is not None
         assert parse_time(condition["lastTransitionTime"]) >= int(last_line) + 4, (condition, text)
         assert parse_time(status["startedAt"]) + 4 < last_line  # it printed past the timeout
+
+
+# The check: exit 0 on one node, 3 on the other.
+PREFLIGHT = "import os, sys; sys.exit(3 if os.environ['SHIPYARD_NODE_NAME'].endswith('1') else 0)"
+
+
+def test_preflight_untaints_a_node_whose_check_passes_and_keeps_one_whose_check_fails(
+        real_cluster) -> None:
+    """Both real nodes tainted shipyard.dev/preflight, as new nodes would register; the
+    controller, restarted with a check, runs its pod on each: the node where it exits 0
+    loses the taint, the other keeps it, and Events say which and why."""
+    from shipyard.controller.preflight import TAINT_PREFLIGHT, check_pod_name
+    from shipyard.dev import images
+    from shipyard.kube.install import SYSTEM_NAMESPACE
+
+    ok, bad = "real-cpu-small-00000", "real-cpu-small-00001"
+    api = Api(real_cluster, SYSTEM_NAMESPACE)
+
+    def taints(node: str) -> list[dict]:
+        return api.api.sanitize_for_serialization(api.core.read_node(node).spec.taints or [])
+
+    def set_preflight(node: str, on: bool) -> None:
+        kept = [t for t in taints(node) if t["key"] != TAINT_PREFLIGHT]
+        api.core.patch_node(node, {"spec": {"taints": [
+            *kept, *([{"key": TAINT_PREFLIGHT, "effect": "NoSchedule"}] if on else [])]}})
+
+    def events(node: str, reason: str) -> list[str]:
+        return [e.message for e in api.core.list_namespaced_event(
+            "default", field_selector=f"involvedObject.name={node},reason={reason}").items]
+
+    def wait(check, what: str, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.5)
+
+    for node in (ok, bad):
+        set_preflight(node, True)
+    stop_controller(HARNESS["controller"])
+    HARNESS["controller"] = start_controller(
+        real_cluster, "--preflight-image", images.RUNTIME_IMAGES[0],
+        "--preflight-command", f"python -c {shlex.quote(PREFLIGHT)}")
+    try:
+        wait(lambda: all(t["key"] != TAINT_PREFLIGHT for t in taints(ok)), "ok untainted")
+        wait(lambda: api.core.read_namespaced_pod(check_pod_name(bad), SYSTEM_NAMESPACE
+                                                  ).status.phase == "Failed", "bad's check failed")
+        wait(lambda: events(ok, "PreflightPassed") and events(bad, "PreflightFailed"), "Events")
+        assert any(t["key"] == TAINT_PREFLIGHT for t in taints(bad))
+        assert "exit code 3" in events(bad, "PreflightFailed")[0]
+        # The passed node's check pod is collected; the failed one is kept for its log.
+        wait(lambda: not api.core.list_namespaced_pod(
+            SYSTEM_NAMESPACE, field_selector=f"metadata.name={check_pod_name(ok)}").items,
+            "ok's check pod deleted")
+    finally:
+        stop_controller(HARNESS["controller"])
+        for node in (ok, bad):
+            set_preflight(node, False)
+        api.core.delete_collection_namespaced_pod(
+            SYSTEM_NAMESPACE, label_selector="app.kubernetes.io/name=shipyard-preflight")
+        HARNESS["controller"] = start_controller(real_cluster)
+        api.api.close()
 
 
 def _in_cluster_token_dropped(c: devcluster.DevCluster, tmp: Path,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shlex
 import signal
 from typing import Annotated
 
@@ -59,6 +60,11 @@ def run(
              "shipyard.progress sends HTTP).")] = None,
     progress_interval: Annotated[float, typer.Option(
         min=1, help="Seconds between two status.progress writes of an experiment.")] = 10.0,
+    preflight_image: Annotated[str | None, typer.Option(
+        help="Run a check pod of this image on every node tainted shipyard.dev/preflight; "
+             "its exit 0 removes the taint (docs/monitoring.md).")] = None,
+    preflight_command: Annotated[str | None, typer.Option(
+        help="The check pod's command, split as a shell would (default: the image's own).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the controller: gang admission, fair share, preemption, lifecycle, and the
@@ -102,6 +108,10 @@ def run(
                                         "retry_s": retry_period},
                                  quarantine={"after": quarantine_after,
                                              "window_s": quarantine_window},
+                                 preflight=None if preflight_image is None else {
+                                     "image": preflight_image,
+                                     "command": shlex.split(preflight_command)
+                                     if preflight_command else None},
                                  progress=None if progress_port is None else {
                                      "port": progress_port, "address": progress_address,
                                      "url": progress_url, "interval_s": progress_interval,

@@ -50,15 +50,20 @@ async def run_controller(client: KubeClient, *, leader_elect: bool = True,
                          lease: Mapping[str, float] | None = None,
                          quarantine: Mapping[str, Any] | None = None,
                          progress: Mapping[str, Any] | None = None,
+                         preflight: Mapping[str, Any] | None = None,
                          stop_bound_s: float = 5.0) -> None:
     """Run until cancelled; raises LostLeadership when the lease is lost. `lease`:
     LeaderElector's timings (lease_s, renew_deadline_s, retry_s). `progress`: the
-    progress receiver's port, address, url (given to pods) and interval_s."""
+    progress receiver's port, address, url (given to pods) and interval_s. `preflight`:
+    the check pods' image and command (controller/preflight.py)."""
     identity = identity or os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
     elector = (LeaderElector(client, namespace, CONTROLLER, identity, **(lease or {}))
                if leader_elect else None)
     controller = Controller(client.fenced(elector.check) if elector else client,
                             autoscale=autoscale, quarantine=quarantine)
+    if preflight is not None:
+        controller.preflight.image = preflight["image"]
+        controller.preflight.command = preflight.get("command")
     if metrics_port is not None:
         controller.autoscaler.metrics.serve(metrics_port)
     leading = asyncio.Event()

@@ -33,6 +33,7 @@ from shipyard.controller.capacity import CapacityPublisher
 from shipyard.controller.hangs import LogActivity
 from shipyard.controller.hangs import hung as hung_for
 from shipyard.controller.lifecycle import STALLED, Decision, reconcile
+from shipyard.controller.preflight import Preflight
 from shipyard.controller.progress import INTERVAL_S as PROGRESS_INTERVAL_S
 from shipyard.controller.progress import Receiver, only_progress_changed
 from shipyard.controller.quarantine import Quarantine
@@ -149,6 +150,7 @@ class Controller:
                                      **(quarantine or {}))
         self.progress: Receiver | None = None  # set by enable_progress
         self.logs = LogActivity(client, self.autoscaler.spawn)  # log lines: hang evidence
+        self.preflight = Preflight(client, self.writer, self.autoscaler.spawn)  # off: no image
 
     def enable_progress(self, url: str | None, interval_s: float = PROGRESS_INTERVAL_S) -> Receiver:
         """Receive ranks' progress reports; `url`: where pods reach the receiver (given to
@@ -310,6 +312,8 @@ class Controller:
         for waiting in result.waiting:
             self._waiting(waiting.gang, waiting.position, waiting.reason, now,
                           self.start_estimates.get(waiting.gang))
+        if self.preflight.enabled:
+            self.preflight.step(self.nodes.items.values(), self.pods.items.values(), now)
         self.autoscaler.step(snapshot, result, self._busy_nodes(snapshot), self.earmarks, now,
                              self._releasing(snapshot))
         if self.capacity.due(now):
