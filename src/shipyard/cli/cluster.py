@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from shipyard.api.vocab import Phase
 from shipyard.cli import cluster_logs
 from shipyard.cli.output import (
     Format,
@@ -29,7 +30,7 @@ from shipyard.kube.errors import ApiError, NotFound
 from shipyard.spec import Experiment
 
 T = TypeVar("T")
-ACTIVE_PHASES = ("Admitted", "Running")  # where an ETA means something
+ACTIVE_PHASES = (Phase.ADMITTED, Phase.RUNNING)  # where an ETA means something
 
 
 def run(context: str, work: Callable[[KubeClient], Awaitable[T]]) -> T:
@@ -59,13 +60,13 @@ def summary(obj: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": meta["name"], "name": meta["name"], "namespace": meta.get("namespace"),
         "queue": spec.get("queue"), "priority": spec.get("priority"),
-        "phase": status.get("phase", "Queued"), "position": status.get("position"),
+        "phase": status.get("phase", Phase.QUEUED.value), "position": status.get("position"),
         "restarts": status.get("restarts", 0), "message": status.get("message", ""),
         "pods": status.get("pods"), "placement": status.get("placement"),
         "submitted_at": parse_time(meta.get("creationTimestamp")),
         "started_at": parse_time(status.get("startedAt")),
         "finished_at": parse_time(status.get("finishedAt")),
-        "start_estimate": status.get("startEstimate") if status.get("phase", "Queued") == "Queued"
+        "start_estimate": status.get("startEstimate") if status.get("phase", Phase.QUEUED) == Phase.QUEUED
         else None,
         "progress": status.get("progress"),
     }

@@ -283,7 +283,7 @@ class Controller:
                 pods, status = list(self.pods_of.get(key, {}).values()), self.status(key)
                 hung = (hung_for(exp, pods, status, now, self.progress.last_reports(exp, now)
                                  if self.progress is not None else {}, self.logs)
-                        if status.get("phase") == "Running" else None)
+                        if status.get("phase") == Phase.RUNNING else None)
                 decision = reconcile(exp, status, pods, self.nodes.items, now, hung)
                 metrics = self.progress.metrics if self.progress is not None else None
                 if decision.event and decision.event[0] == STALLED and exp.spec and metrics:
@@ -408,7 +408,7 @@ class Controller:
                         used[node] = used.get(node, Resources()) + member.request
                 started = parse_time(status.get("startedAt") or status.get("admittedAt")) or now
                 running.append(Running(gang, placement, started))
-            elif phase == "Queued" and key not in self.inflight and not exp.deleting \
+            elif phase == Phase.QUEUED and key not in self.inflight and not exp.deleting \
                     and not exp.cancel_requested and not exp.held and key not in self.pods_of:
                 due = parse_time(status.get("nextAttemptAt"))
                 gang = self._gang(exp, submitted)

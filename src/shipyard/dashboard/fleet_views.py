@@ -69,7 +69,7 @@ def queue_rows(queues: Iterable[Queue], pods: Iterable[PodView], queue_of_pod: M
     for r in rows:
         if r.source == "local":
             continue
-        if r.phase == "Queued":
+        if r.phase == Phase.QUEUED:
             pending[r.queue] = pending.get(r.queue, 0) + 1
             demand[r.queue] = demand.get(r.queue, Resources()) + (r.demand or Resources())
         elif r.phase in (*HOLDING, Phase.RESTARTING):  # placed, or between two attempts

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from shipyard.api.vocab import TERMINAL
+from shipyard.api.vocab import TERMINAL, Phase
 from shipyard.cli.cluster import start_cells
 from shipyard.cli.output import age, progress_cells, progress_line
 from shipyard.core.model import Resources
@@ -59,7 +59,7 @@ def row_from_summary(source: str, s: Mapping[str, Any], status: Mapping[str, Any
     return Row(
         source=source, namespace=str(s.get("namespace") or ("-" if source == LOCAL else "default")),
         id=str(s["id"]), name=str(s.get("name") or s["id"]), queue=str(s.get("queue") or "default"),
-        priority=int(s.get("priority") or 0), phase=str(s.get("phase") or "Queued"),
+        priority=int(s.get("priority") or 0), phase=str(s.get("phase") or Phase.QUEUED),
         position=s.get("position"), reason=str(s.get("message") or ""),
         restarts=int(s.get("restarts") or 0), submitted_at=s.get("submitted_at"),
         progress=progress if isinstance(progress, Mapping) else None,
@@ -144,7 +144,7 @@ def cells(r: Row, now: float | None = None) -> dict[str, Any]:
         with contextlib.suppress(ValueError, TypeError, AttributeError):  # a report cut short
             progress = progress_line(dict(r.progress), active)
             eta = progress_cells(dict(r.progress), active, now)[1]
-    if r.estimate and r.phase == "Queued":
+    if r.estimate and r.phase == Phase.QUEUED:
         with contextlib.suppress(ValueError, TypeError, AttributeError):
             estimate = start_cells(dict(r.estimate), now)[1]
     return {"age": age(r.submitted_at, now), "percent": percent(r.progress), "progress": progress,
@@ -189,7 +189,7 @@ def local_events(s: Mapping[str, Any]) -> list[Event]:
         out.append(Event(None, "Restarted", f"{s['restarts']} restart(s)", True))
     if s.get("finished_at"):
         out.append(Event(s["finished_at"], str(s.get("phase")), str(s.get("message") or ""),
-                         s.get("phase") == "Failed"))
+                         s.get("phase") == Phase.FAILED))
     return out
 
 

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shipyard.api.vocab import DELETING, LABEL_EXPERIMENT, LABEL_INDEX, LABEL_ROLE, TERMINAL
+from shipyard.api.vocab import DELETING, LABEL_EXPERIMENT, LABEL_INDEX, LABEL_ROLE, TERMINAL, Phase
 from shipyard.dev.client import RawClient
 from shipyard.spec.machines import RESOURCE_GPU
 from shipyard.spec.quantity import parse_cpu_milli, parse_memory_bytes
@@ -263,6 +263,6 @@ def final_check(api: RawClient, namespace: str, expected_phase: Mapping[str, str
     for pod in json.loads(body)["items"] if status == 200 else []:
         exp = (pod["metadata"].get("labels") or {}).get(LABEL_EXPERIMENT)
         phase = ((exps.get(exp or "") or {}).get("status") or {}).get("phase")
-        if exp and live(pod) and (exp not in exps or phase in TERMINAL or phase == "Queued"):
+        if exp and live(pod) and (exp not in exps or phase in TERMINAL or phase == Phase.QUEUED):
             orphans.append(f"{pod['metadata']['name']} ({phase or 'no experiment'})")
     return Outcome(lost, orphans, wrong)

@@ -65,7 +65,7 @@ def _annotations(obj: dict[str, Any]) -> dict[str, str]:
 
 
 def _phase(obj: dict[str, Any]) -> str:
-    return (obj.get("status") or {}).get("phase") or "Queued"
+    return (obj.get("status") or {}).get("phase") or Phase.QUEUED.value
 
 
 @dataclass

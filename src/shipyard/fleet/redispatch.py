@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shipyard.api.vocab import ANNOTATION_HOLD
+from shipyard.api.vocab import ANNOTATION_HOLD, Phase
 from shipyard.core.clusters import ClusterScore
 from shipyard.fleet.capacity import ClusterReading, read_capacities
 from shipyard.fleet.connect import DEFAULT_TIMEOUT_S, Unreachable, ask_all
@@ -51,7 +51,7 @@ def stuck(listed: Mapping[str, Sequence[dict[str, Any]]], refs: Mapping[str, Clu
     for cluster, items in listed.items():
         for obj in items:
             meta, status = obj["metadata"], obj.get("status") or {}
-            if status.get("phase") != "Queued" or (meta.get("annotations") or {}).get(ANNOTATION_HOLD):
+            if status.get("phase") != Phase.QUEUED or (meta.get("annotations") or {}).get(ANNOTATION_HOLD):
                 continue
             since = _time(status.get("submittedAt")) or _time(meta.get("creationTimestamp"))
             if since is None or now - since < after_s:

@@ -81,14 +81,14 @@ class SchedulerMetrics:
         before, after = old.get("phase"), new.get("phase")
         if before == after:
             return
-        if after == "Running" and admitted_at is not None:
+        if after == Phase.RUNNING and admitted_at is not None:
             self.start_latency.labels(queue).observe(max(0.0, now - admitted_at))
         problem = str(new.get("failedPod") or "")
-        if after == "Restarting":
+        if after == Phase.RESTARTING:
             self.restarts.labels(queue, restart_cause(problem)).inc()
-        if before in HOLDING and (after == "Holding" or (after in ("Restarting", "Failed")
-                                                          and restart_cause(problem) == "NodeLost")):
-            self.evictions.labels(queue, "Held" if after == "Holding" else "NodeLost").inc()
+        if before in HOLDING and (after == Phase.HOLDING or (after in (Phase.RESTARTING, Phase.FAILED)
+                                                             and restart_cause(problem) == "NodeLost")):
+            self.evictions.labels(queue, "Held" if after == Phase.HOLDING else "NodeLost").inc()
         if after in TERMINAL:
             self.finished.labels(queue, after).inc()
 
@@ -129,12 +129,12 @@ class SchedulerCollector:
         for key, exp in list(self.c.experiments.items.items()):
             queue = exp.spec.queue if exp.spec is not None else ""
             status = self.c.status(key)
-            phase = status.get("phase") or "Queued"
+            phase = status.get("phase") or Phase.QUEUED.value
             counts[(queue, phase)] = counts.get((queue, phase), 0) + 1
             stalled.setdefault(queue, 0)
             # A gang restarted or failed for its hang keeps the condition: not counted.
-            if phase == "Running" and any(c.get("type") == "Stalled" and c.get("status") == "True"
-                                          for c in status.get("conditions") or []):
+            if phase == Phase.RUNNING and any(c.get("type") == "Stalled" and c.get("status") == "True"
+                                              for c in status.get("conditions") or []):
                 stalled[queue] += 1
         by_phase = GaugeMetricFamily("shipyard_experiments", "Experiments by phase and queue",
                                      labels=["queue", "phase"])
@@ -143,7 +143,7 @@ class SchedulerCollector:
                 by_phase.add_metric([queue, phase], counts.get((queue, phase), 0))
         yield by_phase
         g = GaugeMetricFamily("shipyard_experiments_stalled", "Running experiments with the "
-                              "Stalled condition (no progress report for hang_timeout)",
+                              "Stalled condition (no progress report or log line for hang_timeout)",
                               labels=["queue"])
         for queue, n in sorted(stalled.items()):
             g.add_metric([queue], n)
