@@ -150,6 +150,8 @@ class Controller:
                                      **(quarantine or {}))
         self.progress: Receiver | None = None  # set by enable_progress
         self.logs = LogActivity(client, self.autoscaler.spawn)  # log lines: hang evidence
+        # Stalls are counted with or without the receiver (log lines are evidence too).
+        self.progress_metrics = ProgressMetrics(self.autoscaler.metrics.registry)
         self.preflight = Preflight(client, self.writer, self.autoscaler.spawn)  # off: no image
 
     def enable_progress(self, url: str | None, interval_s: float = PROGRESS_INTERVAL_S) -> Receiver:
@@ -161,7 +163,7 @@ class Controller:
 
         self.progress = Receiver(self.client, self.writer, lambda: self.experiments.items, interval_s,
                                  node_of=node_of,
-                                 metrics=ProgressMetrics(self.autoscaler.metrics.registry))
+                                 metrics=self.progress_metrics)
         self.writer.progress_url = url
         return self.progress
 
@@ -285,9 +287,8 @@ class Controller:
                                  if self.progress is not None else {}, self.logs)
                         if status.get("phase") == Phase.RUNNING else None)
                 decision = reconcile(exp, status, pods, self.nodes.items, now, hung)
-                metrics = self.progress.metrics if self.progress is not None else None
-                if decision.event and decision.event[0] == STALLED and exp.spec and metrics:
-                    metrics.stalls.labels(exp.spec.queue, exp.spec.on_hang).inc()
+                if decision.event and decision.event[0] == STALLED and exp.spec:
+                    self.progress_metrics.stalls.labels(exp.spec.queue, exp.spec.on_hang).inc()
                 self._apply_lifecycle(exp, decision, now)
         snapshot = self.snapshot(now)
         result = schedule(snapshot, self.policy)

@@ -18,6 +18,6 @@ class ProgressMetrics:
                               registry=r)
         self.stragglers = Counter("shipyard_stragglers", "Ranks found persistently much slower "
                                   "than their gang's median step rate", ["queue"], registry=r)
-        self.stalls = Counter("shipyard_stalls", "Gangs found stalled (no progress report for "
+        self.stalls = Counter("shipyard_stalls", "Gangs found stalled (no progress report or log line for "
                               "their hang_timeout), by the on_hang action taken",
                               ["queue", "action"], registry=r)
