@@ -18,6 +18,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from shipyard.api.vocab import TAINT_PREFLIGHT
 from shipyard.controller.views import PodView
 from shipyard.controller.writer import Writer
 from shipyard.core.model import Node
@@ -27,7 +28,6 @@ from shipyard.kube.install import SYSTEM_NAMESPACE
 from shipyard.kube.resources import NODES, PODS
 
 log = logging.getLogger(__name__)
-TAINT_PREFLIGHT = "shipyard.dev/preflight"
 POD_PREFIX = "shipyard-preflight-"
 CHECK_LABELS = {"app.kubernetes.io/name": "shipyard-preflight"}
 
