@@ -60,9 +60,9 @@ def queue_rows(queues: Iterable[Queue], pods: Iterable[PodView], queue_of_pod: M
     weights = {q.name: q for q in queues}
     used: dict[str, Resources] = {}
     for p in pods:
-        q = queue_of_pod.get(f"{p.namespace}/{p.name}")
-        if q is not None and p.holds_resources:
-            used[q] = used.get(q, Resources()) + p.request
+        queue = queue_of_pod.get(f"{p.namespace}/{p.name}")
+        if queue is not None and p.holds_resources:
+            used[queue] = used.get(queue, Resources()) + p.request
     running: dict[str, int] = {}
     pending: dict[str, int] = {}
     demand: dict[str, Resources] = {}

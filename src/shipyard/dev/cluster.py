@@ -9,9 +9,11 @@ outlive the command that started them; `down` stops them by recorded pid.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -265,11 +267,12 @@ class DevCluster:
             core = k.CoreV1Api(api)
             obj = core.read_node(node)
             taints = [{"key": t.key, "value": t.value, "effect": t.effect}
-                      for t in obj.spec.taints or [] if t.key != TAINT_UNHEALTHY]
+                      for t in (obj.spec.taints if obj.spec else None) or [] if t.key != TAINT_UNHEALTHY]
             if reason is not None:
                 taints.append({"key": TAINT_UNHEALTHY, "value": reason,
                                "effect": "NoSchedule"})
-            core.patch_node(node, {"metadata": {"resourceVersion": obj.metadata.resource_version},
+            version = obj.metadata.resource_version if obj.metadata else None
+            core.patch_node(node, {"metadata": {"resourceVersion": version},
                                    "spec": {"taints": taints or None}})
 
     def delete_node(self, node: str) -> None:
@@ -418,6 +421,10 @@ def _write_configs(c: DevCluster, tuning: Tuning) -> None:
     (s / "kwok.yaml").write_text(kwok_config(tuning.kwok, f"127.0.0.1:{c.ports['kwok']}"))
 
 
+def _answers(url: str, ctx: ssl.SSLContext | None) -> bool:
+    return client.http_get(url, ctx)[0] == 200
+
+
 def _wait(what: str, check: Callable[[], bool], c: DevCluster, comps: list[str],
           timeout: float, progress: Progress) -> None:
     progress(f"waiting for {what}")
@@ -538,7 +545,7 @@ def up(
             ("kwok", f"http://127.0.0.1:{ports['kwok']}/healthz"),
         ):
             ctx = insecure if url.startswith("https") else None
-            _wait(comp, lambda u=url, x=ctx: client.http_get(u, x)[0] == 200, c,
+            _wait(comp, functools.partial(_answers, url, ctx), c,
                   list(COMPONENTS), timeout, progress)
         # Pods are refused until the namespace's default ServiceAccount exists.
         _wait("default service account", lambda: client.http_get(

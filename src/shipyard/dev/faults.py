@@ -534,9 +534,10 @@ def plant_malformed(api: RawClient, namespace: str, i: int) -> list[str]:
         if _post(api, f"/api/v1/namespaces/{namespace}/pods", body) == 201:
             accepted.append(f"pod bad-{i}-{j}")
     role = {"name": "w", "replicas": 1, "machine_type": "cpu-small", "command": ["x"]}
-    exps = [{"roles": []}, {"roles": "not a list"}, {"priority": 10**9, "roles": [role]},
-            # The schema cannot know these; the controller must fail them, and go on.
-            {"roles": [{**role, "machine_type": "nope"}]}, {"roles": [role, role]}]
+    exps: list[dict[str, Any]] = [
+        {"roles": []}, {"roles": "not a list"}, {"priority": 10**9, "roles": [role]},
+        # The schema cannot know these; the controller must fail them, and go on.
+        {"roles": [{**role, "machine_type": "nope"}]}, {"roles": [role, role]}]
     for j, spec in enumerate(exps):
         body = {"apiVersion": "shipyard.dev/v1alpha1", "kind": "Experiment",
                 "metadata": {"name": f"bad-{i}-{j}", "namespace": namespace}, "spec": spec}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -56,8 +57,8 @@ class Forwarder:
 
     async def serve(self, ports: list[int]) -> None:
         servers = [
-            await asyncio.start_server(
-                lambda r, w, p=p: self.handle(p, r, w), "127.0.0.1", p, reuse_address=True)
+            await asyncio.start_server(functools.partial(self.handle, p), "127.0.0.1", p,
+                                       reuse_address=True)
             for p in ports
         ]
         stop = asyncio.Event()

@@ -142,8 +142,12 @@ def _tree_key(paths: list[Path], extra: str = "") -> str:
 
 def base_layer(log: Log = print) -> oci.Layer:
     rootfs = base_rootfs(log)
-    return _layer("base", f"{SUITE}-python3", lambda out: (
-        log("packing the base layer"), oci.build_layer(rootfs, out))[1])
+
+    def pack(out: Path) -> oci.Layer:
+        log("packing the base layer")
+        return oci.build_layer(rootfs, out)
+
+    return _layer("base", f"{SUITE}-python3", pack)
 
 
 def pause_layer(log: Log = print) -> oci.Layer:

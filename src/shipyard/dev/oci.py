@@ -73,11 +73,11 @@ def build_layer(src: Path, out: Path, prefix: str = "", exclude: Sequence[str] =
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     with open(tmp, "wb") as raw:
-        gz_hash = _HashWriter(raw)  # type: ignore[arg-type]
+        gz_hash = _HashWriter(raw)
         # mtime=0 in the gzip header: same input, same blob.
-        with gzip.GzipFile(fileobj=gz_hash, mode="wb", compresslevel=1, mtime=0) as gz:  # type: ignore[arg-type]
+        with gzip.GzipFile(fileobj=gz_hash, mode="wb", compresslevel=1, mtime=0) as gz:
             tar_hash = _HashWriter(gz)  # type: ignore[arg-type]
-            with tarfile.open(fileobj=tar_hash, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[arg-type]
+            with tarfile.open(fileobj=tar_hash, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                 for path in _walk(src, exclude):
                     rel = path.relative_to(src).as_posix()
                     arc = f"{prefix.strip('/')}/{rel}".strip("/") if rel != "." else prefix.strip("/")

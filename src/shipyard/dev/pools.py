@@ -90,7 +90,7 @@ def parse_pool_arg(arg: str) -> PoolSpec:
     mtype, sep, count = rest.partition(":")
     if not sep or not count.isdigit():
         raise ValueError(f"bad --pool {arg!r}: expected MACHINE_TYPE:COUNT, e.g. gpu-a100:2000")
-    return PoolSpec(name=name, machineType=mtype, count=int(count))
+    return PoolSpec(name=name, machine_type=mtype, count=int(count))
 
 
 def load_pools_file(path: Path) -> list[PoolSpec]:

@@ -8,6 +8,7 @@ container, mount, cgroup, socket and host path they made is removed.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -40,7 +41,7 @@ def start_nodes(c: DevCluster, nodes: list[RealNode], start: Start, progress: Pr
                     Path(node.dir) / "containerd.log")
         realnode.wait_containerd(node, rec.alive)
         images.import_images([*ns.prefix(), *node.ctr()], imgs,
-                             log=lambda m, n=node.name: progress(f"{n}: {m}"))
+                             log=functools.partial(_prefixed, progress, node.name))
         progress(f"{node.name}: starting kubelet")
         realnode.make_cgroups(node.cgroup_root)
         start(f"kubelet/{node.name}", realnode.kubelet_argv(node, bins["kubelet"]),
@@ -54,6 +55,10 @@ def start_nodes(c: DevCluster, nodes: list[RealNode], start: Start, progress: Pr
         start("kube-proxy", realnode.kube_proxy_argv(shared, bins["kube-proxy"]),
               shared / "kube-proxy.log")
     wait_ready(c, [n.name for n in nodes], timeout, progress)
+
+
+def _prefixed(progress: Progress, name: str, message: str) -> None:
+    progress(f"{name}: {message}")
 
 
 def _apply(c: DevCluster, objects: list[dict]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,6 +43,6 @@ async def launch_many(exps: Sequence[Experiment], config: ClustersConfig, *,
     async def create_all(batch: list[Experiment], c: ApiClient) -> None:
         await asyncio.gather(*(kexp.submit(c, e) for e in batch))
 
-    await asyncio.gather(*(ask(refs[name], lambda c, b=batch: create_all(b, c), submit_timeout_s)
+    await asyncio.gather(*(ask(refs[name], functools.partial(create_all, batch), submit_timeout_s)
                            for name, batch in by_cluster.items()))
     return placements

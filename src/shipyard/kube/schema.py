@@ -8,6 +8,7 @@ exclusive bounds become OpenAPI 3.0's boolean form.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from pydantic import BaseModel
@@ -20,7 +21,7 @@ _KEEP = {
 }
 
 
-def structural_schema(model: type[BaseModel], exclude: set[str] = frozenset()) -> dict[str, Any]:
+def structural_schema(model: type[BaseModel], exclude: AbstractSet[str] = frozenset()) -> dict[str, Any]:
     with warnings.catch_warnings():
         # Quantity defaults ("100m") have no JSON form; the schema simply has no default
         # for them, which is right: the server must not fill in what the client parses.
@@ -44,15 +45,15 @@ def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     if options is not None:
         non_null = [o for o in options if o.get("type") != "null"]
         if len(non_null) == 1:
-            out = _convert(non_null[0], defs)
+            one = _convert(non_null[0], defs)
             if len(non_null) < len(options):
-                out["nullable"] = True
+                one["nullable"] = True
                 # The API server checks a null against the enum too (and refuses it, even
                 # with null listed): the client-side model is the judge of these values.
-                out.pop("enum", None)
+                one.pop("enum", None)
             if "default" in node and node["default"] is not None:
-                out["default"] = node["default"]
-            return out
+                one["default"] = node["default"]
+            return one
         # Mixed types (rare): let the client-side model be the judge.
         return {"x-kubernetes-preserve-unknown-fields": True}
     out: dict[str, Any] = {}

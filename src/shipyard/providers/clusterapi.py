@@ -18,6 +18,7 @@ provider_config: "machineDeployment" (name, required) and "namespace" (default "
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 from collections import defaultdict, deque
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shipyard.api.vocab import ANNOTATION_EARMARK, LABEL_NODEPOOL
-from shipyard.kube.api import ApiClient
+from shipyard.kube.api import ApiClient, Objects
 from shipyard.kube.errors import ApiError, Conflict, NotFound
 from shipyard.kube.resources import MACHINE_DEPLOYMENTS, MACHINES, NODES
 from shipyard.providers.base import (
@@ -146,7 +147,7 @@ class ClusterApiProvider:
 
     # -- internals --------------------------------------------------------------
 
-    async def _machines(self, cfg: CapiConfig) -> list[dict[str, Any]]:
+    async def _machines(self, cfg: CapiConfig) -> Objects:
         items, _ = await self.client.list(MACHINES, cfg.namespace,
                                           label_selector=f"{LABEL_DEPLOYMENT}={cfg.machine_deployment}")
         return items
@@ -179,7 +180,7 @@ class ClusterApiProvider:
         with contextlib.suppress(ApiError):
             await self._refresh(pool, cfg)
 
-    async def _refresh(self, pool: NodePool, cfg: CapiConfig) -> list[str]:
+    async def _refresh(self, pool: NodePool, cfg: CapiConfig) -> builtins.list[str]:
         scale = await self.client.request(
             "GET", MACHINE_DEPLOYMENTS.path(cfg.namespace, cfg.machine_deployment, "scale"))
         machines = await self._machines(cfg)

@@ -17,6 +17,7 @@ nodes turn Ready on their own. Deleting the Node object is all a delete needs.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import random
 import secrets
 from collections import defaultdict
@@ -42,6 +43,9 @@ _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _SUFFIX = 10  # 27**10: a collision in a 10,000-node pool is about one in 10^7
 
 
+DEFAULT_ZONES = ("us-central1-a",)
+
+
 @dataclass(frozen=True, slots=True)
 class KwokConfig:
     delay_s: float = 0.0
@@ -49,7 +53,7 @@ class KwokConfig:
     fail: str = "false"
     nodes_per_second: float = 50.0
     region: str = "us-central1"
-    zones: tuple[str, ...] = ("us-central1-a",)
+    zones: tuple[str, ...] = DEFAULT_ZONES
 
     @classmethod
     def parse(cls, pool: NodePool) -> KwokConfig:
@@ -68,7 +72,7 @@ class KwokConfig:
             raise ValueError(f"nodepool {pool.name}: provider_config fail={c['fail']!r}; "
                              "use true (nodes fail to appear), reject (requests refused) or false")
         zones = tuple(z.strip() for z in c.get("zones", "us-central1-a").split(",") if z.strip())
-        return cls(delay, rate, fail, nps, c.get("region", "us-central1"), zones or cls.zones)
+        return cls(delay, rate, fail, nps, c.get("region", "us-central1"), zones or DEFAULT_ZONES)
 
 
 def _number(pool: NodePool, key: str, default: str, *, lo: float, hi: float | None = None) -> float:
@@ -162,7 +166,7 @@ class KwokProvider:
                 gone.append(name)
         errors = []
         try:
-            members = set(await self._names(pool)) if wanted else set()
+            members: set[str] = set(await self._names(pool)) if wanted else set()
         except ApiError as exc:
             return ProviderResult(False, tuple(gone), f"nodepool {pool.name}: listing nodes: {exc}")
         for name in wanted:
@@ -198,7 +202,7 @@ class KwokProvider:
 
     # -- internals --------------------------------------------------------------
 
-    async def _names(self, pool: NodePool) -> list[str]:
+    async def _names(self, pool: NodePool) -> builtins.list[str]:
         items, _ = await self.client.list(NODES, label_selector=pool_selector(pool))
         return sorted(n["metadata"]["name"] for n in items if is_live(n))
 

@@ -128,6 +128,7 @@ class HttpSink:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"SHIPYARD_PROGRESS_URL={url!r}: not an http(s) URL")
         self.parts = parts
+        self.host: str = parts.hostname
         self.path = parts.path or "/"
         self.token_file = token_file
         self.conn: Any = None
@@ -147,7 +148,7 @@ class HttpSink:
             if self.conn is None:
                 cls = (http.client.HTTPSConnection if self.parts.scheme == "https"
                        else http.client.HTTPConnection)
-                self.conn = cls(self.parts.hostname, self.parts.port, timeout=SEND_TIMEOUT_S)
+                self.conn = cls(self.host, self.parts.port, timeout=SEND_TIMEOUT_S)
             try:
                 self.conn.request("POST", self.path, body, headers)
                 response = self.conn.getresponse()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from shipyard.core.autoscale import AutoscaleInput, AutoscalePlan, PoolState, plan
@@ -121,9 +121,8 @@ class Simulation:
         self.idle_s = self.prov_s = self.busy_gpu_s = 0.0
         self.waiting: tuple[Waiting, ...] = ()  # the last cycle's, for a capacity summary
         self.peak_nodes = self.peak_busy = 0
-        self.horizon = config.horizon_s
-        if self.horizon is None:
-            self.horizon = max((a.submit_s for a in arrivals), default=0.0) + 30 * 86400.0
+        self.horizon: float = (config.horizon_s if config.horizon_s is not None
+                               else max((a.submit_s for a in arrivals), default=0.0) + 30 * 86400.0)
         for a in arrivals:
             self.push(a.submit_s, "arrive", a.name)
         for p in self.pools.values():
@@ -359,7 +358,7 @@ class Simulation:
                 self.marked.pop(name, None)
                 self.never_used += not n.ever_used
 
-    def start(self, key: str, placement: dict[str, str]) -> None:
+    def start(self, key: str, placement: Mapping[str, str]) -> None:
         gang = self.dequeue(key)
         self.seq += 1
         at = dict(placement)

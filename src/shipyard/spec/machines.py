@@ -71,9 +71,12 @@ class MachineType(StrictModel):
     cost_per_hour: float = Field(default=0.0, ge=0, le=MAX_PRICE)
     # What the kubelet and system daemons keep back on every node of this type: a pod
     # that takes "the whole machine" asks for the rest (the node's allocatable).
-    # (Defaults in the model's units, so not parsed again as user input would be.)
-    reserved_cpu: CpuMilli = Field(default=parse_cpu_milli("100m"), ge=0, validate_default=False)
-    reserved_memory: MemoryBytes = Field(default=parse_memory_bytes("512Mi"), ge=0, validate_default=False)
+    # Defaults in the model's units (not parsed again as user input), made by a factory
+    # so that the CRD's schema has none: the API server must not fill in what the client parses.
+    reserved_cpu: CpuMilli = Field(default_factory=lambda: parse_cpu_milli("100m"), ge=0,
+                                   validate_default=False)
+    reserved_memory: MemoryBytes = Field(default_factory=lambda: parse_memory_bytes("512Mi"), ge=0,
+                                         validate_default=False)
 
     @property
     def allocatable_cpu(self) -> int:
