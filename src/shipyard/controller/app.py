@@ -25,7 +25,7 @@ from shipyard.controller.progress import INTERVAL_S as PROGRESS_INTERVAL_S
 from shipyard.kube.client import KubeClient
 from shipyard.kube.informer import cancel_all
 from shipyard.kube.install import CONTROLLER, SYSTEM_NAMESPACE
-from shipyard.kube.leader import LeaderElector, LostLeadership
+from shipyard.kube.leader import LeaderElector, LeaseTimings, LostLeadership
 
 log = logging.getLogger(__name__)
 EXIT_STUCK = 3
@@ -47,7 +47,7 @@ async def run_controller(client: KubeClient, *, leader_elect: bool = True,
                          namespace: str = SYSTEM_NAMESPACE, identity: str | None = None,
                          autoscale: Mapping[str, Any] | None = None,
                          metrics_port: int | None = None,
-                         lease: Mapping[str, float] | None = None,
+                         lease: LeaseTimings | None = None,
                          quarantine: Mapping[str, Any] | None = None,
                          progress: Mapping[str, Any] | None = None,
                          preflight: Mapping[str, Any] | None = None,
@@ -67,7 +67,7 @@ async def run_controller(client: KubeClient, *, leader_elect: bool = True,
     if metrics_port is not None:
         controller.autoscaler.metrics.serve(metrics_port)
     leading = asyncio.Event()
-    tasks = [asyncio.create_task(controller.run(leading), name="controller")]
+    tasks: list[asyncio.Task[Any]] = [asyncio.create_task(controller.run(leading), name="controller")]
     receiver = None
     if progress is not None:
         address = progress.get("address", "127.0.0.1")

@@ -307,7 +307,7 @@ class Autoscaler:
 
     # -- acting -------------------------------------------------------------------------
 
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, object]) -> None:
         async def guarded() -> None:
             try:
                 await coro
@@ -402,15 +402,16 @@ class Autoscaler:
             n_ready = sum(1 for n in state.nodes if n in ready)
             idle = sum(1 for n in state.nodes if n in self.idle_since)
             nodes = len(state.nodes) + state.provisioning
+            cost = round(nodes * state.cost_per_hour, 2)
             status = {
                 "desired": nodes, "ready": n_ready, "idle": idle, "provisioning": state.provisioning,
-                "costPerHour": round(nodes * state.cost_per_hour, 2),
+                "costPerHour": cost,
                 "unavailableUntil": format_time(state.unavailable_until)
                 if state.unavailable_until > now else None,
             }
             self.metrics.pool(state.name, ready=n_ready, not_ready=len(state.nodes) - n_ready,
                               provisioning=state.provisioning, idle=idle,
-                              cost_per_hour=status["costPerHour"], now=now)
+                              cost_per_hour=cost, now=now)
             if self.status_written.get(state.name) != status:
                 self.status_written[state.name] = status
                 self.spawn(self.client.patch(NODEPOOLS, state.name, {"status": status},

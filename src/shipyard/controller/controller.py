@@ -318,10 +318,10 @@ class Controller:
         self.autoscaler.step(snapshot, result, self._busy_nodes(snapshot), self.earmarks, now,
                              self._releasing(snapshot))
         if self.capacity.due(now):
-            status = self.capacity.status_for(snapshot, self.autoscaler.last_states, result.waiting, now,
-                                              self._etas(snapshot))
-            if status is not None:
-                self.autoscaler.spawn(self.capacity.write(status))
+            summary = self.capacity.status_for(snapshot, self.autoscaler.last_states, result.waiting, now,
+                                               self._etas(snapshot))
+            if summary is not None:
+                self.autoscaler.spawn(self.capacity.write(summary))
         return result
 
     def _quarantined(self, node: str) -> bool:

@@ -127,11 +127,11 @@ def _watch_gang(exp: ExperimentView, status: Mapping[str, Any], pods: Sequence[P
             problem = f"pod {pod.name} failed{code}"
             break
         node = nodes.get(node_name)
-        if pod.phase != "Succeeded" and (node is None or not node.ready):
-            problem = f"node {node_name} of pod {pod.name} is {'gone' if node is None else 'NotReady'}"
-            break
         if pod.phase == "Succeeded":
             continue  # a finished rank's node may be gone or sick: it no longer matters
+        if node is None or not node.ready:
+            problem = f"node {node_name} of pod {pod.name} is {'gone' if node is None else 'NotReady'}"
+            break
         sick = next((t for t in node.taints if t.key == TAINT_UNHEALTHY), None)
         if sick is not None:
             problem = f"node {node_name} of pod {pod.name} is unhealthy: {sick.value or 'tainted'}"

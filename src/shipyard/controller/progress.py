@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import hmac
 import json
 import logging
@@ -112,7 +113,9 @@ class Tokens:
             return False
         del self.cache[(namespace, name)]  # maybe made again since: read its Secret once more
         expected = await self.token(namespace, name)
-        return bool(expected) and hmac.compare_digest(expected.encode(), token.encode())
+        if not expected:
+            return False
+        return hmac.compare_digest(expected.encode(), token.encode())
 
     def forget(self, namespace: str, name: str) -> None:
         self.cache.pop((namespace, name), None)
@@ -177,7 +180,7 @@ class Hub:
             if summary is None:
                 continue
             exp.written_at = now
-            out.append((key, status_fields(summary, lambda t, o=offset: format_time(t + o))))
+            out.append((key, status_fields(summary, functools.partial(_format_shifted, offset))))
         return out
 
     def forget(self, key: tuple[str, str]) -> None:
@@ -323,6 +326,7 @@ class Receiver:
             ns, name = (body.get("namespace"), body.get("experiment")) if isinstance(body, dict) else ("", "")
             if not isinstance(ns, str) or not isinstance(name, str) or not ns or not name:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "namespace and experiment needed")
+                return b""  # abort raises; this says so to the type checker
             code = await self.accept(ns, name, auth[7:].strip() if auth[:7].lower() == "bearer " else "",
                                      body, "grpc")
             if code == 403:
@@ -390,6 +394,10 @@ class Receiver:
         except ApiError as exc:  # the Secret could not be read: try again later
             log.debug("progress token of %s/%s: %s", parts[0], parts[1], exc)
             return 503, keep
+
+
+def _format_shifted(offset: float, t: float) -> str:
+    return format_time(t + offset)
 
 
 def _response(code: int, reason: str) -> bytes:
