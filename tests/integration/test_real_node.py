@@ -514,21 +514,36 @@ def test_log_lines_are_activity_and_a_gang_silent_for_its_hang_timeout_is_stalle
         real_cluster, request) -> None:
     """The subprocess controller has no progress receiver: the ranks' log lines are the
     only sign of life. One rank printing keeps the gang from Stalled for three times its
-    hang_timeout; once it stops, the gang is Stalled, naming both pods and nodes."""
+    hang_timeout; once it stops, the gang is Stalled, naming both pods and nodes, and
+    on_hang: fail fails it and stops both processes."""
     from shipyard.controller.hangs import line_time
     from shipyard.controller.views import parse_time
 
     with experiment_namespace(real_cluster, request.node.name) as api:
-        api.launch(sleeper("quiet", script=PRINTS_THEN_QUIET, hang_timeout=4))
-        status = api.wait("quiet", lambda s: (_stalled(s) or {}).get("status") == "True",
-                          timeout=120)
-        assert status["phase"] == "Running", status  # on_hang notify: only told
+        api.launch(sleeper("quiet", script=PRINTS_THEN_QUIET, hang_timeout=4, on_hang="fail"))
+        text, read_at = "", 0.0
+
+        def stalled(s: dict) -> bool:
+            nonlocal text, read_at
+            if (_stalled(s) or {}).get("status") == "True":
+                return True
+            # The last lines, while the pod is there to be read (the failed gang's go).
+            if time.monotonic() - read_at > 0.5:
+                read_at = time.monotonic()
+                with contextlib.suppress(Exception):
+                    text = api.core.read_namespaced_pod_log("quiet-worker-0", api.ns,
+                                                            timestamps=True)
+            return False
+
+        status = api.wait("quiet", stalled, timeout=120)
         condition = _stalled(status)
         message = condition["message"]
         assert message.startswith("no progress report or log line for 4s from any rank: "), message
         for member, node in status["placement"].items():
             assert f"quiet-{member} on {node}" in message, message
-        text = api.core.read_namespaced_pod_log("quiet-worker-0", api.ns, timestamps=True)
+        status = api.wait("quiet", lambda s: s.get("phase") == "Failed", timeout=60)
+        assert status["failedPod"].startswith("stalled: no progress report or log line"), status
+        wait_no_containers_running(real_cluster, api.ns)
         assert "tick 23" in text, text
         # Judged silent only hang_timeout after rank 0's last line (times to the second),
         # not hang_timeout after the start, while it was still printing.
