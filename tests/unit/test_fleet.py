@@ -14,7 +14,7 @@ from shipyard.controller.views import ANNOTATION_HOLD as CONTROLLER_HOLD
 from shipyard.core.cluster_summary import LEVELS
 from shipyard.core.clusters import ClusterCapacity, MachineCapacity, RoleDemand, choose_cluster
 from shipyard.core.model import Resources
-from shipyard.fleet import NoClusterFits, capacity_rows, demand_of, pick, pick_many
+from shipyard.fleet import NoClusterFits, capacity_rows, demand_for, pick, pick_many
 from shipyard.fleet.capacity import ClusterReading, read_capacities
 from shipyard.fleet.ledger import Ledger
 from shipyard.fleet.machines import between, for_cluster, from_cluster
@@ -56,14 +56,14 @@ def onprem_and_cloud() -> list[ClusterReading]:
                     machine("cpu-large", CPU_LARGE, free=2, headroom=8), prefer="cpu")]
 
 
-def test_demand_of_uses_each_roles_request_and_machine_type() -> None:
+def test_demand_for_uses_each_roles_request_and_machine_type() -> None:
     exp = Experiment(name="two", roles=[
         Role(name="a", replicas=3, machine_type="gpu-a100", command=["x"]),
         Role(name="b", machine_type="cpu-small", command=["y"], resources=SpecResources(cpu="500m",
                                                                                          memory="1Gi")),
     ])
     a100 = DEFAULT_MACHINE_TYPES["gpu-a100"]
-    assert demand_of(exp) == [
+    assert demand_for(exp) == [
         RoleDemand("gpu-a100", 3, Resources(a100.allocatable_cpu, a100.allocatable_memory, 8)),
         RoleDemand("cpu-small", 1, Resources(500, GIB, 0)),
     ]

@@ -13,7 +13,7 @@ import typer
 from shipyard.cli.flags import check
 from shipyard.cli.options import ClustersFile
 from shipyard.cli.output import Format, console, dump, errors, fail, table
-from shipyard.core.clusters import ClusterScore
+from shipyard.core.clusters import ClusterScore, Tier
 from shipyard.fleet import (
     ClusterReading,
     MoveError,
@@ -37,7 +37,9 @@ from shipyard.spec.quantity import MAX_SECONDS
 app = typer.Typer(help="Work across the configured clusters (see `shipyard clusters`).",
                   no_args_is_help=True)
 
-TIERS = {0: "fits now", 1: "after scale-up", 2: "waits", 3: "cannot run", 4: "unreachable"}
+# Short names for tables (choose_cluster says the long ones in each reason).
+TIERS = {Tier.FITS_NOW: "fits now", Tier.SCALE_UP: "after scale-up", Tier.WAIT: "waits",
+         Tier.CANNOT: "cannot run", Tier.UNREACHABLE: "unreachable"}
 
 
 def load_config(path: Path | None) -> ClustersConfig:

@@ -24,7 +24,8 @@ queue, so the demand queued ahead is taken out of the free capacity first. "Fits
 is therefore never optimistic; it may be pessimistic about packing.
 
 The summary (MachineCapacity, ClusterCapacity, summarize) is in cluster_summary.py and
-re-exported here.
+re-exported here; the arithmetic of fitting replicas into its levels, shared with the
+fleet's ledger, in summary_solver.py.
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import IntEnum
 
 from shipyard.core import reasons
 from shipyard.core.cluster_summary import LEVELS, ClusterCapacity, MachineCapacity, summarize
 from shipyard.core.model import Resources
+from shipyard.core.summary_solver import NOTHING, new_nodes, node_equivalents, place, room, share
 from shipyard.spec import ClusterRef, Experiment
 
 __all__ = [
@@ -44,13 +47,33 @@ __all__ = [
     "ClusterScore",
     "MachineCapacity",
     "RoleDemand",
+    "Tier",
     "choose_cluster",
     "demand_for",
     "summarize",
 ]
 
-FITS_NOW, SCALE_UP, WAIT, CANNOT, UNREACHABLE = range(5)
+class Tier(IntEnum):
+    """How well a cluster can take a gang; lower is better (choose_cluster's order)."""
+
+    FITS_NOW = 0
+    SCALE_UP = 1
+    WAIT = 2
+    CANNOT = 3
+    UNREACHABLE = 4
+
+    @property
+    def text(self) -> str:
+        return _TIER_TEXT[self]
+
+    @property
+    def runnable(self) -> bool:
+        """It can start there: now, after a scale-up, or after a wait."""
+        return self <= Tier.WAIT
+
+
 _TIER_TEXT = ("fits now", "fits after scale-up", "must wait", "cannot run here", "unreachable")
+FITS_NOW, SCALE_UP, WAIT, CANNOT, UNREACHABLE = Tier
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +110,7 @@ def demand_for(exp: Experiment) -> list[RoleDemand]:
 @dataclass(frozen=True, slots=True)
 class ClusterScore:
     cluster: str
-    tier: int
+    tier: Tier
     cost_per_hour: float  # of the nodes used (tier 0), the new nodes (1), the nodes needed (2)
     wait_s: float  # 0 (tier 0), the provisioning delay (1), the estimate (2), inf (3, 4)
     preference: int  # 0: the cluster's `prefer` matches the work
@@ -96,7 +119,7 @@ class ClusterScore:
 
 @dataclass(frozen=True, slots=True)
 class _TypeFit:
-    tier: int
+    tier: Tier
     text: str
     nodes: int = 0  # nodes it takes: free ones (tier 0), new ones (1), all it needs (2)
     wait_s: float = 0.0
@@ -161,54 +184,41 @@ def _score(demand: Sequence[RoleDemand], opt: ClusterOption, gpu_work: bool, del
         return ClusterScore(opt.name, CANNOT, 0.0, math.inf, pref, f"cannot run here: {'; '.join(parts)}")
     cost = sum(f.nodes * price for f, price in fits if tier != SCALE_UP or f.tier == SCALE_UP)
     wait = {FITS_NOW: 0.0, SCALE_UP: delay}.get(tier, max(f.wait_s for f, _ in fits))
-    head = f"must wait about {reasons.duration(wait)}" if tier == WAIT else _TIER_TEXT[tier]
+    head = f"must wait about {reasons.duration(wait)}" if tier == WAIT else tier.text
     return ClusterScore(opt.name, tier, cost, wait, pref, f"{head}: {'; '.join(parts)}")
-
-
-def _slots(level: int, node: Resources, r: Resources) -> int:
-    """Replicas asking `r` that surely fit on a node of this level: floor(level/8 * node / r)."""
-    per = [level * have // (LEVELS * want)
-           for have, want in ((node.cpu_milli, r.cpu_milli), (node.memory, r.memory), (node.gpus, r.gpus))
-           if want > 0]
-    return min(per, default=1 << 30)
-
-
-def _dominant(r: Resources, node: Resources) -> float:
-    return max((want / have for want, have in ((r.cpu_milli, node.cpu_milli), (r.memory, node.memory),
-                                               (r.gpus, node.gpus)) if have > 0), default=0.0)
 
 
 def _fit_type(roles: list[RoleDemand], mc: MachineCapacity, label: str, price: float, delay: float,
               runtime: float, now: float) -> _TypeFit:
     # Biggest replicas first: they need the emptiest nodes.
-    roles = sorted(roles, key=lambda d: -_dominant(d.request, mc.node))
+    roles = sorted(roles, key=lambda d: -share(d.request, mc.node))
     for d in roles:
-        if _slots(LEVELS, mc.node, d.request) == 0:
+        if room(LEVELS, NOTHING, mc.node, d.request) == 0:
             return _TypeFit(CANNOT, f"one replica asks for {d.request.describe()}, more than a whole {label} "
                                     f"node has ({mc.node.describe()})")
     demand = [(d.request, d.replicas) for d in roles]
-    need = _new_nodes(demand, mc.node)
+    need = new_nodes(demand, mc.node)
     if need > mc.max_nodes:
         return _TypeFit(CANNOT, f"needs {need} x {label}, more than the cluster can ever have ({mc.nodes} "
                                 f"nodes + {mc.provisioning_nodes} provisioning + {mc.headroom_nodes} more "
                                 "allowed by its pools)")
     free, coming, backlog = _after_queue(mc)
-    used, rest = _place(demand, mc.node, free)
-    missing = _new_nodes(rest, mc.node)
+    used, rest = place(demand, mc.node, free)
+    missing = new_nodes(rest, mc.node)
     if missing == 0:
         return _TypeFit(FITS_NOW, f"{used} x {label} free of {mc.nodes}", used)
-    on_way, rest = _place(rest, mc.node, coming)
-    missing = _new_nodes(rest, mc.node)
-    room = mc.headroom_nodes - backlog
+    on_way, rest = place(rest, mc.node, coming)
+    missing = new_nodes(rest, mc.node)
+    allowed = mc.headroom_nodes - backlog  # new nodes the pools may still add for us
     total = used + on_way + missing
-    if missing <= room:
+    if missing <= allowed:
         text = f"needs {total} x {label}, {used} free"
         if on_way:
             text += f", room on {on_way} on their way"
         if missing:
             text += f"; {missing} new node(s) at ${price:.2f}/h"
         return _TypeFit(SCALE_UP, text, missing, delay)
-    wait, how = _wait(mc, _node_equivalents(mc.queued, mc.node) + total - used, runtime, now)
+    wait, how = _wait(mc, node_equivalents(mc.queued, mc.node) + total - used, runtime, now)
     queued = f", {mc.queued_gangs} gang(s) queued ahead ({mc.queued.describe()})" if mc.queued_gangs else ""
     return _TypeFit(WAIT, f"needs {total} x {label}, {used} free{queued}, pools allow "
                           f"{mc.headroom_nodes} more node(s); the wait {how}", total, wait)
@@ -243,7 +253,7 @@ def _after_queue(mc: MachineCapacity) -> tuple[list[int], list[int], int]:
     queued ahead have taken theirs: the scheduler holds free nodes for the head of its
     queue, so they are not ours. The queue's requests are summed, so its share is taken
     from the emptiest nodes, free ones first, then those on their way, then new ones."""
-    units = math.ceil(round(_dominant(mc.queued, mc.node) * LEVELS, 9))  # in 1/8 nodes
+    units = math.ceil(round(share(mc.queued, mc.node) * LEVELS, 9))  # in 1/8 nodes
     free = list(mc.free_levels)
     coming = [0] * LEVELS + [mc.provisioning_nodes]
     for levels in (free, coming):
@@ -259,53 +269,3 @@ def _after_queue(mc: MachineCapacity) -> tuple[list[int], list[int], int]:
                 levels[k - units] += 1
                 units = 0
     return free, coming, math.ceil(units / LEVELS)
-
-
-def _place(roles: Sequence[tuple[Resources, int]], node: Resources, levels: Sequence[int]
-           ) -> tuple[int, list[tuple[Resources, int]]]:
-    """Put (request, replicas) on nodes counted by level; returns (nodes used, what is left).
-
-    A node at level k has at least k/8 of each resource free; after n replicas asking r,
-    at least k/8 * node - n * r: its new level bound, where a later role may still fit."""
-    fresh = list(levels)  # untouched nodes by level
-    touched = [0] * (LEVELS + 1)  # nodes this gang already uses, by what is surely left
-    used = 0
-    rest: list[tuple[Resources, int]] = []
-    for r, replicas in roles:
-        left = replicas
-        for k in range(1, LEVELS + 1):  # fullest nodes that fit first: keep the empty ones whole
-            per = _slots(k, node, r)
-            for pool in (touched, fresh):
-                if per == 0 or left == 0 or pool[k] == 0:
-                    continue
-                take = min(pool[k], math.ceil(left / per))
-                pool[k] -= take
-                used += take if pool is fresh else 0
-                placed = min(left, take * per)
-                full, part = divmod(placed, per)
-                touched[_after(k, per, node, r)] += full
-                if part:
-                    touched[_after(k, part, node, r)] += 1
-                left -= placed
-        if left:
-            rest.append((r, left))
-    return used, rest
-
-
-def _new_nodes(roles: Sequence[tuple[Resources, int]], node: Resources) -> int:
-    """Empty nodes the roles would take (each role's replicas fit, as checked before)."""
-    many = sum(n for _, n in roles)  # never more nodes than replicas
-    return _place(roles, node, [0] * LEVELS + [many])[0]
-
-
-def _after(level: int, n: int, node: Resources, r: Resources) -> int:
-    """The level a node of `level` surely keeps after n replicas asking r."""
-    left = [(level * have - LEVELS * n * want) // have
-            for have, want in ((node.cpu_milli, r.cpu_milli), (node.memory, r.memory), (node.gpus, r.gpus))
-            if have > 0]
-    return max(min(left, default=0), 0)
-
-
-def _node_equivalents(r: Resources, node: Resources) -> int:
-    """Whole nodes `r` would take, by its scarcest resource."""
-    return math.ceil(round(_dominant(r, node), 9))

@@ -16,7 +16,7 @@ from shipyard.dashboard.hub import Hub
 from shipyard.dashboard.sources import ClusterSource, Detail
 from shipyard.dashboard.views import Row, cells
 from shipyard.fleet.capacity import ClusterReading
-from shipyard.fleet.placement import RUNNABLE_TIERS, rank
+from shipyard.fleet.placement import rank
 from shipyard.fleet.report import capacity_rows
 from shipyard.spec import Experiment
 from shipyard.spec.quantity import parse_duration_seconds
@@ -96,7 +96,7 @@ def explanation(exp: Experiment | None, readings: list[ClusterReading]) -> dict[
     if exp is None:
         return None
     scores = rank(exp, readings)
-    chosen = scores[0] if scores and scores[0].tier in RUNNABLE_TIERS else None
+    chosen = scores[0] if scores and scores[0].tier.runnable else None
     return {"name": exp.name, "chosen": chosen, "scores": [
         {"cluster": s.cluster, "tier": f"{s.tier} {TIERS.get(s.tier, '')}", "cost": f"{s.cost_per_hour:.2f}",
          "wait": "" if s.wait_s in (None, float("inf")) else f"{s.wait_s:.0f}s", "reason": s.reason}

@@ -27,6 +27,7 @@ from shipyard.cli.cluster import summary as cluster_summary
 from shipyard.cli.cluster_logs import collect
 from shipyard.cli.rank_logs import local_failure, rank_of
 from shipyard.controller.views import node_view, parse_time, pod_view, queue_view
+from shipyard.core.clusters import demand_for
 from shipyard.core.model import Resources
 from shipyard.dashboard.fleet_views import NodeCell, QueueRow, node_cells, queue_rows
 from shipyard.dashboard.views import (
@@ -40,7 +41,6 @@ from shipyard.dashboard.views import (
 )
 from shipyard.fleet.capacity import ClusterReading, read_capacities
 from shipyard.fleet.connect import Clusters
-from shipyard.fleet.placement import demand_of
 from shipyard.kube import experiments as kexp
 from shipyard.kube.errors import NotFound
 from shipyard.kube.informer import Informer, object_key
@@ -135,7 +135,7 @@ class LocalSource:
 def _demand(obj: dict[str, Any]) -> Resources | None:
     """The whole gang's request, as placement reads it (None for a spec that does not load)."""
     try:
-        roles = demand_of(experiment_from_resource(obj))
+        roles = demand_for(experiment_from_resource(obj))
         return sum((d.request.scaled(d.replicas) for d in roles), Resources())
     except (SpecError, KeyError, TypeError, ValueError):
         return None

@@ -5,11 +5,12 @@ Joins kube/ (the API servers) and core/ (the pure choice); never imports control
 or cli/. The logic is async, written once; the CLI runs it with asyncio.run.
 """
 
+from shipyard.core.clusters import demand_for
 from shipyard.fleet.capacity import ClusterReading, read_capacities
 from shipyard.fleet.connect import Unreachable
 from shipyard.fleet.launch import launch_many, submit
 from shipyard.fleet.move import MoveError, MoveResult, move
-from shipyard.fleet.placement import NoClusterFits, Placement, demand_of, pick, pick_many, place, place_many
+from shipyard.fleet.placement import NoClusterFits, Placement, pick, pick_many, place, place_many
 from shipyard.fleet.redispatch import redispatch_once
 from shipyard.fleet.report import capacity_rows
 
@@ -21,7 +22,7 @@ __all__ = [
     "Placement",
     "Unreachable",
     "capacity_rows",
-    "demand_of",
+    "demand_for",
     "launch_many",
     "move",
     "pick",

@@ -26,9 +26,7 @@ class ClusterReading:
     problem: str | None = None  # why capacity is None
 
     def option(self) -> ClusterOption:
-        r = self.ref
-        return ClusterOption(name=r.name, location=r.location, prefer=r.prefer, capacity=self.capacity,
-                             machine_types=dict(r.machine_types), cost_factor=r.cost_factor)
+        return ClusterOption.from_ref(self.ref, self.capacity)
 
 
 async def _capacity_status(client: ApiClient) -> dict[str, Any] | None:

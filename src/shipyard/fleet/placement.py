@@ -8,15 +8,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from shipyard.core.clusters import ClusterScore, RoleDemand, choose_cluster
-from shipyard.core.model import Resources
+from shipyard.core.clusters import ClusterScore, Tier, choose_cluster, demand_for
 from shipyard.fleet.capacity import ClusterReading, read_capacities
 from shipyard.fleet.connect import DEFAULT_TIMEOUT_S
 from shipyard.fleet.ledger import Ledger
 from shipyard.spec import Experiment
 from shipyard.spec.clusters import ClusterRef, ClustersConfig
-
-RUNNABLE_TIERS = (0, 1, 2)  # fits now, after a scale-up, or after a wait
 
 
 class NoClusterFits(Exception):
@@ -38,20 +35,10 @@ class Placement:
         return self.scores[0]
 
 
-def demand_of(exp: Experiment) -> list[RoleDemand]:
-    """What each role asks for, per replica, by the spec's machine type names."""
-    out = []
-    for role in exp.roles:
-        r = exp.request(role)
-        out.append(RoleDemand(machine_type=role.machine_type, replicas=role.replicas,
-                              request=Resources(r.cpu, r.memory, r.gpus)))
-    return out
-
-
 def rank(exp: Experiment, readings: Sequence[ClusterReading],
          provisioning_delay_s: float = 120.0, now: float | None = None) -> list[ClusterScore]:
     """Waits count from `now` (default: the clock), as each cluster's nodes free up."""
-    return choose_cluster(demand_of(exp), [r.option() for r in readings],
+    return choose_cluster(demand_for(exp), [r.option() for r in readings],
                           provisioning_delay_s=provisioning_delay_s,
                           now=time.time() if now is None else now)
 
@@ -60,7 +47,7 @@ def pick(exp: Experiment, readings: Sequence[ClusterReading],
          provisioning_delay_s: float = 120.0) -> Placement:
     """The best cluster from capacities already read; NoClusterFits when none can run it."""
     scores = rank(exp, readings, provisioning_delay_s)
-    if not scores or scores[0].tier not in RUNNABLE_TIERS:
+    if not scores or not scores[0].tier.runnable:
         raise NoClusterFits(exp.name, scores)
     refs = {r.ref.name: r.ref for r in readings}
     return Placement(refs[scores[0].cluster], scores)
@@ -79,9 +66,9 @@ class ChargedReadings:
         return [dataclasses.replace(r, capacity=self.ledgers[r.ref.name].capacity())
                 if r.ref.name in self.ledgers else r for r in self.readings]
 
-    def charge(self, exp: Experiment, cluster: str, tier: int) -> None:
+    def charge(self, exp: Experiment, cluster: str, tier: Tier) -> None:
         if cluster in self.ledgers:
-            self.ledgers[cluster].charge(demand_of(exp), tier)
+            self.ledgers[cluster].charge(demand_for(exp), tier)
 
 
 def pick_many(exps: Sequence[Experiment], readings: Sequence[ClusterReading]

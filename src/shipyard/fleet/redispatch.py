@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shipyard.api.vocab import ANNOTATION_HOLD, Phase
-from shipyard.core.clusters import ClusterScore
+from shipyard.core.clusters import ClusterScore, Tier
 from shipyard.fleet.capacity import ClusterReading, read_capacities
 from shipyard.fleet.connect import DEFAULT_TIMEOUT_S, Unreachable, ask_all
 from shipyard.fleet.machines import from_cluster
@@ -25,8 +25,6 @@ from shipyard.kube import experiments as kexp
 from shipyard.kube.objects import experiment_from_resource
 from shipyard.spec import Experiment, SpecError
 from shipyard.spec.clusters import ClusterRef, ClustersConfig
-
-FITS_NOW = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +67,9 @@ def better_cluster(s: Stuck, readings: Sequence[ClusterReading]) -> ClusterScore
     scores = rank(s.exp, readings)
     here = next((x for x in scores if x.cluster == s.cluster), None)
     best = scores[0] if scores else None
-    if best is None or best.tier != FITS_NOW or best.cluster == s.cluster:
+    if best is None or best.tier != Tier.FITS_NOW or best.cluster == s.cluster:
         return None
-    if here is not None and here.tier == FITS_NOW:
+    if here is not None and here.tier == Tier.FITS_NOW:
         return None
     return best
 
