@@ -6,18 +6,28 @@ import asyncio
 import logging
 import shlex
 import signal
+from dataclasses import replace
 from typing import Annotated
 
 import typer
 import yaml
 
 from shipyard.cli.output import console, errors
+from shipyard.core.model import Policy
 from shipyard.kube.client import KubeClient, load_connection
 
 app = typer.Typer(help="The scheduling controller that runs in (or next to) a cluster.",
                   no_args_is_help=True)
 
 Context = Annotated[str | None, typer.Option("--cluster", "-c", help="kubeconfig context.")]
+DEFAULT_POLICY = Policy()
+
+
+def policy_of(starvation_bound: float, estimates: bool, estimate_order_after: float) -> Policy:
+    """The controller's scheduling policy from its flags: the Policy tree the simulator
+    takes too (SimConfig.policy), estimator settings included; the rest as Policy()."""
+    return replace(DEFAULT_POLICY, starvation_bound_s=starvation_bound or None, estimates=estimates,
+                   estimate_order_after_s=estimate_order_after)
 
 
 @app.command("run")
@@ -65,6 +75,17 @@ def run(
              "its exit 0 removes the taint (docs/monitoring.md).")] = None,
     preflight_command: Annotated[str | None, typer.Option(
         help="The check pod's command, split as a shell would (default: the image's own).")] = None,
+    starvation_bound: Annotated[float, typer.Option(
+        min=0, help="Seconds a gang may wait before it goes first among its priority and keeps "
+        "what frees on its nodes (Policy.starvation_bound_s); 0: no bound.")]
+    = DEFAULT_POLICY.starvation_bound_s or 0.0,
+    estimates: Annotated[bool, typer.Option(
+        help="Run times learnt from the experiments that succeeded order the queues and end "
+        "gangs without a time limit for backfill (Policy.estimates).")] = DEFAULT_POLICY.estimates,
+    estimate_order_after: Annotated[float, typer.Option(
+        min=0, help="Seconds a queue's oldest waiting gang must have waited before estimates "
+        "order that queue shortest first (Policy.estimate_order_after_s).")]
+    = DEFAULT_POLICY.estimate_order_after_s or 0.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the controller: gang admission, fair share, preemption, lifecycle, and the
@@ -115,7 +136,8 @@ def run(
                                  progress=None if progress_port is None else {
                                      "port": progress_port, "address": progress_address,
                                      "url": progress_url, "interval_s": progress_interval,
-                                     "grpc_port": progress_grpc_port})
+                                     "grpc_port": progress_grpc_port},
+                                 policy=policy_of(starvation_bound, estimates, estimate_order_after))
 
     try:
         asyncio.run(main())

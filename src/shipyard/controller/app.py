@@ -22,6 +22,7 @@ from typing import Any
 
 from shipyard.controller.controller import Controller
 from shipyard.controller.progress import INTERVAL_S as PROGRESS_INTERVAL_S
+from shipyard.core.model import Policy
 from shipyard.kube.client import KubeClient
 from shipyard.kube.informer import cancel_all
 from shipyard.kube.install import CONTROLLER, SYSTEM_NAMESPACE
@@ -51,16 +52,18 @@ async def run_controller(client: KubeClient, *, leader_elect: bool = True,
                          quarantine: Mapping[str, Any] | None = None,
                          progress: Mapping[str, Any] | None = None,
                          preflight: Mapping[str, Any] | None = None,
+                         policy: Policy | None = None,
                          stop_bound_s: float = 5.0) -> None:
     """Run until cancelled; raises LostLeadership when the lease is lost. `lease`:
     LeaderElector's timings (lease_s, renew_deadline_s, retry_s). `progress`: the
     progress receiver's port, address, url (given to pods) and interval_s. `preflight`:
-    the check pods' image and command (controller/preflight.py)."""
+    the check pods' image and command (controller/preflight.py). `policy`:
+    the scheduling policy with its estimator settings (None: Policy())."""
     identity = identity or os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
     elector = (LeaderElector(client, namespace, CONTROLLER, identity, **(lease or {}))
                if leader_elect else None)
     controller = Controller(client.fenced(elector.check) if elector else client,
-                            autoscale=autoscale, quarantine=quarantine)
+                            autoscale=autoscale, quarantine=quarantine, policy=policy)
     if preflight is not None:
         controller.preflight.image = preflight["image"]
         controller.preflight.command = preflight.get("command")

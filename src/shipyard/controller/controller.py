@@ -101,9 +101,12 @@ class Controller:
                  coalesce_s: float = 0.05, write_concurrency: int = 64,
                  autoscale: Mapping[str, Any] | None = None,
                  usage_namespace: str = SYSTEM_NAMESPACE,
-                 quarantine: Mapping[str, Any] | None = None) -> None:
+                 quarantine: Mapping[str, Any] | None = None,
+                 policy: Policy | None = None) -> None:
         """`autoscale`: options of the Autoscaler (None: defaults); it acts only on
-        NodePools, so a cluster without any is left alone."""
+        NodePools, so a cluster without any is left alone. `policy`: the scheduling
+        policy and its estimator settings, the same tree the simulator takes
+        (SimConfig.policy; None: the defaults, Policy())."""
         self.client = client
         self.clock = clock
         self.coalesce_s = coalesce_s
@@ -130,7 +133,7 @@ class Controller:
         self.estimated_at = float("-inf")
         self.estimated_for: set[str] = set()  # the waiting gangs of that estimate
         self.gangs: dict[tuple[str, str], Gang] = {}  # (key, uid) -> gang
-        self.policy = Policy()
+        self.policy = Policy() if policy is None else policy
         # Run times of the experiments that succeeded, for estimates (policy.estimates).
         self.history = RunHistory(self.policy.estimate)
         self.cycles = 0

@@ -231,12 +231,18 @@ class Policy:
     # (core/starvation.py). None: no bound.
     starvation_bound_s: float | None = 6 * 3600.0
     # Use `Snapshot.estimates` (run times predicted from history, core/estimate.py):
-    # shorter first within a queue and priority, and across the queues below their fair
-    # share; a confident one as the end of a gang without a time limit, for backfill and
+    # shorter first within a backed-up queue and priority, and across the queues below
+    # their fair share; a confident one as the end of a gang without a time limit, for backfill and
     # reservations; any to guess which nodes drain first. Never to stop anything; the
     # starvation bound caps what a wrong one costs. Gangs without one are ordered as
     # before (docs/scheduling.md has the figures).
     estimates: bool = True
+    # Estimates order a queue only while it is backed up: its oldest waiting gang has
+    # waited at least this long (None: always). A queue that clears fast gains little
+    # from a shortest-first order, and the order still moves where work lands: on a
+    # barely loaded cluster it spread long 1-GPU runs over every node, and an 8-GPU
+    # gang waited 29 h for one to drain where FIFO's waited 3.4 h (docs/scheduling.md).
+    estimate_order_after_s: float | None = 3600.0
     # How estimates are made (the controller and the simulator read the same).
     estimate: EstimateSettings = field(default_factory=EstimateSettings)
 

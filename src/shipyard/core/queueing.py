@@ -3,7 +3,9 @@
 The steps, for each gang in order:
 1. order: higher priority first; within a priority, the queue with the lowest
    weighted dominant share (of GPUs, CPU, memory, counting what it runs and what this
-   cycle admitted) goes next; within a queue, the earliest submitted;
+   cycle admitted) goes next; within a queue, the earliest submitted (once the queue
+   is backed up, the shortest estimated run first); a gang past the starvation bound
+   before all of its priority;
 2. quota: a gang whose queue would go over nominal + borrowing limit waits;
 3. place: the whole gang on free nodes (placement.py), or nothing;
 4. if it does not fit: preempt whole gangs of lower priority, or of queues over their
@@ -146,10 +148,16 @@ class _Cycle:
         # A queue whose share is below this is under its fair share (1 / the weights of the
         # queues with work); -1: no such ordering (estimates off).
         self.fair_share = -1.0
+        # The queues estimates order (backed up: the oldest waiting gang has waited
+        # Policy.estimate_order_after_s); the rest go by submission.
+        self.backed_up: set[str] = set()
         if policy.estimates:
             active = {g.queue for g in snapshot.pending} | {r.gang.queue for r in snapshot.running}
             weight = sum(found.weight for name in active if (found := self.queue(name)) is not None)
             self.fair_share = 1.0 / weight if weight > 0 else -1.0
+            after = policy.estimate_order_after_s
+            since = INF if after is None else self.now - after
+            self.backed_up = {g.queue for g in snapshot.pending if g.submitted_at <= since}
         self.low_priority: int | None = None  # of running gangs, at the first preemption try
         self.quotas = False
 
@@ -173,12 +181,22 @@ class _Cycle:
         return gang.submitted_at < self.starve_before
 
     def rank(self, g: Gang) -> tuple[object, ...]:
-        """Order within a queue and priority: starving gangs first, oldest first; then
-        the shortest expected run first (estimates, when used), then the earliest."""
+        """Order within a queue and priority: starving gangs first, oldest first; then,
+        in a backed-up queue, the shortest expected run first (estimates, when used);
+        then the earliest."""
         if self.starving(g):
             return (0, g.submitted_at, g.key)
+        if g.queue not in self.backed_up:
+            return (1, 0.0, g.submitted_at, g.key)
         est = self.estimates.get(g.key)
         return (1, INF if est is None else est.run_s, g.submitted_at, g.key)
+
+    def group(self, g: Gang, share: float) -> tuple[int, float]:
+        """A non-starving head's place across queues: (1, key) before the share order
+        (its queue is below its fair share and it has an estimate), else (2, share)."""
+        if share < self.fair_share and g.key in self.estimates:
+            return (1, 0.0)  # then by rank: by submission where not backed up, else shortest
+        return (2, share)
 
     def entry(self, g: Gang, bkey: tuple[str, int], i: int) -> _Entry:
         # Across queues: starving heads first, oldest first; then heads with an estimate
@@ -188,10 +206,8 @@ class _Cycle:
         # starving are re-read when popped.
         if self.starving(g):
             return (-g.priority, 0, g.submitted_at, self.rank(g), bkey, i)
-        share = self.share(g.queue)
-        if share < self.fair_share and g.key in self.estimates:
-            return (-g.priority, 1, 0.0, self.rank(g), bkey, i)
-        return (-g.priority, 2, share, self.rank(g), bkey, i)
+        group, key = self.group(g, self.share(g.queue))
+        return (-g.priority, group, key, self.rank(g), bkey, i)
 
     def order(self) -> Iterable[Gang]:
         """Pending gangs in order; shares are re-read as admissions change them."""
@@ -208,9 +224,7 @@ class _Cycle:
             prio, by_share, share, rank, bkey, i = entry
             if by_share:
                 gangs = buckets[bkey]
-                now_share = self.share(bkey[0])
-                group, key = (1, 0.0) if now_share < self.fair_share and (
-                    gangs[i].key in self.estimates) else (2, now_share)
+                group, key = self.group(gangs[i], self.share(bkey[0]))
                 if (group, key) != (by_share, share):  # stale: its queue's share changed
                     heapq.heappush(heap, (prio, group, key, rank, bkey, i))
                     continue

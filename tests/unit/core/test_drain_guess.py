@@ -4,6 +4,7 @@ drain guesses), and shorter-first across queues below their fair share (estimate
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -76,15 +77,17 @@ def test_an_estimate_ahead_or_a_time_limit_sets_the_least_drain_time():
 
 
 def test_with_estimates_the_short_run_of_a_queue_below_its_share_goes_first():
-    # Two queues with no running work (both below their fair share): shorter first,
-    # whatever the queue; without estimates, the older first.
+    # Two queues with no running work (both below their fair share), both backed up
+    # (waiting over Policy.estimate_order_after_s): shorter first, whatever the queue;
+    # without estimates, or before they are backed up, the older first.
     nodes = (node("n1"),)
     long_a = gang("long-a", 1, 8, queue="a", at=0.0)
     short_b = gang("short-b", 1, 8, queue="b", at=10.0)
     est = {"long-a": Estimate(10 * HOUR, 12 * HOUR, True, 9), "short-b": Estimate(60.0, 90.0, True, 9)}
-    snap = Snapshot(nodes, (long_a, short_b), 20.0, (), (Queue("a"), Queue("b")), est)
+    snap = Snapshot(nodes, (long_a, short_b), HOUR, (), (Queue("a"), Queue("b")), est)
     assert schedule(snap, Policy(estimates=True)).admitted[0].gang == "short-b"
     assert schedule(snap, Policy(estimates=False)).admitted[0].gang == "long-a"
+    assert schedule(replace(snap, now=20.0), Policy(estimates=True)).admitted[0].gang == "long-a"
     # Queue b far over its share (it runs on n2): a goes first again.
     hog = running(gang("hog", 1, 8, queue="b"), ["n2"])
     snap = Snapshot(with_used([node("n1"), node("n2")], [hog]), (long_a, short_b), 20.0, (hog,),

@@ -69,9 +69,15 @@ traces = st.lists(
        reservations=st.integers(0, 4))
 def test_no_gang_waits_longer_than_the_bound_plus_the_longest_time_limit_in_the_way(
         arrivals, nodes, bound, reservations):
+    assert_bound_holds(arrivals, nodes, Policy(starvation_bound_s=bound, reservations=reservations))
+
+
+def assert_bound_holds(arrivals: list[Arrival], nodes: int, policy: Policy) -> None:
+    """Simulated with time limits: every gang starts, within the bound (or after the
+    older ones) plus the longest time limit."""
     pool = SimPool("fixed", A100, max_nodes=nodes, static=True, start_nodes=nodes)
-    cfg = SimConfig(time_limits=True, policy=Policy(starvation_bound_s=bound, reservations=reservations))
-    r = simulate(arrivals, [pool], cfg)
+    r = simulate(arrivals, [pool], SimConfig(time_limits=True, policy=policy))
+    bound = policy.starvation_bound_s or 0.0
     longest = max(a.duration_s for a in arrivals)
     older_started = 0.0
     for a in sorted(arrivals, key=lambda a: (a.submit_s, a.name)):
@@ -98,9 +104,11 @@ def with_estimates(draw):
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(with_estimates(), st.booleans(), st.sampled_from([None, 0.0, 50.0]))
-def test_estimates_and_the_bound_never_overcommit_a_node_nor_split_a_gang(snap, backfill, bound):
-    result = schedule(snap, Policy(estimates=True, backfill=backfill, starvation_bound_s=bound))
+@given(with_estimates(), st.booleans(), st.sampled_from([None, 0.0, 50.0]),
+       st.sampled_from([None, 0.0, 100.0]))
+def test_estimates_and_the_bound_never_overcommit_a_node_nor_split_a_gang(snap, backfill, bound, after):
+    result = schedule(snap, Policy(estimates=True, backfill=backfill, starvation_bound_s=bound,
+                                   estimate_order_after_s=after))
     decided = [a.gang for a in result.admitted] + [w.gang for w in result.waiting]
     assert sorted(decided) == sorted(g.key for g in snap.pending)
     by_name = {n.name: n for n in snap.nodes}
@@ -114,6 +122,55 @@ def test_estimates_and_the_bound_never_overcommit_a_node_nor_split_a_gang(snap, 
             used[a.placement[m.name]] = used[a.placement[m.name]] + m.request
     for name, u in used.items():
         assert u.fits_in(by_name[name].allocatable), name
+
+
+# -- estimates order only a backed-up queue ------------------------------------------
+
+
+def test_estimates_reorder_a_queue_only_once_its_oldest_gang_has_waited_long_enough():
+    busy = running(gang("busy", 1, 8), ["n1"], started=0.0)
+    long_old = gang("long-old", 1, 8, at=0.0)
+    short_new = gang("short-new", 1, 8, at=60.0)
+    est = {"long-old": Estimate(5_000.0, 6_000.0, True, 9), "short-new": Estimate(60.0, 90.0, True, 9)}
+    snap = replace(one_node_with([busy], [long_old, short_new], now=600.0), estimates=est)
+    policy = Policy(estimate_order_after_s=1_800.0)
+
+    def first(s: Snapshot) -> str:
+        return min(schedule(s, policy).waiting, key=lambda w: w.queue_position).gang
+
+    assert first(snap) == "long-old"  # waited 10 min: submission order
+    assert first(replace(snap, now=1_800.0)) == "short-new"  # backed up: shortest first
+    assert first(replace(snap, now=600.0)) == first(replace(snap, estimates={}))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(with_estimates(), st.booleans())
+def test_a_queue_that_is_not_backed_up_waits_in_submission_order_whatever_the_estimates(
+        snap, backfill):
+    # Every gang was submitted at most 400 s before now: no queue is backed up at 1,000 s.
+    result = schedule(snap, Policy(backfill=backfill, estimate_order_after_s=1_000.0))
+    gangs = {g.key: g for g in snap.pending}
+    for queue in {g.queue for g in snap.pending}:
+        waits = sorted((w for w in result.waiting if gangs[w.gang].queue == queue),
+                       key=lambda w: w.queue_position)
+        order = [w.gang for w in waits]
+        assert order == sorted(order, key=lambda k: (-gangs[k].priority, gangs[k].submitted_at, k))
+
+
+# Arbitrary, confident and wrong: each experiment's kind is drawn apart from its duration,
+# and one run of a kind makes a confident estimate however much runs of it disagree.
+wrong_estimates = EstimateSettings(min_samples=1, confident_samples=1, max_spread=1e12)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(arrivals=traces, kinds=st.lists(st.sampled_from("abc"), min_size=25, max_size=25),
+       nodes=st.integers(2, 4), bound=st.sampled_from([0.0, 300.0, 1_500.0]),
+       after=st.sampled_from([None, 0.0, 600.0]))
+def test_wrong_estimates_never_make_a_gang_wait_past_the_bound_plus_the_longest_time_limit(
+        arrivals, kinds, nodes, bound, after):
+    arrivals = [replace(a, kind=k) for a, k in zip(arrivals, kinds, strict=False)]
+    assert_bound_holds(arrivals, nodes, Policy(starvation_bound_s=bound, estimate_order_after_s=after,
+                                               estimate=wrong_estimates))
 
 
 # -- the estimator ---------------------------------------------------------------------
@@ -151,7 +208,8 @@ def test_the_simulator_learns_from_finished_runs_and_orders_the_short_kind_first
     hist = [Arrival(f"s{i}", i * 10.0, 8, 50.0, kind="short") for i in range(3)]
     hist += [Arrival(f"l{i}", 100 + i * 10.0, 8, 500.0, kind="long") for i in range(3)]
     hist.sort(key=lambda a: a.submit_s)
-    tail = [Arrival("blocker", 5_000, 8, 100.0), Arrival("long-next", 5_010, 8, 500.0, kind="long"),
+    # The blocker runs past Policy.estimate_order_after_s: the queue is backed up when it ends.
+    tail = [Arrival("blocker", 5_000, 8, 4_000.0), Arrival("long-next", 5_010, 8, 500.0, kind="long"),
             Arrival("short-next", 5_020, 8, 50.0, kind="short")]
     pool = SimPool("fixed", A100, max_nodes=1, static=True, start_nodes=1)
     plain = simulate(hist + tail, [pool], SimConfig(policy=Policy(estimates=False)))
