@@ -59,6 +59,7 @@ class Fault:
     error: ApiError
     times: int
     name: str | None = None
+    after: int = 0  # matching calls that still succeed first
 
 
 @dataclass(frozen=True)
@@ -167,10 +168,11 @@ class FakeApi:
     # -- what tests use -----------------------------------------------------------------
 
     def fail(self, verb: str, kind: Kind, error: ApiError, *, times: int = 1,
-             name: str | None = None) -> None:
+             name: str | None = None, after: int = 0) -> None:
         """The next `times` calls of `verb` (create, get, patch, replace, delete...) on
-        `kind` (and `name`, if given) raise `error` and change nothing."""
-        self.faults.append(Fault(verb, kind, error, times, name))
+        `kind` (and `name`, if given), `after` more that succeed, raise `error` and
+        change nothing."""
+        self.faults.append(Fault(verb, kind, error, times, name, after))
 
     def objects(self, kind: Kind, namespace: str | None = None) -> Objects:
         return [copy.deepcopy(o) for (ns, _), o in sorted(self.store.get(kind, {}).items())
@@ -212,6 +214,9 @@ class FakeApi:
     def _fault(self, verb: str, kind: Kind, name: str | None) -> None:
         for fault in self.faults:
             if fault.verb == verb and fault.kind == kind and fault.name in (None, name):
+                if fault.after > 0:
+                    fault.after -= 1
+                    return
                 fault.times -= 1
                 if fault.times <= 0:
                     self.faults.remove(fault)

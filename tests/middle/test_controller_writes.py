@@ -11,12 +11,14 @@ from typing import Any
 
 import pytest
 
-from shipyard.kube.errors import Invalid, Transient
+from shipyard.kube.errors import Forbidden, Invalid, Transient
 from shipyard.kube.resources import EVENTS, EXPERIMENTS, PODS, SECRETS, SERVICES
 from shipyard.render.runtime import ANNOTATION_STOP_REASON
 from shipyard.spec import Experiment, Role
 from tests.middle.fake_api import FakeApi
 from tests.middle.world import Clock, World, no_stop_reason_wait
+
+DYING = Forbidden(403, "Forbidden", "this controller is going away")
 
 
 def exp(name: str, replicas: int = 2, priority: int = 0) -> Experiment:
@@ -172,3 +174,38 @@ def test_preemption_stops_the_low_priority_gang_with_its_reason_before_the_high_
         assert w.status("low")["phase"] == "Queued"  # back in its queue, to resume later
 
     run(scenario)
+
+
+def test_a_controller_restarted_mid_admission_completes_the_gang_without_a_second_copy_of_any_pod() -> None:
+    async def main() -> None:
+        clock = Clock()
+        api = FakeApi(clock)
+        async with World(api, clock) as first:
+            for n in ("n1", "n2", "n3"):
+                await first.add_node(n)
+            await first.submit(exp("a", replicas=3))
+            await first.cycle()
+            # The first controller writes Admitted and one pod, then dies: the other two
+            # creates fail, and so does all of its rollback (refused: no outage backoff).
+            api.fail("create", PODS, DYING, name="a-w-1")
+            api.fail("create", PODS, DYING, name="a-w-2")
+            api.fail("delete", PODS, DYING, name="a-w-0")
+            api.fail("patch", EXPERIMENTS, DYING, name="a", after=1)
+            first.controller.run_cycle()
+            await first.settle()
+        # What it left: Admitted with a placement, one pod of three.
+        [survivor] = first.pods("a")
+        assert first.status("a")["phase"] == "Admitted"
+        api.faults.clear()
+        async with World(api, clock) as second:
+            await second.cycle()
+            pods = second.pods("a")
+            assert sorted(p["metadata"]["name"] for p in pods) == ["a-w-0", "a-w-1", "a-w-2"]
+            again = next(p for p in pods if p["metadata"]["name"] == "a-w-0")
+            assert again["metadata"]["uid"] == survivor["metadata"]["uid"]  # kept, not made again
+            placement = second.status("a")["placement"]
+            assert {p["metadata"]["name"].removeprefix("a-"): p["spec"]["nodeName"] for p in pods} == placement
+            assert second.status("a")["phase"] == "Starting"
+            assert [c for c in api.calls if c[0] == "delete" and c[1] == "pods"] == []
+
+    asyncio.run(main())
