@@ -25,6 +25,7 @@ from shipyard.controller.views import parse_rfc3339, parse_time
 from shipyard.core.start_estimate import start_text
 from shipyard.kube import experiments as kexp
 from shipyard.kube import workdir
+from shipyard.kube.api import ApiClient
 from shipyard.kube.client import KubeClient
 from shipyard.kube.errors import ApiError, NotFound
 from shipyard.spec import Experiment
@@ -33,7 +34,7 @@ T = TypeVar("T")
 ACTIVE_PHASES = (Phase.ADMITTED, Phase.RUNNING)  # where an ETA means something
 
 
-def run(context: str, work: Callable[[KubeClient], Awaitable[T]]) -> T:
+def run(context: str, work: Callable[[ApiClient], Awaitable[T]]) -> T:
     """Connect to the kubeconfig context, run `work`, turn API errors into clear exits."""
 
     async def main() -> T:
@@ -102,7 +103,7 @@ def list_experiments(context: str, namespace: str | None, output: Format) -> Non
 
 
 def status(context: str, name: str, namespace: str, output: Format) -> None:
-    async def work(c: KubeClient) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    async def work(c: ApiClient) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         return await kexp.get_experiment(c, name, namespace), await kexp.pods_of(c, name, namespace)
 
     obj, pods = run(context, work)

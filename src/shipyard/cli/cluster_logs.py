@@ -19,7 +19,7 @@ from typing import Any
 from shipyard.api.vocab import TERMINAL
 from shipyard.cli.rank_logs import Failure, first_failure, pod_failure, rank_of
 from shipyard.kube import experiments as kexp
-from shipyard.kube.client import KubeClient
+from shipyard.kube.api import ApiClient
 from shipyard.kube.errors import ApiError, NotFound
 from shipyard.kube.resources import EXPERIMENTS, PODS
 
@@ -45,7 +45,7 @@ def _params(follow: bool, since_s: float | None, tail: int | None = None) -> dic
     return p
 
 
-async def _stream(client: KubeClient, pod: dict[str, Any], follow: bool,
+async def _stream(client: ApiClient, pod: dict[str, Any], follow: bool,
                   since_s: float | None, emit: Emit, tail: int | None = None) -> None:
     meta = pod["metadata"]
     path = PODS.path(meta["namespace"], meta["name"], "log")
@@ -57,7 +57,7 @@ async def _stream(client: KubeClient, pod: dict[str, Any], follow: bool,
             emit(rank, line.decode(errors="replace"))
 
 
-async def collect(client: KubeClient, name: str, namespace: str, rank: str | None,
+async def collect(client: ApiClient, name: str, namespace: str, rank: str | None,
                   since_s: float | None, tail: int | None = None
                   ) -> tuple[dict[str, list[str]], Failure | None]:
     """Every (matching) started pod's lines by rank, and the rank that failed first:
@@ -81,7 +81,7 @@ async def collect(client: KubeClient, name: str, namespace: str, rank: str | Non
     return lines, failure
 
 
-async def follow(client: KubeClient, name: str, namespace: str, rank: str | None,
+async def follow(client: ApiClient, name: str, namespace: str, rank: str | None,
                  since_s: float | None, emit: Emit, tail: int | None = None) -> None:
     """Stream every (matching) pod's log until the experiment has finished."""
     await client.get(EXPERIMENTS, name, namespace)  # a clear NotFound for a wrong name

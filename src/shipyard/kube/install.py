@@ -7,7 +7,7 @@ import asyncio
 import time
 from typing import Any
 
-from shipyard.kube.client import KubeClient
+from shipyard.kube.api import ApiClient
 from shipyard.kube.crds import all_crds
 from shipyard.kube.resources import BY_KIND, CRDS, GROUP
 
@@ -111,7 +111,7 @@ def manifests(image: str = DEFAULT_IMAGE, replicas: int = 1, *, cpu: str = "1",
     ]
 
 
-async def install(client: KubeClient, objects: list[dict[str, Any]], timeout_s: float = 60) -> None:
+async def install(client: ApiClient, objects: list[dict[str, Any]], timeout_s: float = 60) -> None:
     """Apply every object (CRDs first), then wait until the CRDs are Established."""
     for obj in objects:
         await client.apply(BY_KIND[obj["kind"]], obj)
