@@ -234,6 +234,8 @@ def test_a_silent_gang_turns_stalled_and_on_hang_restart_restarts_it_then_fails(
         assert all(m.endswith("; restart") for m in told)
         for member, node in placement.items():
             assert f"hung-{member} on {node}" in told[-1]
+        # Each stall was judged after its pods' logs were read (kwok's nodes serve none).
+        assert _metric(receiving, "shipyard_hang_log_reads_total") >= 2 * len(placement)
 
 
 def test_notify_marks_stalled_until_a_report_comes_and_a_slow_rank_is_a_straggler(receiving, request):

@@ -152,9 +152,10 @@ class Controller:
         self.quarantine = Quarantine(client, self.writer, self.autoscaler.spawn, self._quarantined,
                                      **(quarantine or {}))
         self.progress: Receiver | None = None  # set by enable_progress
-        self.logs = LogActivity(client, self.autoscaler.spawn)  # log lines: hang evidence
         # Stalls are counted with or without the receiver (log lines are evidence too).
         self.progress_metrics = ProgressMetrics(self.autoscaler.metrics.registry)
+        self.logs = LogActivity(client, self.autoscaler.spawn,  # log lines: hang evidence
+                                self.progress_metrics.log_reads.inc)
         self.preflight = Preflight(client, self.writer, self.autoscaler.spawn)  # off: no image
 
     def enable_progress(self, url: str | None, interval_s: float = PROGRESS_INTERVAL_S) -> Receiver:

@@ -42,13 +42,14 @@ class LogRead:
 class LogActivity:
     """The last log line of each pod of the gangs asked about, read in the background."""
 
-    def __init__(self, client: ApiClient,
-                 spawn: Callable[[Coroutine[Any, Any, None]], object]) -> None:
+    def __init__(self, client: ApiClient, spawn: Callable[[Coroutine[Any, Any, None]], object],
+                 counted: Callable[[], None] = lambda: None) -> None:
+        """`counted`: called for each log request (shipyard_hang_log_reads_total)."""
         self.client = client
         self.spawn = spawn
+        self.counted = counted
         self.reads: dict[str, LogRead] = {}  # experiment key -> its last finished read
         self.reading: set[str] = set()
-        self.lines_read = 0  # log requests made (tests count them)
 
     def last_lines(self, key: str) -> Mapping[str, float]:
         read = self.reads.get(key)
@@ -79,7 +80,7 @@ class LogActivity:
     async def _last_line(self, pod: PodView, window_s: float) -> float | None:
         """When the pod's role container last wrote a line (None: not in the window, or
         no log to read: a pod gone, a node that serves none). Raises only for no answer."""
-        self.lines_read += 1
+        self.counted()
         params: dict[str, Any] = {"tailLines": 1, "timestamps": True,
                                   "sinceSeconds": max(1, math.ceil(window_s))}
         if pod.member:  # the role's container is named after the role

@@ -1,6 +1,7 @@
-"""Metrics of the progress receiver: reports taken and refused, status writes, and
-stragglers (a rank persistently much slower than its gang's median). Labels: the
-transport and the queue only (no per-experiment or per-rank series)."""
+"""Metrics of the progress receiver: reports taken and refused, status writes,
+stragglers (a rank persistently much slower than its gang's median), stalls and the
+log reads that judge them. Labels: the transport and the queue only (no
+per-experiment or per-rank series)."""
 
 from __future__ import annotations
 
@@ -21,3 +22,5 @@ class ProgressMetrics:
         self.stalls = Counter("shipyard_stalls", "Gangs found stalled (no progress report or log line for "
                               "their hang_timeout), by the on_hang action taken",
                               ["queue", "action"], registry=r)
+        self.log_reads = Counter("shipyard_hang_log_reads", "Pod log reads made to judge hangs "
+                                 "(only of gangs that would otherwise count as hung)", registry=r)
