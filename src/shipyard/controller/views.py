@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from shipyard.api.status import revision as status_revision
 from shipyard.api.vocab import (
     ANNOTATION_CANCEL,
     ANNOTATION_HOLD,
@@ -160,7 +161,7 @@ class ExperimentView:
 
     @property
     def revision(self) -> int:
-        return int(self.status.get("revision", 0))
+        return status_revision(self.status)
 
 
 def experiment_view(obj: dict[str, Any]) -> ExperimentView:

@@ -29,7 +29,7 @@ _INT = {"type": "integer"}
 EXPERIMENT_STATUS: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "phase": _STRING,          # Queued, Admitted, Running, Succeeded, Failed, Preempted, Cancelled
+        "phase": _STRING,          # a shipyard.api.vocab.Phase: Queued, Admitted, Starting, Running, ...
         "message": _STRING,        # why it waits / what happened, for a person
         "position": _INT,          # 1-based place in scheduling order while queued
         # While queued: when it may start (core/start_estimate.py); no `at`: unknown.
