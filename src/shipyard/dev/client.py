@@ -9,6 +9,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,22 @@ class RawClient:
                 if attempt:
                     raise
         raise AssertionError("unreachable")
+
+    def stream(self, path: str) -> Iterator[bytes]:
+        """The lines of a streaming GET (a watch), on a connection of its own."""
+        conn = http.client.HTTPSConnection(self._host, self._port, context=self._ctx,
+                                           timeout=self._timeout)
+        try:
+            conn.request("GET", path, headers={"Accept": "application/json"})
+            resp = conn.getresponse()
+            if resp.status != 200:
+                raise OSError(f"GET {path}: HTTP {resp.status}: {resp.read()[:300]!r}")
+            while line := resp.readline():
+                yield line
+        except http.client.HTTPException as e:
+            raise OSError(f"GET {path}: {e}") from e
+        finally:
+            conn.close()
 
     def get_json(self, path: str) -> Any:
         status, data = self.request("GET", path)

@@ -331,9 +331,18 @@ class _Run:
         getattr(self, "_" + self.s.fault.replace("-", "_"))(i)
 
     def _controller_kill(self, i: int) -> None:
-        for p in self.controllers.alive():  # the supervisor starts the next one
+        # With no standby nobody can act from the kill until the replacement (the
+        # supervisor starts it, as a Deployment would) has filled its caches: excused, as
+        # a failover is until the new leader holds the lease. How long that takes is in
+        # the notes, and so is the longest partial window counting it.
+        offset = _size(self.controllers.log)
+        excused = self.sampler.excuse(time.monotonic())
+        for p in self.controllers.alive():
             os.killpg(p.pid, signal.SIGKILL)
             p.wait()
+        self._wait(lambda: b"caches synced" in _read_from(self.controllers.log, offset), 120,
+                   "restarted controller")
+        self.sampler.end_excuse(excused, time.monotonic())
 
     def _restart_apiserver(self) -> float:
         """Kill and restart the API server; the time until /readyz is excused."""
@@ -487,6 +496,11 @@ class _Run:
         restart = restart_times(self.controllers.log, self.log_offset)
         if restart:
             self.notes.append(restart)
+        if violations.samples:
+            self.notes.append(f"{violations.samples} invariant samples")
+        if violations.partial_windows:
+            self.notes.append("longest partial window counting the excused time: "
+                              f"{violations.longest_partial_unexcused:.1f}s")
         exits = self.controllers.exits()
         if exits:
             self.notes.append(f"controller exit codes: {sorted(exits)}")
@@ -564,15 +578,19 @@ def _size(path: Path) -> int:
         return 0
 
 
+def _read_from(path: Path, offset: int) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read()
+    except OSError:
+        return b""
+
+
 def restart_times(log_path: Path, offset: int) -> str:
     """How long each controller of a run took to fill its caches and run its first
     cycle, from its own log lines (after `offset`): where a restart's time goes."""
-    try:
-        with open(log_path, "rb") as f:
-            f.seek(offset)
-            text = f.read().decode(errors="replace")
-    except OSError:
-        return ""
+    text = _read_from(log_path, offset).decode(errors="replace")
     synced = [float(m) for m in re.findall(r"caches synced in ([0-9.]+)s", text)]
     first = [float(m) for m in re.findall(r"first cycle in ([0-9.]+)s", text)]
     if not synced:
@@ -586,12 +604,7 @@ def restart_times(log_path: Path, offset: int) -> str:
 
 def log_errors(log_path: Path, offset: int, keep: int = 6) -> list[str]:
     """The distinct ERROR/CRITICAL lines and exception lines of a run's controller log."""
-    try:
-        with open(log_path, "rb") as f:
-            f.seek(offset)
-            lines = f.read().decode(errors="replace").splitlines()
-    except OSError:
-        return []
+    lines = _read_from(log_path, offset).decode(errors="replace").splitlines()
     wanted = [ln[24:300] for ln in lines if " ERROR " in ln or " CRITICAL " in ln
               or re.match(r"^[A-Za-z_.]+(Error|Exception|Leadership|Stopped)\b", ln)]
     return list(dict.fromkeys(wanted))[:keep]

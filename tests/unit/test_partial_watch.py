@@ -1,0 +1,118 @@
+"""The fault suite's partial-gang timing: windows opened and closed event by event must
+be exactly the gangs a from-scratch look at the same objects calls partial."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shipyard.api.vocab import LABEL_EXPERIMENT, Phase
+from shipyard.dev.partial_watch import PartialWatch
+
+EXPS = ("a", "b", "c")
+PHASES = (Phase.ADMITTED, Phase.RUNNING, Phase.RESTARTING, Phase.SUCCEEDED, None)
+
+
+def pod(name: str, exp: str, *, deleting: bool = False, phase: str = "Running") -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "labels": {LABEL_EXPERIMENT: exp}}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-12-01T00:00:00Z"
+    return {"metadata": meta, "status": {"phase": phase}}
+
+
+def exp(name: str, replicas: int, phase: str | None) -> dict[str, Any]:
+    return {"metadata": {"name": name}, "spec": {"roles": [{"replicas": replicas}]},
+            "status": {"phase": phase} if phase else {}}
+
+
+def watcher() -> tuple[PartialWatch, list[tuple[str, str, float]]]:
+    log: list[tuple[str, str, float]] = []
+    w = PartialWatch(None, "ns",  # type: ignore[arg-type]  # no API: events are fed in
+                     on_open=lambda n, t: log.append(("open", n, t)),
+                     on_close=lambda n, t: log.append(("close", n, t)))
+    return w, log
+
+
+def partial_from_scratch(pods: dict[str, dict[str, Any]], exps: dict[str, dict[str, Any]]) -> set[str]:
+    out = set()
+    for name, e in exps.items():
+        if e["status"].get("phase") in ("Restarting", "Preempted", "Holding", "Held",
+                                        "Succeeded", "Failed", "Cancelled"):
+            continue
+        mine = [p for p in pods.values() if p["metadata"]["labels"][LABEL_EXPERIMENT] == name]
+        present = [p for p in mine if "deletionTimestamp" not in p["metadata"]]
+        live = [p for p in present if p["status"]["phase"] not in ("Succeeded", "Failed")]
+        if live and len(present) < e["spec"]["roles"][0]["replicas"]:
+            out.add(name)
+    return out
+
+
+def test_a_gang_is_partial_from_its_first_live_pod_until_its_last_member_exists() -> None:
+    w, log = watcher()
+    w._apply("experiments", "ADDED", exp("a", 3, Phase.ADMITTED), 0.0)
+    w._apply("pods", "ADDED", pod("a-0", "a", phase="Pending"), 1.0)
+    w._apply("pods", "ADDED", pod("a-1", "a"), 2.0)
+    w._apply("pods", "ADDED", pod("a-2", "a"), 4.5)
+    assert log == [("open", "a", 1.0), ("close", "a", 4.5)]
+
+
+def test_a_restart_deleting_pods_on_purpose_is_not_partial_nor_are_finished_ranks() -> None:
+    w, log = watcher()
+    w._apply("experiments", "ADDED", exp("a", 2, Phase.RUNNING), 0.0)
+    w._apply("pods", "ADDED", pod("a-1", "a", phase="Succeeded"), 0.0)
+    w._apply("pods", "ADDED", pod("a-0", "a"), 0.0)
+    w._apply("experiments", "MODIFIED", exp("a", 2, Phase.RESTARTING), 1.0)
+    w._apply("pods", "MODIFIED", pod("a-0", "a", deleting=True), 1.5)
+    w._apply("pods", "DELETED", pod("a-0", "a"), 2.0)
+    assert log == []
+
+
+def test_a_relist_drops_what_vanished_while_the_watch_was_away() -> None:
+    w, log = watcher()
+    w._apply("experiments", "ADDED", exp("a", 2, Phase.RUNNING), 0.0)
+    w._apply("pods", "ADDED", pod("a-0", "a"), 0.0)
+    assert log == [("open", "a", 0.0)]
+    w._replace("pods", [], 3.0)  # both gone: a rollback the watch missed
+    assert log == [("open", "a", 0.0), ("close", "a", 3.0)]
+
+
+event = st.one_of(
+    st.tuples(st.just("pods"), st.sampled_from(EXPS), st.integers(0, 3), st.booleans(),
+              st.sampled_from(("Pending", "Running", "Succeeded", "Failed")), st.booleans()),
+    st.tuples(st.just("experiments"), st.sampled_from(EXPS), st.integers(1, 4),
+              st.sampled_from(PHASES), st.booleans()),
+    st.tuples(st.just("relist"), st.booleans()))
+
+
+@given(st.lists(event, max_size=60))
+def test_open_windows_are_exactly_the_partial_gangs_after_any_events(events: list[tuple]) -> None:
+    w, log = watcher()
+    pods: dict[str, dict[str, Any]] = {}
+    exps: dict[str, dict[str, Any]] = {}
+    for t, ev in enumerate(events):
+        if ev[0] == "pods":
+            _, e, index, deleting, phase, gone = ev
+            name = f"{e}-{index}"
+            if gone:
+                pods.pop(name, None)
+                w._apply("pods", "DELETED", {"metadata": {"name": name}}, t)
+            else:
+                pods[name] = pod(name, e, deleting=deleting, phase=phase)
+                w._apply("pods", "MODIFIED", pods[name], t)
+        elif ev[0] == "experiments":
+            _, e, replicas, phase, gone = ev
+            if gone:
+                exps.pop(e, None)
+                w._apply("experiments", "DELETED", {"metadata": {"name": e}}, t)
+            else:
+                exps[e] = exp(e, replicas, phase)
+                w._apply("experiments", "MODIFIED", exps[e], t)
+        else:
+            kind = "pods" if ev[1] else "experiments"
+            w._replace(kind, list((pods if ev[1] else exps).values()), t)
+        open_now = set()
+        for what, name, _ in log:
+            (open_now.add if what == "open" else open_now.discard)(name)
+        assert open_now == partial_from_scratch(pods, exps)
