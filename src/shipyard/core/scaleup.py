@@ -65,7 +65,7 @@ class Extended:
             at = self.cap.index_of.get(name)
             if at is not None and at < self.base:
                 self.own.setdefault(gang, []).append(at)
-                self.hide(i)
+                self.hide(at)
 
     def index(self, name: str) -> int | None:
         return self.cap.index_of.get(name)

@@ -242,6 +242,18 @@ def test_registered_earmarked_nodes_count_for_their_gang_only():
     assert p.scale_down == () and p.mark == () and p.unmark == ("n1",)  # earmarked: protected
 
 
+def test_an_earmarked_node_stays_its_gangs_when_its_pool_is_full():
+    # The pool at its max: no hypothetical node to add, and the one node it has arrived
+    # for `mine`. `other` may not count on it (nor does the planner trip on the empty pool).
+    n1 = node("n1")
+    a = replace(A, nodes=("n1",), max_nodes=1)
+    mine, other = gang("mine", 1, 8, at=0), gang("other", 1, 8, at=1)
+    inp = AutoscaleInput(Snapshot((n1,), (mine, other), now=5000.0), (a,), waits("mine", "other"),
+                         earmarked={"mine": {"a100": 1}}, earmarked_nodes={"n1": "mine"})
+    p = plan(inp)
+    assert counts(p) == {} and p.scale_down == ()
+
+
 def test_earmarked_nodes_registered_but_not_ready_are_not_asked_for_again():
     # Kubernetes shows a new node before it is Ready; placement cannot use it yet,
     # so it must still count as coming, not as arrived (and then missing).
