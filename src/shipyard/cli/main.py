@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from shipyard.api.vocab import Phase
 from shipyard.cli.lazy import Entry, available, lazy_group
 from shipyard.cli.options import ClustersFile
 from shipyard.cli.output import (
@@ -169,7 +170,7 @@ def launch_cmd(
         status = launch(exp, file, reporter=ConsoleReporter(console))
     except (SettingError, LaunchError) as exc:
         fail(str(exc), 2)
-    code = {"Succeeded": 0, "Cancelled": 130}.get(status.phase, 1)
+    code = {Phase.SUCCEEDED: 0, Phase.CANCELLED: 130}.get(status.phase, 1)
     raise typer.Exit(code)
 
 

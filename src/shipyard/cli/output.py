@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from shipyard.api.vocab import Phase
+
 console = Console()
 errors = Console(stderr=True)
 
@@ -64,8 +66,8 @@ def duration(seconds: float) -> str:
 
 
 PHASE_STYLE = {
-    "Queued": "yellow", "Starting": "cyan", "Running": "cyan", "Restarting": "magenta",
-    "Succeeded": "green", "Failed": "red", "Cancelled": "dim",
+    Phase.QUEUED: "yellow", Phase.STARTING: "cyan", Phase.RUNNING: "cyan", Phase.RESTARTING: "magenta",
+    Phase.SUCCEEDED: "green", Phase.FAILED: "red", Phase.CANCELLED: "dim",
 }
 
 

@@ -10,6 +10,7 @@ import time
 from rich.console import Console
 from rich.status import Status
 
+from shipyard.api.vocab import Phase
 from shipyard.local.store import RunStatus
 
 _COLORS = [31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96]
@@ -48,7 +49,7 @@ class ConsoleReporter:
             self._stop_spinner()
             self.console.print(f"[bold]shipyard[/bold] {status.id}: {status.phase}: {text}",
                                highlight=False)
-            if status.phase == "Running":
+            if status.phase == Phase.RUNNING:
                 self._width = max((len(r) for r in status.ranks), default=0)
 
     def line(self, rank: str, text: str) -> None:
