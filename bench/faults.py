@@ -83,7 +83,7 @@ def main() -> int:
             t0 = time.monotonic()
             row = run_scenario(Scenario(
                 cluster, fault, experiments=args.experiments or n, injections=args.trials or k,
-                spread_s=spread, lease=lease, timeout_s=1800,
+                spread_s=spread, lease=lease, timeout_s=1800, bound_s=args.bound,
                 progress=lambda m: print(m, file=sys.stderr, flush=True)))
             rows.append(row)
             print(f"{fault}: {time.monotonic() - t0:.0f}s; notes: {row.notes}; "

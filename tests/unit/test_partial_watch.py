@@ -31,7 +31,7 @@ def watcher() -> tuple[PartialWatch, list[tuple[str, str, float]]]:
     log: list[tuple[str, str, float]] = []
     w = PartialWatch(None, "ns",  # type: ignore[arg-type]  # no API: events are fed in
                      on_open=lambda n, t: log.append(("open", n, t)),
-                     on_close=lambda n, t: log.append(("close", n, t)))
+                     on_close=lambda n, t, trace: log.append(("close", n, t)))
     return w, log
 
 
@@ -56,6 +56,16 @@ def test_a_gang_is_partial_from_its_first_live_pod_until_its_last_member_exists(
     w._apply("pods", "ADDED", pod("a-1", "a"), 2.0)
     w._apply("pods", "ADDED", pod("a-2", "a"), 4.5)
     assert log == [("open", "a", 1.0), ("close", "a", 4.5)]
+
+
+def test_what_happened_while_partial_is_handed_over_with_the_close() -> None:
+    traces: list[list[str]] = []
+    w = PartialWatch(None, "ns",  # type: ignore[arg-type]
+                     on_open=lambda n, t: None, on_close=lambda n, t, tr: traces.append(tr))
+    w._apply("experiments", "ADDED", exp("a", 2, Phase.ADMITTED), 0.0)
+    w._apply("pods", "ADDED", pod("a-0", "a"), 1.0)
+    w._apply("pods", "ADDED", pod("a-1", "a", phase="Pending"), 3.0)
+    assert traces == [["+0.0s a-0 ADDED Running", "+2.0s a-1 ADDED Pending"]]
 
 
 def test_a_restart_deleting_pods_on_purpose_is_not_partial_nor_are_finished_ranks() -> None:

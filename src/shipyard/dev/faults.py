@@ -286,6 +286,7 @@ class Scenario:
     seed: int = 0
     timeout_s: float = 600.0
     sample_interval_s: float = 0.5
+    bound_s: float = 5.0  # a partial window longer than this is a violation
     progress: Callable[[str], None] = lambda _: None
 
 
@@ -468,7 +469,8 @@ class _Run:
     def run(self) -> Row:
         s = self.s
         self.setup()
-        sampler = self.sampler = Sampler(s.cluster.raw_client(), self.ns, s.sample_interval_s)
+        sampler = self.sampler = Sampler(s.cluster.raw_client(), self.ns, s.sample_interval_s,
+                                               s.bound_s)
         sampler.start()
         submitter = threading.Thread(target=submit, args=(s.cluster.raw_client(), self.ns,
                                                           self.exps, s.spread_s), daemon=True)

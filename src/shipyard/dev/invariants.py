@@ -75,9 +75,11 @@ class Violations:
 
 
 class Sampler(threading.Thread):
-    def __init__(self, api: RawClient, namespace: str, interval_s: float = 0.5) -> None:
+    def __init__(self, api: RawClient, namespace: str, interval_s: float = 0.5,
+                 bound_s: float = 5.0) -> None:
         super().__init__(name="invariant-sampler", daemon=True)
         self.api, self.namespace, self.interval_s = api, namespace, interval_s
+        self.bound_s = bound_s  # a partial window longer than this gets its trace noted
         self.violations = Violations()
         self._stop_event = threading.Event()
         self._partial_since: dict[str, float] = {}  # experiment -> partial since
@@ -168,7 +170,7 @@ class Sampler(threading.Thread):
         with self._windows_lock:
             self._partial_since.setdefault(name, now)
 
-    def _close_window(self, name: str, now: float) -> None:
+    def _close_window(self, name: str, now: float, trace: list[str] | None = None) -> None:
         with self._windows_lock:
             since = self._partial_since.pop(name, None)
         if since is None:
@@ -178,6 +180,8 @@ class Sampler(threading.Thread):
             self.violations.longest_partial_unexcused = max(
                 self.violations.longest_partial_unexcused, now - since)
             self.violations.partial_windows.append((name, seconds))
+            if seconds > self.bound_s and trace:
+                self.violations.note(f"{name} partial {seconds:.1f}s: " + "; ".join(trace))
 
     def run(self) -> None:
         self.partial.start()

@@ -47,19 +47,21 @@ def pod_state(pod: Mapping[str, Any]) -> tuple[str, bool, bool] | None:
 
 
 class PartialWatch:
-    """Open and close partial windows through `on_open(name, t)` / `on_close(name, t)`,
-    `t` being when the event that changed it arrived (time.monotonic)."""
+    """Open and close partial windows through `on_open(name, t)` and
+    `on_close(name, t, trace)`, `t` being when the event that changed it arrived
+    (time.monotonic) and `trace` what happened to the gang while it was partial
+    ("+2.1s worker-3 ADDED Pending", ...: the evidence for a window over the bound)."""
 
     def __init__(self, api: RawClient, namespace: str, *,
                  on_open: Callable[[str, float], None],
-                 on_close: Callable[[str, float], None]) -> None:
+                 on_close: Callable[[str, float, list[str]], None]) -> None:
         self.api, self.namespace = api, namespace
         self.on_open, self.on_close = on_open, on_close
         self._lock = threading.Lock()
         self._pods: dict[str, tuple[str, bool, bool]] = {}  # pod -> (experiment, present, live)
         self._members: dict[str, set[str]] = {}  # experiment -> its pods
         self._exps: dict[str, tuple[str | None, int]] = {}  # experiment -> (phase, replicas)
-        self._partial: set[str] = set()
+        self._partial: dict[str, tuple[float, list[str]]] = {}  # -> (since, trace)
         self._stop = threading.Event()
         self.relists = 0
         self.crashed = ""
@@ -78,21 +80,25 @@ class PartialWatch:
 
     # -- state ------------------------------------------------------------------------
 
-    def _judge(self, name: str, now: float) -> None:
+    def _judge(self, name: str, now: float, what: str = "") -> None:
         phase, want = self._exps.get(name, (None, 0))
         partial = False
         if name in self._exps and phase not in DELETING:
             states = [self._pods[p] for p in self._members.get(name, ())]
             partial = (any(live for _, _, live in states)
                        and sum(present for _, present, _ in states) < want)
+        if name in self._partial and what:
+            since, trace = self._partial[name]
+            if len(trace) < 40:
+                trace.append(f"+{now - since:.1f}s {what}")
         if partial and name not in self._partial:
-            self._partial.add(name)
+            self._partial[name] = (now, [f"+0.0s {what}"] if what else [])
             self.on_open(name, now)
         elif not partial and name in self._partial:
-            self._partial.discard(name)
-            self.on_close(name, now)
+            self.on_close(name, now, self._partial.pop(name)[1])
 
-    def _set_pod(self, key: str, state: tuple[str, bool, bool] | None, now: float) -> None:
+    def _set_pod(self, key: str, state: tuple[str, bool, bool] | None, now: float,
+                 what: str = "") -> None:
         old = self._pods.pop(key, None)
         if old is not None:
             self._members.get(old[0], set()).discard(key)
@@ -100,22 +106,26 @@ class PartialWatch:
             self._pods[key] = state
             self._members.setdefault(state[0], set()).add(key)
         for name in {s[0] for s in (old, state) if s is not None}:
-            self._judge(name, now)
+            self._judge(name, now, what)
 
-    def _set_exp(self, name: str, exp: Mapping[str, Any] | None, now: float) -> None:
+    def _set_exp(self, name: str, exp: Mapping[str, Any] | None, now: float,
+                 what: str = "") -> None:
         if exp is None:
             self._exps.pop(name, None)
         else:
             self._exps[name] = ((exp.get("status") or {}).get("phase"), replicas(exp))
-        self._judge(name, now)
+        self._judge(name, now, what)
 
     def _apply(self, kind: str, event: str, obj: Mapping[str, Any], now: float) -> None:
         name = obj["metadata"]["name"]
         gone = event == "DELETED"
+        phase = (obj.get("status") or {}).get("phase")
         if kind == "pods":
-            self._set_pod(name, None if gone else pod_state(obj), now)
+            deleting = " deleting" if obj["metadata"].get("deletionTimestamp") else ""
+            self._set_pod(name, None if gone else pod_state(obj), now,
+                          f"{name} {event} {phase}{deleting}")
         else:
-            self._set_exp(name, None if gone else obj, now)
+            self._set_exp(name, None if gone else obj, now, f"experiment {event} {phase}")
 
     def _replace(self, kind: str, items: list[dict[str, Any]], now: float) -> None:
         """A relist: what the list does not hold any more is gone."""
