@@ -170,7 +170,8 @@ def launch_cmd(
         status = launch(exp, file, reporter=ConsoleReporter(console))
     except (SettingError, LaunchError) as exc:
         fail(str(exc), 2)
-    code = {Phase.SUCCEEDED: 0, Phase.CANCELLED: 130}.get(status.phase, 1)
+    exit_codes: dict[str, int] = {Phase.SUCCEEDED: 0, Phase.CANCELLED: 130}
+    code = exit_codes.get(status.phase, 1)
     raise typer.Exit(code)
 
 

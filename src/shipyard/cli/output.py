@@ -65,7 +65,8 @@ def duration(seconds: float) -> str:
     return f"{seconds}s"
 
 
-PHASE_STYLE = {
+# Keyed by the phases' strings (Phase is a StrEnum): a status's plain phase looks up too.
+PHASE_STYLE: dict[str, str] = {
     Phase.QUEUED: "yellow", Phase.STARTING: "cyan", Phase.RUNNING: "cyan", Phase.RESTARTING: "magenta",
     Phase.SUCCEEDED: "green", Phase.FAILED: "red", Phase.CANCELLED: "dim",
 }
