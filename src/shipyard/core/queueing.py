@@ -48,7 +48,12 @@ from shipyard.core.model import (
 )
 from shipyard.core.placement import could_fit, place
 from shipyard.core.preemption import find_victims
-from shipyard.core.starvation import MAX_STARVING_HOLDS, hold_free_part, starving_before
+from shipyard.core.starvation import (
+    MAX_STARVING_HOLDS,
+    hold_free_part,
+    oldest_starving,
+    starving_before,
+)
 
 INF = math.inf
 # A heap entry of the order: -priority, by share (0: starving, by age), share or
@@ -144,6 +149,7 @@ class _Cycle:
         self.releases: Releases | None = None  # built at the first reservation search
         self.starving_holds = 0
         self.starve_before = starving_before(self.now, policy.starvation_bound_s)
+        self.first_starving = oldest_starving(snapshot.pending, self.starve_before)
         self.estimates: Mapping[str, Estimate] = snapshot.estimates if policy.estimates else {}
         # A queue whose share is below this is under its fair share (1 / the weights of the
         # queues with work); -1: no such ordering (estimates off).
@@ -178,7 +184,10 @@ class _Cycle:
         return q is not None and (self.usage.get(name, Resources()) + extra).exceeds(q.nominal)
 
     def starving(self, gang: Gang) -> bool:
-        return gang.submitted_at < self.starve_before
+        """Among the oldest few past the bound of its priority (starvation.py): it goes
+        first and holds its nodes; the others past it wait in the usual order (by
+        estimate) until they are among the oldest."""
+        return gang.key in self.first_starving
 
     def rank(self, g: Gang) -> tuple[object, ...]:
         """Order within a queue and priority: starving gangs first, oldest first; then,
