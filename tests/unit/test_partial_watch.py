@@ -27,11 +27,9 @@ def exp(name: str, replicas: int, phase: str | None) -> dict[str, Any]:
             "status": {"phase": phase} if phase else {}}
 
 
-def watcher() -> tuple[PartialWatch, list[tuple[str, str, float]]]:
-    log: list[tuple[str, str, float]] = []
-    w = PartialWatch(None, "ns",  # type: ignore[arg-type]  # no API: events are fed in
-                     on_open=lambda n, t: log.append(("open", n, t)),
-                     on_close=lambda n, t, trace: log.append(("close", n, t)))
+def watcher() -> tuple[PartialWatch, list[tuple[str, str, float, float]]]:
+    log: list[tuple[str, str, float, float]] = []
+    w = PartialWatch(None, "ns", on_close=lambda win: log.append(("window", *win[:3])))
     return w, log
 
 
@@ -55,13 +53,12 @@ def test_a_gang_is_partial_from_its_first_live_pod_until_its_last_member_exists(
     w._apply("pods", "ADDED", pod("a-0", "a", phase="Pending"), 1.0)
     w._apply("pods", "ADDED", pod("a-1", "a"), 2.0)
     w._apply("pods", "ADDED", pod("a-2", "a"), 4.5)
-    assert log == [("open", "a", 1.0), ("close", "a", 4.5)]
+    assert log == [("window", "a", 1.0, 4.5)]
 
 
 def test_what_happened_while_partial_is_handed_over_with_the_close() -> None:
     traces: list[list[str]] = []
-    w = PartialWatch(None, "ns",  # type: ignore[arg-type]
-                     on_open=lambda n, t: None, on_close=lambda n, t, tr: traces.append(tr))
+    w = PartialWatch(None, "ns", on_close=lambda win: traces.append(win[3]))
     w._apply("experiments", "ADDED", exp("a", 2, Phase.ADMITTED), 0.0)
     w._apply("pods", "ADDED", pod("a-0", "a"), 1.0)
     w._apply("pods", "ADDED", pod("a-1", "a", phase="Pending"), 3.0)
@@ -83,9 +80,9 @@ def test_a_relist_drops_what_vanished_while_the_watch_was_away() -> None:
     w, log = watcher()
     w._apply("experiments", "ADDED", exp("a", 2, Phase.RUNNING), 0.0)
     w._apply("pods", "ADDED", pod("a-0", "a"), 0.0)
-    assert log == [("open", "a", 0.0)]
+    assert log == [] and set(w._partial) == {"a"}
     w._replace("pods", [], 3.0)  # both gone: a rollback the watch missed
-    assert log == [("open", "a", 0.0), ("close", "a", 3.0)]
+    assert log == [("window", "a", 0.0, 3.0)]
 
 
 event = st.one_of(
@@ -101,6 +98,9 @@ def test_open_windows_are_exactly_the_partial_gangs_after_any_events(events: lis
     w, log = watcher()
     pods: dict[str, dict[str, Any]] = {}
     exps: dict[str, dict[str, Any]] = {}
+    was: set[str] = set()
+    opened: dict[str, int] = {}
+    expected: list[tuple[str, str, float, float]] = []
     for t, ev in enumerate(events):
         if ev[0] == "pods":
             _, e, index, deleting, phase, gone = ev
@@ -122,7 +122,11 @@ def test_open_windows_are_exactly_the_partial_gangs_after_any_events(events: lis
         else:
             kind = "pods" if ev[1] else "experiments"
             w._replace(kind, list((pods if ev[1] else exps).values()), t)
-        open_now = set()
-        for what, name, _ in log:
-            (open_now.add if what == "open" else open_now.discard)(name)
-        assert open_now == partial_from_scratch(pods, exps)
+        now = partial_from_scratch(pods, exps)
+        assert set(w._partial) == now
+        for name in now - was:
+            opened[name] = t
+        for name in was - now:  # each run of steps partial is one window, timed to them
+            expected.append(("window", name, opened.pop(name), t))
+        was = now
+    assert sorted(log) == sorted(expected)

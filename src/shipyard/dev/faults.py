@@ -469,8 +469,11 @@ class _Run:
     def run(self) -> Row:
         s = self.s
         self.setup()
-        sampler = self.sampler = Sampler(s.cluster.raw_client(), self.ns, s.sample_interval_s,
-                                               s.bound_s)
+        sampler = self.sampler = Sampler(s.cluster.raw_client(), self.ns,
+                                               server=s.cluster.server,
+                                               certs_dir=s.cluster.certs_dir,
+                                               interval_s=s.sample_interval_s,
+                                               bound_s=s.bound_s)
         sampler.start()
         submitter = threading.Thread(target=submit, args=(s.cluster.raw_client(), self.ns,
                                                           self.exps, s.spread_s), daemon=True)
@@ -499,7 +502,8 @@ class _Run:
         if restart:
             self.notes.append(restart)
         if violations.samples:
-            self.notes.append(f"{violations.samples} invariant samples")
+            self.notes.append(f"{violations.samples} invariant samples; the pod watch "
+                              f"ran at most {sampler.watch_lag_s:.1f}s behind")
         if violations.partial_windows:
             self.notes.append("longest partial window counting the excused time: "
                               f"{violations.longest_partial_unexcused:.1f}s")

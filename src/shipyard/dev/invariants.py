@@ -28,13 +28,14 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from shipyard.api.vocab import LABEL_EXPERIMENT, LABEL_INDEX, LABEL_ROLE, TERMINAL, Phase
 from shipyard.dev.client import RawClient
-from shipyard.dev.partial_watch import PartialWatch
+from shipyard.dev.partial_watch import PartialWatchProcess, Window
 from shipyard.spec.machines import RESOURCE_GPU
 from shipyard.spec.quantity import parse_cpu_milli, parse_memory_bytes
 
@@ -75,17 +76,15 @@ class Violations:
 
 
 class Sampler(threading.Thread):
-    def __init__(self, api: RawClient, namespace: str, interval_s: float = 0.5,
-                 bound_s: float = 5.0) -> None:
+    def __init__(self, api: RawClient, namespace: str, *, server: str, certs_dir: Path,
+                 interval_s: float = 0.5, bound_s: float = 5.0) -> None:
         super().__init__(name="invariant-sampler", daemon=True)
         self.api, self.namespace, self.interval_s = api, namespace, interval_s
         self.bound_s = bound_s  # a partial window longer than this gets its trace noted
         self.violations = Violations()
         self._stop_event = threading.Event()
-        self._partial_since: dict[str, float] = {}  # experiment -> partial since
-        self._windows_lock = threading.Lock()
-        self.partial = PartialWatch(api, namespace, on_open=self._open_window,
-                                    on_close=self._close_window)
+        self.partial = PartialWatchProcess(server, certs_dir, namespace)
+        self.watch_lag_s = 0.0  # how far behind the API server the pod watch ran at most
         # (from, to) monotonic: nobody could act; to=inf while it lasts
         self._excused: list[tuple[float, float]] = []
         self._lock = threading.Lock()
@@ -166,25 +165,20 @@ class Sampler(threading.Thread):
             self.violations.duplicates += 1
             self.violations.note(f"two live pods for {dup[:3]}")
 
-    def _open_window(self, name: str, now: float) -> None:
-        with self._windows_lock:
-            self._partial_since.setdefault(name, now)
+    def _count_window(self, window: Window) -> None:
+        name, since, until, trace = window
+        seconds = max(0.0, until - since - self._excused_within(since, until))
+        v = self.violations
+        v.longest_partial_unexcused = max(v.longest_partial_unexcused, until - since)
+        v.partial_windows.append((name, seconds))
+        if seconds > self.bound_s and trace:
+            v.note(f"{name} partial {seconds:.1f}s: " + "; ".join(trace))
 
-    def _close_window(self, name: str, now: float, trace: list[str] | None = None) -> None:
-        with self._windows_lock:
-            since = self._partial_since.pop(name, None)
-        if since is None:
-            return
-        seconds = max(0.0, now - since - self._excused_within(since, now))
-        with self._windows_lock:
-            self.violations.longest_partial_unexcused = max(
-                self.violations.longest_partial_unexcused, now - since)
-            self.violations.partial_windows.append((name, seconds))
-            if seconds > self.bound_s and trace:
-                self.violations.note(f"{name} partial {seconds:.1f}s: " + "; ".join(trace))
+    def start(self) -> None:
+        self.partial.start()  # following before the first sample, so before the burst
+        super().start()
 
     def run(self) -> None:
-        self.partial.start()
         try:
             self._run()
         except Exception as exc:  # a bug here must fail the suite, not stop sampling quietly
@@ -208,13 +202,12 @@ class Sampler(threading.Thread):
     def stop(self) -> Violations:
         self._stop_event.set()
         self.join(timeout=30)
-        self.partial.stop()
-        crashed = self.crashed or self.partial.crashed
+        windows, self.watch_lag_s, crashed = self.partial.stop()
+        crashed = self.crashed or crashed
         if crashed:
             raise RuntimeError(f"the invariant sampler crashed: {crashed}")
-        now = time.monotonic()
-        for name in list(self._partial_since):
-            self._close_window(name, now)
+        for window in windows:
+            self._count_window(window)
         return self.violations
 
 

@@ -13,15 +13,20 @@ time the API server does not answer is the sampler's to excuse.
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.queues
+import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from shipyard.api.vocab import DELETING, LABEL_EXPERIMENT
-from shipyard.dev.client import RawClient
+from shipyard.dev.client import RawClient, tls_context
 
 PODS = "/api/v1/namespaces/{ns}/pods"
 EXPERIMENTS = "/apis/shipyard.dev/v1alpha1/namespaces/{ns}/experiments"
@@ -46,17 +51,19 @@ def pod_state(pod: Mapping[str, Any]) -> tuple[str, bool, bool] | None:
     return exp, present, present and phase not in ("Succeeded", "Failed")
 
 
+Window = tuple[str, float, float, list[str]]  # (experiment, since, until, trace)
+
+
 class PartialWatch:
-    """Open and close partial windows through `on_open(name, t)` and
-    `on_close(name, t, trace)`, `t` being when the event that changed it arrived
-    (time.monotonic) and `trace` what happened to the gang while it was partial
+    """Report each partial window, once it closes, through `on_close(window)`: since
+    and until are when the events that opened and closed it arrived (time.monotonic,
+    the same clock in every process), the trace what happened to the gang meanwhile
     ("+2.1s worker-3 ADDED Pending", ...: the evidence for a window over the bound)."""
 
-    def __init__(self, api: RawClient, namespace: str, *,
-                 on_open: Callable[[str, float], None],
-                 on_close: Callable[[str, float, list[str]], None]) -> None:
+    def __init__(self, api: RawClient | None, namespace: str, *,
+                 on_close: Callable[[Window], None]) -> None:
         self.api, self.namespace = api, namespace
-        self.on_open, self.on_close = on_open, on_close
+        self.on_close = on_close
         self._lock = threading.Lock()
         self._pods: dict[str, tuple[str, bool, bool]] = {}  # pod -> (experiment, present, live)
         self._members: dict[str, set[str]] = {}  # experiment -> its pods
@@ -64,6 +71,11 @@ class PartialWatch:
         self._partial: dict[str, tuple[float, list[str]]] = {}  # -> (since, trace)
         self._stop = threading.Event()
         self.relists = 0
+        self.synced = threading.Event()  # both kinds listed once
+        self._listed: set[str] = set()
+        # How far behind the API server the pod watch ran: now - creationTimestamp at
+        # each pod's ADDED (1 s resolution); a lagging watch would stretch windows.
+        self.max_add_lag_s = 0.0
         self.crashed = ""
         self._threads = [threading.Thread(target=self._follow, args=(kind,), daemon=True,
                                           name=f"partial-watch-{kind}")
@@ -74,9 +86,15 @@ class PartialWatch:
             t.start()
 
     def stop(self) -> None:
+        """Stop following; the windows still open close now."""
         self._stop.set()
         for t in self._threads:
             t.join(timeout=WATCH_S + 10)
+        with self._lock:
+            now = time.monotonic()
+            for name, (since, trace) in list(self._partial.items()):
+                self.on_close((name, since, now, trace))
+            self._partial.clear()
 
     # -- state ------------------------------------------------------------------------
 
@@ -93,9 +111,9 @@ class PartialWatch:
                 trace.append(f"+{now - since:.1f}s {what}")
         if partial and name not in self._partial:
             self._partial[name] = (now, [f"+0.0s {what}"] if what else [])
-            self.on_open(name, now)
         elif not partial and name in self._partial:
-            self.on_close(name, now, self._partial.pop(name)[1])
+            since, trace = self._partial.pop(name)
+            self.on_close((name, since, now, trace))
 
     def _set_pod(self, key: str, state: tuple[str, bool, bool] | None, now: float,
                  what: str = "") -> None:
@@ -152,6 +170,7 @@ class PartialWatch:
             raise
 
     def _relist(self, kind: str, path: str) -> str:
+        assert self.api is not None
         status, body = self.api.request("GET", path)
         if status != 200:
             raise OSError(f"GET {path}: HTTP {status}")
@@ -159,9 +178,13 @@ class PartialWatch:
         with self._lock:
             self.relists += 1
             self._replace(kind, doc["items"], time.monotonic())
+            self._listed.add(kind)
+            if len(self._listed) == 2:
+                self.synced.set()
         return str(doc["metadata"]["resourceVersion"])
 
     def _watch(self, kind: str, path: str, version: str) -> None:
+        assert self.api is not None
         query = f"?watch=1&resourceVersion={version}&timeoutSeconds={WATCH_S}"
         for line in self.api.stream(path + query):
             if self._stop.is_set():
@@ -171,5 +194,58 @@ class PartialWatch:
                 return
             if event["type"] == "BOOKMARK":
                 continue
+            created = event["object"]["metadata"].get("creationTimestamp")
+            if kind == "pods" and event["type"] == "ADDED" and created:
+                lag = time.time() - datetime.fromisoformat(created).timestamp()
+                self.max_add_lag_s = max(self.max_add_lag_s, lag)
             with self._lock:
                 self._apply(kind, event["type"], event["object"], time.monotonic())
+
+
+class PartialWatchProcess:
+    """A `PartialWatch` in a process of its own. In the fault runner's process the
+    invariant lists (megabytes of pods, decoded and summed every half second) held
+    the GIL so long on two busy cores that the watch fell up to 23 s behind the API
+    server, and windows were timed by when it caught up."""
+
+    def __init__(self, server: str, certs_dir: Path, namespace: str) -> None:
+        ctx = multiprocessing.get_context("spawn")  # the runner has threads: no fork
+        self._stop, self._ready = ctx.Event(), ctx.Event()
+        self._out: multiprocessing.queues.Queue[tuple[list[Window], float, str]] = ctx.Queue()
+        self._proc = ctx.Process(target=_follow_in_child, daemon=True,
+                                 args=(server, str(certs_dir), namespace, self._stop,
+                                       self._ready, self._out),
+                                 name="partial-watch")
+
+    def start(self, timeout_s: float = 120.0) -> None:
+        """Start it, and return once it follows both kinds."""
+        self._proc.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._ready.wait(0.2):
+            if not self._proc.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the partial-gang watcher did not start "
+                                   f"(exit {self._proc.exitcode})")
+
+    def stop(self) -> tuple[list[Window], float, str]:
+        """(windows, how far behind the pod watch ran at most, crash text or "")."""
+        self._stop.set()
+        try:
+            return self._out.get(timeout=WATCH_S + 60)
+        except queue.Empty:
+            return [], 0.0, f"the partial-gang watcher sent nothing (exit {self._proc.exitcode})"
+        finally:
+            self._proc.join(timeout=10)
+
+
+def _follow_in_child(server: str, certs_dir: str, namespace: str, stop: Any, ready: Any,
+                     out: Any) -> None:
+    windows: list[Window] = []
+    watch = PartialWatch(RawClient(server, tls_context(Path(certs_dir))), namespace,
+                         on_close=windows.append)
+    watch.start()
+    while not (watch.synced.wait(0.2) or stop.is_set()):
+        pass
+    ready.set()
+    stop.wait()
+    watch.stop()
+    out.put((windows, watch.max_add_lag_s, watch.crashed))
