@@ -501,6 +501,8 @@ class _Run:
         restart = restart_times(self.controllers.log, self.log_offset)
         if restart:
             self.notes.append(restart)
+        if out.creation_spans:
+            self.notes.append(self._creation_note(out.creation_spans))
         if violations.samples:
             self.notes.append(f"{violations.samples} invariant samples; the pod watch "
                               f"ran at most {sampler.watch_lag_s:.1f}s behind")
@@ -514,6 +516,18 @@ class _Run:
             self.notes += log_errors(self.controllers.log, self.log_offset)
         return Row(s.fault, s.injections, len(self.exps), violations, out.lost, out.orphans,
                    out.wrong_restarts, converge, self.failover, self.notes)
+
+    def _creation_note(self, spans: list[tuple[str, float, float]]) -> str:
+        """Gang creation timed by the API server's creationTimestamps, excused time
+        taken off: the partial windows' cross-check that no watch lag can stretch."""
+        to_monotonic = time.monotonic() - time.time()
+        took = sorted(((max(0.0, last - first - self.sampler.excused_within(
+            first + to_monotonic, last + to_monotonic)), name) for name, first, last in spans),
+            reverse=True)
+        over = [f"{name} {s:.0f}s" for s, name in took if s > self.s.bound_s]
+        return (f"gang creation by the API server's timestamps (1 s resolution): longest "
+                f"{took[0][0]:.0f}s, {len(over)} over {self.s.bound_s:g}s"
+                + (f" ({', '.join(over[:8])})" if over else ""))
 
     def _cleanup(self) -> None:
         for ns in (self.ns, f"{self.ns}-bad"):

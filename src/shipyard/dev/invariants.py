@@ -28,12 +28,13 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from shipyard.api.vocab import LABEL_EXPERIMENT, LABEL_INDEX, LABEL_ROLE, TERMINAL, Phase
+from shipyard.api.vocab import LABEL_ATTEMPT, LABEL_EXPERIMENT, LABEL_INDEX, LABEL_ROLE, TERMINAL, Phase
 from shipyard.dev.client import RawClient
 from shipyard.dev.partial_watch import PartialWatchProcess, Window
 from shipyard.spec.machines import RESOURCE_GPU
@@ -100,7 +101,8 @@ class Sampler(threading.Thread):
         with self._lock:
             self._excused[index] = (self._excused[index][0], end)
 
-    def _excused_within(self, start: float, end: float) -> float:
+    def excused_within(self, start: float, end: float) -> float:
+        """How much of [start, end] (monotonic) nobody could act."""
         with self._lock:
             spans = sorted((max(a, start), min(b, end)) for a, b in self._excused)
         total, reach = 0.0, start
@@ -167,7 +169,7 @@ class Sampler(threading.Thread):
 
     def _count_window(self, window: Window) -> None:
         name, since, until, trace = window
-        seconds = max(0.0, until - since - self._excused_within(since, until))
+        seconds = max(0.0, until - since - self.excused_within(since, until))
         v = self.violations
         v.longest_partial_unexcused = max(v.longest_partial_unexcused, until - since)
         v.partial_windows.append((name, seconds))
@@ -216,6 +218,10 @@ class Outcome:
     lost: list[str]  # submitted, and missing or not in the phase expected
     orphans: list[str]  # live pods of a missing or finished experiment
     wrong_restarts: list[str]  # "<exp>: N restarts, expected M"
+    # Per gang attempt still there, its first and last pod's creationTimestamp (wall
+    # time, 1 s resolution): how long its creation took by the API server's own clock,
+    # whatever a watch's lag.
+    creation_spans: list[tuple[str, float, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -256,9 +262,15 @@ def final_check(api: RawClient, namespace: str, expected_phase: Mapping[str, str
             wrong.append(problem)
     status, body = api.request("GET", f"/api/v1/namespaces/{namespace}/pods")
     orphans = []
+    created: dict[tuple[str, str], list[float]] = {}
     for pod in json.loads(body)["items"] if status == 200 else []:
-        exp = (pod["metadata"].get("labels") or {}).get(LABEL_EXPERIMENT)
+        labels = pod["metadata"].get("labels") or {}
+        exp = labels.get(LABEL_EXPERIMENT)
         phase = ((exps.get(exp or "") or {}).get("status") or {}).get("phase")
         if exp and live(pod) and (exp not in exps or phase in TERMINAL or phase == Phase.QUEUED):
             orphans.append(f"{pod['metadata']['name']} ({phase or 'no experiment'})")
-    return Outcome(lost, orphans, wrong)
+        if exp and pod["metadata"].get("creationTimestamp"):
+            created.setdefault((exp, labels.get(LABEL_ATTEMPT, "")), []).append(
+                datetime.fromisoformat(pod["metadata"]["creationTimestamp"]).timestamp())
+    spans = [(exp, min(ts), max(ts)) for (exp, _), ts in created.items()]
+    return Outcome(lost, orphans, wrong, spans)
