@@ -56,7 +56,7 @@ from shipyard.sim import (
     SimConfig,
     SimPool,
     SimResult,
-    gang_for,
+    gang_of_arrival,
     simulate,
 )
 from shipyard.sim.measure import measure_all
@@ -229,7 +229,7 @@ def latency_snapshot(n_nodes: int, n_pending: int, seed: int = 7) -> tuple[Snaps
     cursor = 0
     while cursor < n_nodes - 8:
         size = rng.choice([1, 1, 1, 2, 4, 8, 16, 32, 64])
-        g = gang_for(Arrival(f"run-{len(runs)}", -1.0, rng.choice([1, 2, 4, 8]) if size == 1 else 8 * size,
+        g = gang_of_arrival(Arrival(f"run-{len(runs)}", -1.0, rng.choice([1, 2, 4, 8]) if size == 1 else 8 * size,
                              3600.0), A100)
         placement = {}
         for m in g.members:
@@ -248,7 +248,7 @@ def latency_snapshot(n_nodes: int, n_pending: int, seed: int = 7) -> tuple[Snaps
     for j in range(n_pending):
         size = rng.choice([1, 2, 4, 8, 16, 32, 64, 128])
         gpus = rng.choice([1, 2, 4, 8]) if size == 1 else 8 * size
-        pending.append(gang_for(Arrival(f"exp-{j}", float(j), gpus, 3600.0), A100))
+        pending.append(gang_of_arrival(Arrival(f"exp-{j}", float(j), gpus, 3600.0), A100))
     pool = PoolState(POOL, template, A100.cost_per_hour, 0, n_nodes * 2, 2, 600.0, nodes=tuple(names))
     return Snapshot(nodes, tuple(pending), 0.0, tuple(runs)), pool
 

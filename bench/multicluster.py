@@ -54,7 +54,7 @@ from shipyard.sim import (
     SimPool,
     Simulation,
     TraceError,
-    gang_for,
+    gang_of_arrival,
     load_alibaba,
     load_csv,
     simulate_clusters,
@@ -119,7 +119,7 @@ def clusters(args: argparse.Namespace, k: float) -> list[SimCluster]:
 
 
 def demand(a: Arrival) -> list[RoleDemand]:
-    members = gang_for(a, A100).members
+    members = gang_of_arrival(a, A100).members
     return [RoleDemand(A100.name, len(members), members[0].request)]
 
 

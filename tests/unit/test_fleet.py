@@ -15,7 +15,7 @@ from shipyard.core.cluster_summary import LEVELS
 from shipyard.core.clusters import ClusterCapacity, MachineCapacity, RoleDemand, choose_cluster
 from shipyard.core.model import Resources
 from shipyard.fleet import NoClusterFits, capacity_rows, demand_for, pick, pick_many
-from shipyard.fleet.capacity import ClusterReading, read_capacities
+from shipyard.fleet.capacity_reader import ClusterReading, read_capacities
 from shipyard.fleet.ledger import Ledger
 from shipyard.fleet.machines import between, for_cluster, from_cluster
 from shipyard.fleet.move import ANNOTATION_HOLD, ANNOTATION_MOVED_FROM, copy_of

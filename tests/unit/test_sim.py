@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from shipyard.sim import Arrival, SimConfig, SimPool, TraceError, gang_for, load_alibaba, load_csv, simulate
+from shipyard.sim import (
+    Arrival,
+    SimConfig,
+    SimPool,
+    TraceError,
+    gang_of_arrival,
+    load_alibaba,
+    load_csv,
+    simulate,
+)
 from shipyard.sim.trace import resample, traces_dir
 from shipyard.spec import DEFAULT_MACHINE_TYPES, NodePool
 
@@ -102,10 +111,10 @@ def test_pool_from_spec_uses_the_machine_catalog():
 
 
 def test_gpus_map_to_whole_8_gpu_nodes():
-    big = gang_for(Arrival("x", 0, 12, 1), A100)
+    big = gang_of_arrival(Arrival("x", 0, 12, 1), A100)
     assert [m.request.gpus for m in big.members] == [8, 8]
     assert big.members[0].request.cpu_milli == A100.allocatable_cpu
-    small = gang_for(Arrival("y", 0, 3, 1), A100)
+    small = gang_of_arrival(Arrival("y", 0, 3, 1), A100)
     assert [m.request.gpus for m in small.members] == [3]
     assert small.members[0].request.cpu_milli == A100.allocatable_cpu * 3 // 8
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from shipyard.core.clusters import ClusterOption, RoleDemand, choose_cluster, summarize
-from shipyard.sim import Arrival, SimCluster, SimPool, Simulation, gang_for, simulate, simulate_clusters
+from shipyard.sim import (
+    Arrival,
+    SimCluster,
+    SimPool,
+    Simulation,
+    gang_of_arrival,
+    simulate,
+    simulate_clusters,
+)
 from shipyard.spec import DEFAULT_MACHINE_TYPES
 
 A100 = DEFAULT_MACHINE_TYPES["gpu-a100"]
@@ -16,7 +24,7 @@ CLOUD = SimCluster("cloud", (SimPool("gpu", A100, max_nodes=4),))
 def fits_now_else_cloud(arrival: Arrival, sims) -> str:
     """Onprem when the capacity summary says it fits there now, else the cloud."""
     snap, pools, waiting = sims["onprem"].state()
-    member = gang_for(arrival, A100).members
+    member = gang_of_arrival(arrival, A100).members
     demand = [RoleDemand(A100.name, len(member), member[0].request)]
     option = ClusterOption("onprem", "onprem", "gpu", summarize(snap, pools, waiting, snap.now))
     return "onprem" if choose_cluster(demand, [option])[0].tier == 0 else "cloud"

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from shipyard.core import queueing
 from shipyard.core.autoscale import plan
-from shipyard.core.capacity import Capacity, Group
 from shipyard.core.model import Policy, Resources, Running, Topology
+from shipyard.core.node_index import Capacity, Group
 from shipyard.core.placement import place, unplace
 from shipyard.sim import Arrival, SimConfig, SimPool, Simulation
 from shipyard.spec import DEFAULT_MACHINE_TYPES

@@ -29,7 +29,7 @@ from typing import Any
 from shipyard.api.status import next_status, revision
 from shipyard.api.vocab import HOLDING, TAINT_EARMARK, TAINT_QUARANTINE, TERMINAL, Phase
 from shipyard.controller.autoscaler import Autoscaler
-from shipyard.controller.capacity import CapacityPublisher
+from shipyard.controller.capacity_publisher import CapacityPublisher
 from shipyard.controller.hangs import LogActivity
 from shipyard.controller.hangs import hung as hung_for
 from shipyard.controller.lifecycle import STALLED, Decision, reconcile

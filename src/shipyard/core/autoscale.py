@@ -30,7 +30,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from shipyard.core import reasons
-from shipyard.core.capacity import Group
 from shipyard.core.model import (
     WAIT_CAPACITY,
     WAIT_NEVER,
@@ -44,6 +43,7 @@ from shipyard.core.model import (
     Snapshot,
     Waiting,
 )
+from shipyard.core.node_index import Group
 from shipyard.core.placement import eligible
 from shipyard.core.scaleup import Extended
 

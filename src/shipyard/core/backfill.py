@@ -22,9 +22,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from shipyard.core.capacity import Capacity, Group
 from shipyard.core.estimate import Estimate
 from shipyard.core.model import Resources, Running, Topology
+from shipyard.core.node_index import Capacity, Group
 from shipyard.core.placement import place, unplace
 
 INF = math.inf

@@ -38,7 +38,7 @@ from enum import IntEnum
 from shipyard.core import reasons
 from shipyard.core.cluster_summary import LEVELS, ClusterCapacity, MachineCapacity, summarize
 from shipyard.core.model import Resources
-from shipyard.core.summary_solver import NOTHING, new_nodes, node_equivalents, place, room, share
+from shipyard.core.summary_solver import NOTHING, fill_levels, new_nodes, node_equivalents, room, share
 from shipyard.spec import ClusterRef, Experiment
 
 __all__ = [
@@ -203,11 +203,11 @@ def _fit_type(roles: list[RoleDemand], mc: MachineCapacity, label: str, price: f
                                 f"nodes + {mc.provisioning_nodes} provisioning + {mc.headroom_nodes} more "
                                 "allowed by its pools)")
     free, coming, backlog = _after_queue(mc)
-    used, rest = place(demand, mc.node, free)
+    used, rest = fill_levels(demand, mc.node, free)
     missing = new_nodes(rest, mc.node)
     if missing == 0:
         return _TypeFit(FITS_NOW, f"{used} x {label} free of {mc.nodes}", used)
-    on_way, rest = place(rest, mc.node, coming)
+    on_way, rest = fill_levels(rest, mc.node, coming)
     missing = new_nodes(rest, mc.node)
     allowed = mc.headroom_nodes - backlog  # new nodes the pools may still add for us
     total = used + on_way + missing

@@ -21,8 +21,8 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 
-from shipyard.core.capacity import Capacity, Group, Pool, cap, free_bound
 from shipyard.core.model import Member, Node, Resources, Topology
+from shipyard.core.node_index import Capacity, Group, Pool, cap, free_bound
 
 INF = math.inf
 # Single-domain candidates tried for real before spreading (the estimate is an upper

@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from shipyard.core.capacity import Capacity, Group
 from shipyard.core.model import Running, Topology
+from shipyard.core.node_index import Capacity, Group
 from shipyard.core.placement import could_fit, place, unplace
 
 

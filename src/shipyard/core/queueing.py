@@ -23,8 +23,6 @@ from collections.abc import Iterable, Mapping
 
 from shipyard.core import reasons
 from shipyard.core.backfill import GUESSED, Releases, earliest_start, never_fits, release_ends
-from shipyard.core.capacity import Capacity, Group, Reservation
-from shipyard.core.capacity import cap as capacity_cap
 from shipyard.core.estimate import Estimate
 from shipyard.core.model import (
     UNLIMITED_RESOURCES,
@@ -46,6 +44,8 @@ from shipyard.core.model import (
     Snapshot,
     Waiting,
 )
+from shipyard.core.node_index import Capacity, Group, Reservation
+from shipyard.core.node_index import cap as capacity_cap
 from shipyard.core.placement import could_fit, place
 from shipyard.core.preemption import find_victims
 from shipyard.core.starvation import (

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from shipyard.core.capacity import Capacity, Group, Reservation
 from shipyard.core.model import Queue, Resources
+from shipyard.core.node_index import Capacity, Group, Reservation
 
 
 def shape(groups: Sequence[Group]) -> str:

@@ -2,7 +2,7 @@
 
 Scale-up asks the scheduler's own question (does this gang fit, and where?) of the
 snapshot extended with nodes built from pool templates, through the same index and
-placement code (capacity.py, placement.py). Hypothetical nodes are ordered by cost;
+placement code (node_index.py, placement.py). Hypothetical nodes are ordered by cost;
 the search shows some of them and asks for the fewest (and cheapest) that fit.
 
 A node not in play is *hidden*: all its free resources are taken, so the index files
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from shipyard.core.capacity import Capacity, Group
 from shipyard.core.model import Gang, Node, Resources, Snapshot
+from shipyard.core.node_index import Capacity, Group
 from shipyard.core.placement import Taken, place, unplace
 
 

@@ -23,7 +23,6 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from shipyard.core.capacity import Capacity, Group
 from shipyard.core.estimate import Estimate
 from shipyard.core.model import (
     WAIT_NEVER,
@@ -36,6 +35,7 @@ from shipyard.core.model import (
     Snapshot,
     Waiting,
 )
+from shipyard.core.node_index import Capacity, Group
 from shipyard.core.placement import place
 from shipyard.core.reasons import duration
 

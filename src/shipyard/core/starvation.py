@@ -15,8 +15,8 @@ import heapq
 import math
 from collections.abc import Iterable, Sequence
 
-from shipyard.core.capacity import Capacity, Group
 from shipyard.core.model import Gang, Resources
+from shipyard.core.node_index import Capacity, Group
 
 INF = math.inf
 # Starving gangs that hold nodes in one cycle, the oldest first (the bound rests on the

@@ -49,7 +49,7 @@ def node_equivalents(r: Resources, node: Resources) -> int:
     return math.ceil(round(share(r, node), 9))
 
 
-def place(roles: Sequence[tuple[Resources, int]], node: Resources, levels: Sequence[int]
+def fill_levels(roles: Sequence[tuple[Resources, int]], node: Resources, levels: Sequence[int]
           ) -> tuple[int, list[tuple[Resources, int]]]:
     """Put (request, replicas) on nodes counted by level; returns (nodes used, what is left).
     Fullest nodes that fit first, keeping the empty ones whole; a node a role used is
@@ -82,7 +82,7 @@ def place(roles: Sequence[tuple[Resources, int]], node: Resources, levels: Seque
 def new_nodes(roles: Sequence[tuple[Resources, int]], node: Resources) -> int:
     """Empty nodes the roles would take (each role's replicas fit on one, as checked before)."""
     many = sum(n for _, n in roles)  # never more nodes than replicas
-    return place(roles, node, [0] * LEVELS + [many])[0]
+    return fill_levels(roles, node, [0] * LEVELS + [many])[0]
 
 
 @dataclass(slots=True)

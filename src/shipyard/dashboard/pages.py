@@ -15,7 +15,7 @@ from shipyard.dashboard.fleet_views import by_machine, gpu_hours_series, quota_t
 from shipyard.dashboard.hub import Hub
 from shipyard.dashboard.sources import ClusterSource, Detail
 from shipyard.dashboard.views import Row, cells
-from shipyard.fleet.capacity import ClusterReading
+from shipyard.fleet.capacity_reader import ClusterReading
 from shipyard.fleet.placement import rank
 from shipyard.fleet.report import capacity_rows
 from shipyard.spec import Experiment

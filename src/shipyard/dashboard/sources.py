@@ -39,7 +39,7 @@ from shipyard.dashboard.views import (
     local_events,
     row_from_summary,
 )
-from shipyard.fleet.capacity import ClusterReading, read_capacities
+from shipyard.fleet.capacity_reader import ClusterReading, read_capacities
 from shipyard.fleet.connect import Clusters
 from shipyard.kube import experiments as kexp
 from shipyard.kube.errors import NotFound

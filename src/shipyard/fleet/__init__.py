@@ -6,11 +6,11 @@ or cli/. The logic is async, written once; the CLI runs it with asyncio.run.
 """
 
 from shipyard.core.clusters import demand_for
-from shipyard.fleet.capacity import ClusterReading, read_capacities
+from shipyard.fleet.capacity_reader import ClusterReading, read_capacities
 from shipyard.fleet.connect import Unreachable
 from shipyard.fleet.launch import launch_many, submit
 from shipyard.fleet.move import MoveError, MoveResult, move
-from shipyard.fleet.placement import NoClusterFits, Placement, pick, pick_many, place, place_many
+from shipyard.fleet.placement import NoClusterFits, Placement, choose, choose_many, pick, pick_many
 from shipyard.fleet.redispatch import redispatch_once
 from shipyard.fleet.report import capacity_rows
 
@@ -22,13 +22,13 @@ __all__ = [
     "Placement",
     "Unreachable",
     "capacity_rows",
+    "choose",
+    "choose_many",
     "demand_for",
     "launch_many",
     "move",
     "pick",
     "pick_many",
-    "place",
-    "place_many",
     "read_capacities",
     "redispatch_once",
     "submit",

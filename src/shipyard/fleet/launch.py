@@ -7,7 +7,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-from shipyard.fleet.capacity import read_capacities
+from shipyard.fleet.capacity_reader import read_capacities
 from shipyard.fleet.connect import DEFAULT_TIMEOUT_S, ask
 from shipyard.fleet.machines import for_cluster
 from shipyard.fleet.placement import NoClusterFits, Placement, pick_many

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shipyard.core.clusters import ClusterScore, Tier, choose_cluster, demand_for
-from shipyard.fleet.capacity import ClusterReading, read_capacities
+from shipyard.fleet.capacity_reader import ClusterReading, read_capacities
 from shipyard.fleet.connect import DEFAULT_TIMEOUT_S
 from shipyard.fleet.ledger import Ledger
 from shipyard.spec import Experiment
@@ -87,12 +87,12 @@ def pick_many(exps: Sequence[Experiment], readings: Sequence[ClusterReading]
     return out
 
 
-async def place(exp: Experiment, config: ClustersConfig, timeout_s: float = DEFAULT_TIMEOUT_S) -> Placement:
+async def choose(exp: Experiment, config: ClustersConfig, timeout_s: float = DEFAULT_TIMEOUT_S) -> Placement:
     """Read every cluster's capacity now and choose where `exp` should run."""
     return pick(exp, await read_capacities(list(config.clusters), timeout_s))
 
 
-async def place_many(exps: Sequence[Experiment], config: ClustersConfig,
+async def choose_many(exps: Sequence[Experiment], config: ClustersConfig,
                      timeout_s: float = DEFAULT_TIMEOUT_S) -> list[Placement | NoClusterFits]:
     """Where each of `exps` should run, from one reading of every cluster."""
     return pick_many(exps, await read_capacities(list(config.clusters), timeout_s))

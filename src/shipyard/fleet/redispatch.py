@@ -16,7 +16,7 @@ from typing import Any
 
 from shipyard.api.vocab import ANNOTATION_HOLD, Phase
 from shipyard.core.clusters import ClusterScore, Tier
-from shipyard.fleet.capacity import ClusterReading, read_capacities
+from shipyard.fleet.capacity_reader import ClusterReading, read_capacities
 from shipyard.fleet.connect import DEFAULT_TIMEOUT_S, Unreachable, ask_all
 from shipyard.fleet.machines import from_cluster
 from shipyard.fleet.move import MoveError, MoveResult, Progress, move, quiet

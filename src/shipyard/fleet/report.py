@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from shipyard.core.cluster_summary import LEVELS, MachineCapacity
-from shipyard.fleet.capacity import ClusterReading
+from shipyard.fleet.capacity_reader import ClusterReading
 
 
 def free_amount(mc: MachineCapacity) -> tuple[int, str]:

@@ -2,7 +2,7 @@
 (core.queueing, core.autoscale) as a cluster does."""
 
 from shipyard.sim.engine import Simulation, simulate
-from shipyard.sim.model import SimConfig, SimPool, SimResult, gang_for
+from shipyard.sim.model import SimConfig, SimPool, SimResult, gang_of_arrival
 from shipyard.sim.multi import MultiResult, Router, SimCluster, simulate_clusters
 from shipyard.sim.trace import Arrival, TraceError, load_alibaba, load_csv
 
@@ -16,7 +16,7 @@ __all__ = [
     "SimResult",
     "Simulation",
     "TraceError",
-    "gang_for",
+    "gang_of_arrival",
     "load_alibaba",
     "load_csv",
     "simulate",

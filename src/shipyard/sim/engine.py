@@ -38,7 +38,7 @@ from shipyard.core.model import (
     Waiting,
 )
 from shipyard.core.queueing import schedule
-from shipyard.sim.model import SimConfig, SimPool, SimResult, gang_for
+from shipyard.sim.model import SimConfig, SimPool, SimResult, gang_of_arrival
 from shipyard.sim.trace import Arrival
 
 EARMARK = "sim.shipyard.dev/earmarked-for"
@@ -95,7 +95,7 @@ class Simulation:
         self.rng = random.Random(config.seed)
         self.pools = {p.name: _Pool(p, p.template()) for p in pools}
         self.machine = config.machine or pools[0].machine
-        self.gangs = {a.name: gang_for(a, self.machine, config.time_limits) for a in arrivals}
+        self.gangs = {a.name: gang_of_arrival(a, self.machine, config.time_limits) for a in arrivals}
         if len(self.gangs) != len(arrivals):
             raise ValueError("arrivals: experiment names must be unique")
         self.duration = {a.name: a.duration_s for a in arrivals}
@@ -166,7 +166,7 @@ class Simulation:
             raise ValueError(f"{arrival.name}: submitted at {arrival.submit_s:g}, before the clock "
                              f"({self.now:g})")
         self.advance(arrival.submit_s)
-        self.gangs[arrival.name] = gang_for(arrival, self.machine, self.cfg.time_limits)
+        self.gangs[arrival.name] = gang_of_arrival(arrival, self.machine, self.cfg.time_limits)
         self.arrivals[arrival.name] = arrival
         self.duration[arrival.name] = arrival.duration_s
         self.submit[arrival.name] = arrival.submit_s
@@ -431,7 +431,7 @@ class Simulation:
 
 
 def _shape(g: Gang) -> tuple[int, int]:
-    # The simulator's gangs (gang_for) have identical members.
+    # The simulator's gangs (gang_of_arrival) have identical members.
     return (g.members[0].request.gpus if g.members else 0, len(g.members))
 
 

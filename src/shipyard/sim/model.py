@@ -76,7 +76,7 @@ class SimConfig:
     look_ahead: bool = True
 
 
-def gang_for(arrival: Arrival, machine: MachineType, time_limit: bool = False) -> Gang:
+def gang_of_arrival(arrival: Arrival, machine: MachineType, time_limit: bool = False) -> Gang:
     """An experiment of g GPUs on nodes of n GPUs: ceil(g / n) members of min(g, n) GPUs,
     each with its GPUs' share of the node's CPU and memory (whole nodes for n GPUs)."""
     per = machine.gpus or 1

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shipyard.core.backfill import earliest_start
-from shipyard.core.capacity import Capacity
 from shipyard.core.model import Policy, Snapshot
+from shipyard.core.node_index import Capacity
 from shipyard.core.queueing import schedule
 
 from ..test_sim_speed import reference_earliest_start

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from shipyard.core.cluster_summary import LEVELS
 from shipyard.core.model import Resources
-from shipyard.core.summary_solver import MANY, NOTHING, ChargedLevels, level_left, place, room
+from shipyard.core.summary_solver import MANY, NOTHING, ChargedLevels, fill_levels, level_left, room
 
 GIB = 1 << 30
 nodes = st.builds(Resources, st.sampled_from([8_000, 96_000]), st.sampled_from([32 * GIB, 1152 * GIB]),
@@ -53,7 +53,7 @@ def test_placement_and_charging_agree_on_what_fits(node: Resources, levels: list
     r, replicas = roles[0]
     if r == NOTHING:
         return
-    used, rest = place([(r, replicas)], node, levels)
+    used, rest = fill_levels([(r, replicas)], node, levels)
     charged = ChargedLevels(list(levels))
     charged.place(node, r, replicas)
     left = sum(n for _, n in rest)
