@@ -3,6 +3,8 @@ be exactly the gangs a from-scratch look at the same objects calls partial."""
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import given
@@ -63,6 +65,21 @@ def test_what_happened_while_partial_is_handed_over_with_the_close() -> None:
     w._apply("pods", "ADDED", pod("a-0", "a"), 1.0)
     w._apply("pods", "ADDED", pod("a-1", "a", phase="Pending"), 3.0)
     assert traces == [["+0.0s a-0 ADDED Running", "+2.0s a-1 ADDED Pending"]]
+
+
+def test_a_pod_counts_from_its_creation_whenever_a_lagging_watch_shows_it() -> None:
+    w, log = watcher()
+    w._apply("experiments", "ADDED", exp("a", 2, Phase.ADMITTED), 0.0)
+    created = time.time() - 30  # the watch shows both pods 30 s after the server made them
+    first, second = pod("a-0", "a"), pod("a-1", "a")
+    first["metadata"]["creationTimestamp"] = datetime.fromtimestamp(created, UTC).isoformat()
+    second["metadata"]["creationTimestamp"] = datetime.fromtimestamp(created + 2, UTC).isoformat()
+    now = time.monotonic()
+    w._apply("pods", "ADDED", first, now)
+    w._apply("pods", "ADDED", second, now + 5)
+    (_, name, since, until), = log
+    assert name == "a" and abs((until - since) - 2) < 1.01  # the server's 2 s, not the 5 s seen
+    assert until < now - 20
 
 
 def test_a_restart_deleting_pods_on_purpose_is_not_partial_nor_are_finished_ranks() -> None:

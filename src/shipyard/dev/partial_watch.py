@@ -7,8 +7,10 @@ s, against a 5 s bound). `PartialWatch` follows one namespace's pods and Experim
 by watch instead (the API server's own events, never the controller's view) and
 re-judges an experiment on every event of its own: partial while one of its pods is
 live (holds a node) and some member has no pod at all, outside the phases that delete
-pods on purpose. A watch that ends or expires (410) is listed again and resumed; the
-time the API server does not answer is the sampler's to excuse.
+pods on purpose. A pod counts from its creationTimestamp, not from when the watch showed
+it: on two overloaded cores the API server delivered watch events up to a minute
+late, while it created the pods on time. A watch that ends or expires (410) is listed
+again and resumed; the time the API server does not answer is the sampler's to excuse.
 """
 
 from __future__ import annotations
@@ -52,6 +54,14 @@ def pod_state(pod: Mapping[str, Any]) -> tuple[str, bool, bool] | None:
 
 
 Window = tuple[str, float, float, list[str]]  # (experiment, since, until, trace)
+
+
+def server_time(obj: Mapping[str, Any], default: float) -> float:
+    """An object's creationTimestamp (1 s resolution) on the time.monotonic clock."""
+    created = obj["metadata"].get("creationTimestamp")
+    if not created:
+        return default
+    return datetime.fromisoformat(created).timestamp() + time.monotonic() - time.time()
 
 
 class PartialWatch:
@@ -113,7 +123,7 @@ class PartialWatch:
             self._partial[name] = (now, [f"+0.0s {what}"] if what else [])
         elif not partial and name in self._partial:
             since, trace = self._partial.pop(name)
-            self.on_close((name, since, now, trace))
+            self.on_close((name, since, max(since, now), trace))
 
     def _set_pod(self, key: str, state: tuple[str, bool, bool] | None, now: float,
                  what: str = "") -> None:
@@ -138,6 +148,10 @@ class PartialWatch:
         name = obj["metadata"]["name"]
         gone = event == "DELETED"
         phase = (obj.get("status") or {}).get("phase")
+        if kind == "pods" and not gone and name not in self._pods:
+            # A pod exists from its creation, not from when a (lagging, or relisted)
+            # watch showed it: time its first sighting by the API server's clock.
+            now = min(now, server_time(obj, now))
         if kind == "pods":
             deleting = " deleting" if obj["metadata"].get("deletionTimestamp") else ""
             self._set_pod(name, None if gone else pod_state(obj), now,
