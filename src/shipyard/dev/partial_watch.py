@@ -80,7 +80,6 @@ class PartialWatch:
         self._exps: dict[str, tuple[str | None, int]] = {}  # experiment -> (phase, replicas)
         self._partial: dict[str, tuple[float, list[str]]] = {}  # -> (since, trace)
         self._stop = threading.Event()
-        self.relists = 0
         self.synced = threading.Event()  # both kinds listed once
         self._listed: set[str] = set()
         # How far behind the API server the pod watch ran: now - creationTimestamp at
@@ -190,7 +189,6 @@ class PartialWatch:
             raise OSError(f"GET {path}: HTTP {status}")
         doc = orjson.loads(body)
         with self._lock:
-            self.relists += 1
             self._replace(kind, doc["items"], time.monotonic())
             self._listed.add(kind)
             if len(self._listed) == 2:
