@@ -164,6 +164,7 @@ class FakeApi:
         self._wake: asyncio.Event | None = None
         self._epoch = 0  # bumped by end_watches()
         self._names = itertools.count()
+        self.held: dict[Kind, int] = {}  # kind -> the last version its watches deliver
 
     # -- what tests use -----------------------------------------------------------------
 
@@ -190,6 +191,15 @@ class FakeApi:
     def end_watches(self) -> None:
         """The server closes every open watch (its timeout): clients watch again."""
         self._epoch += 1
+        self._notify()
+
+    def hold(self, kind: Kind) -> None:
+        """A lagging watch: `kind`'s watches deliver nothing written from now on..."""
+        self.held[kind] = self.rv
+
+    def release(self, kind: Kind) -> None:
+        """...until this, when they catch up."""
+        self.held.pop(kind, None)
         self._notify()
 
     def finish_terminating(self) -> list[str]:
@@ -297,7 +307,10 @@ class FakeApi:
         epoch, me = self._epoch, next(self._names)
         while epoch == self._epoch:
             seen = self.history[-1].rv if self.history else since
-            events = [e for e in self.history if e.rv > since and e.kind == kind]
+            limit = self.held.get(kind)
+            if limit is not None:
+                seen = min(seen, max(limit, since))
+            events = [e for e in self.history if since < e.rv <= seen and e.kind == kind]
             for event in events:
                 since = event.rv
                 meta = event.obj["metadata"]
@@ -306,7 +319,7 @@ class FakeApi:
                         and field_match(field_selector, event.obj):
                     yield event.type, copy.deepcopy(event.obj)
             since = max(since, seen)
-            if self.history and self.history[-1].rv > since:
+            if self.history and self.history[-1].rv > since and kind not in self.held:
                 continue  # changed while the events above were handled
             if self._wake is None:
                 self._wake = asyncio.Event()

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from shipyard.api.vocab import LABEL_ATTEMPT
 from shipyard.kube.errors import Forbidden, Invalid, Transient
 from shipyard.kube.resources import EVENTS, EXPERIMENTS, PODS, SECRETS, SERVICES
 from shipyard.render.runtime import ANNOTATION_STOP_REASON
@@ -209,3 +210,67 @@ def test_a_controller_restarted_mid_admission_completes_the_gang_without_a_secon
             assert [c for c in api.calls if c[0] == "delete" and c[1] == "pods"] == []
 
     asyncio.run(main())
+
+
+def test_a_pod_of_an_earlier_attempt_holding_a_members_name_is_never_taken_into_the_new_gang() -> None:
+    async def main() -> None:
+        clock = Clock()
+        api = FakeApi(clock)
+        async with World(api, clock) as first:
+            for n in ("n1", "n2"):
+                await first.add_node(n)
+            await first.submit(exp("a", replicas=2))
+            await first.cycle()
+            await first.cycle()
+            assert first.status("a")["attempt"] == 1 and len(first.pods("a")) == 2
+        # What a controller that died mid-restart can leave: the next attempt admitted,
+        # one pod of the last one gone, the other (a-w-0) still there and not deleting.
+        status = first.status("a")
+        await api.patch(EXPERIMENTS, "a", {"status": {**status, "phase": "Admitted", "attempt": 2,
+                                                      "revision": status["revision"] + 1}},
+                        "default", subresource="status")
+        await api.delete(PODS, "a-w-1", "default")
+        api.finish_terminating()
+        async with World(api, clock) as second:
+            await second.cycle()
+            rolled = second.status("a")
+            assert rolled["phase"] == "Queued"
+            assert "pod a-w-0 of attempt 1 is still there" in rolled["message"]
+            assert [p["metadata"]["name"] for p in second.pods("a")] == ["a-w-0"]  # nothing new made
+            for _ in range(4):  # the leftover is deleted, goes, and the gang is made whole
+                api.finish_terminating()
+                await second.cycle()
+            pods = second.pods("a")
+            assert sorted(p["metadata"]["name"] for p in pods) == ["a-w-0", "a-w-1"]
+            assert {p["metadata"]["labels"][LABEL_ATTEMPT] for p in pods} == {"3"}
+            assert second.status("a")["phase"] == "Starting"
+
+    asyncio.run(main())
+
+
+def test_after_a_failed_status_write_a_lagging_watch_never_undoes_the_gang_just_created() -> None:
+    async def scenario(w: World) -> None:
+        for n in ("n1", "n2"):
+            await w.add_node(n)
+        await w.submit(exp("a", replicas=2))
+        await w.cycle()
+        assert w.status("a")["phase"] == "Queued"
+        # The Experiment watch falls behind; Admitted lands, the pods are made, and the
+        # write of Starting is refused.
+        w.api.hold(EXPERIMENTS)
+        w.api.fail("patch", EXPERIMENTS, Invalid(422, "Invalid", "status: refused"), name="a", after=1)
+        await w.cycle()
+        assert w.status("a")["phase"] == "Admitted" and len(w.pods("a")) == 2
+        # The cache still says Queued; a Queued experiment's pods are leftovers to delete,
+        # so the controller must go by what it read back from the server instead.
+        for _ in range(2):
+            await w.cycle()
+        assert [c for c in w.api.calls if c[:2] == ("delete", "pods")] == []
+        assert w.status("a")["phase"] == "Starting"
+        w.api.release(EXPERIMENTS)
+        await w.cycle()
+        pods = w.pods("a")
+        assert len(pods) == 2 and {p["metadata"]["labels"][LABEL_ATTEMPT] for p in pods} == {"1"}
+        assert w.controller.overlay == {}
+
+    run(scenario)

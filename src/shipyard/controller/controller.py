@@ -457,12 +457,30 @@ class Controller:
                 await coro
             except Exception as exc:  # the next cycle sees the world as it is
                 log_write_failure(log, key, exc)
-                self.overlay.pop(key, None)
+                await self._read_back(key)
             finally:
                 self.inflight.pop(key, None)
                 self.dirty.set()
 
         self.inflight[key] = asyncio.create_task(guarded(), name=f"write-{key}")
+
+    async def _read_back(self, key: str) -> None:
+        """After a failed write the server's status is unknown, and the watch may not have
+        shown even the writes that worked: a cycle acting on that older status could undo
+        them (a gang just created, read as still Queued, has its pods deleted as leftovers).
+        So the status is read back from the server; failing that, the cache is all there is."""
+        self.overlay.pop(key, None)
+        exp = self.experiments.items.get(key)
+        if exp is None:
+            return
+        try:
+            status = await self.writer.read_status(exp)
+        except Exception as exc:  # an outage: the next cycle goes by the cache, as before
+            log_write_failure(log, f"{key}: reading the status back", exc)
+            return
+        current = self.experiments.items.get(key)
+        if current is not None and revision(status) > current.revision:
+            self.overlay[key] = status
 
     def _set_status(self, key: str, status: dict[str, Any]) -> None:
         self.overlay[key] = status
@@ -504,10 +522,13 @@ class Controller:
 
     async def _create(self, exp: ExperimentView) -> None:
         status = self.status(exp.key)
-        existing = set(self.pods_of.get(exp.key, {}))
+        attempt = int(status.get("attempt", 0))
+        # Pods this attempt already made (a restarted controller completing a gang); any
+        # other pod holding a member's name is a leftover the writer refuses to adopt.
+        existing = {name for name, p in self.pods_of.get(exp.key, {}).items()
+                    if p.attempt == attempt and not p.terminating}
         try:
-            await self.writer.create_gang(exp, status.get("placement") or {},
-                                          int(status.get("attempt", 0)), existing)
+            await self.writer.create_gang(exp, status.get("placement") or {}, attempt, existing)
         except Exception as exc:
             rollback = next_status(status, phase=Phase.QUEUED, placement=None,
                                    message=f"admission rolled back: {exc}")

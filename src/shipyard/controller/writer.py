@@ -28,6 +28,12 @@ from shipyard.render.runtime import render_progress_secret
 
 log = logging.getLogger(__name__)
 SCHEDULER_NAME = "shipyard"
+
+
+class LeftoverPod(Exception):
+    """A pod of an earlier attempt holds a name this attempt needs: the admission is
+    rolled back and made again once the pod is gone."""
+
 STOP_REASON_SETTLE_S = 1.0
 
 
@@ -193,6 +199,12 @@ class Writer:
         await self._call(self.client.patch(EXPERIMENTS, exp.name, {"status": body},
                                            exp.namespace, subresource="status"), lane)
 
+    async def read_status(self, exp: ExperimentView) -> dict[str, Any]:
+        # A read, not a write: outside the lanes and the outage's backoff (the informers'
+        # lists are too), so it never waits behind the writes it is checking on.
+        obj = await self.client.get(EXPERIMENTS, exp.name, exp.namespace)
+        return dict(obj.get("status") or {})
+
     async def patch_progress(self, exp: ExperimentView, progress: Mapping[str, Any]) -> None:
         await self._call(self.client.patch(EXPERIMENTS, exp.name, {"status": {"progress": dict(progress)}},
                                            exp.namespace, subresource="status"), ROUTINE)
@@ -225,13 +237,34 @@ class Writer:
                 if p["metadata"]["name"] not in existing]
         results = await asyncio.gather(*(self._call(self.client.create(PODS, p)) for p in pods),
                                        return_exceptions=True)
+        taken = [p["metadata"]["name"] for p, r in zip(pods, results, strict=True)
+                 if isinstance(r, AlreadyExists)]
         errors = [r for r in results if isinstance(r, BaseException) and not isinstance(r, AlreadyExists)]
+        if taken and not errors:
+            errors = await self._leftovers(exp, taken, attempt)
         if errors:
             created = [p["metadata"]["name"] for p, r in zip(pods, results, strict=True)
                        if not isinstance(r, BaseException)]
             await asyncio.gather(*(self._call(self.client.delete(PODS, n, exp.namespace, grace_s=0))
                                    for n in created), return_exceptions=True)
             raise errors[0]
+
+    async def _leftovers(self, exp: ExperimentView, names: list[str], attempt: int) -> list[BaseException]:
+        """A name already taken is this attempt's pod only if it says so and is not being
+        deleted: one of an earlier attempt that the watch had not shown yet would otherwise
+        be taken for a member of this gang, and its deletion, moments later, leave the gang
+        a pod short until the pod-visibility timeout restarts it."""
+        for name in names:
+            try:
+                pod = await self._call(self.client.get(PODS, name, exp.namespace))
+            except ApiError as exc:
+                return [exc]
+            meta = pod["metadata"]
+            theirs = (meta.get("labels") or {}).get(LABEL_ATTEMPT)
+            if theirs != str(attempt) or meta.get("deletionTimestamp"):
+                state = "being deleted" if meta.get("deletionTimestamp") else "still there"
+                return [LeftoverPod(f"pod {name} of attempt {theirs} is {state}")]
+        return []
 
     async def _ensure_service(self, service: dict[str, Any]) -> None:
         with contextlib.suppress(AlreadyExists):

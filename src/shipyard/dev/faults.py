@@ -412,20 +412,26 @@ class _Run:
 
     def _hit_busy_node(self, i: int, fault: Callable[[str], None], *, fatal: bool) -> str:
         """Apply `fault` to a busy node (GPU and CPU in turn). A gang with a live pod there
-        just before or in the 2 s after (placed from a cache not yet up to date) may be
-        restarted once for it; with `fatal` (the node is gone), one live there both times
-        must be."""
+        just before or at any look in the 2 s after (placed from a cache not yet up to
+        date, and maybe restarted before the last look) may be restarted once for it;
+        with `fatal` (the node is gone), one live there before and at the last look must be."""
         node = self._busy_node(gpu=i % 2 == 0)
         if not node:
             self.notes.append("no busy node for the fault")
             return ""
         before = self._experiments_on(node)
         fault(node)
-        time.sleep(2)
-        after = self._experiments_on(node)
+        seen: set[str] = set()
+        deadline = time.monotonic() + 2
+        while True:  # a restart takes over a second (stop reason, then delete): looks
+            after = self._experiments_on(node)  # 0.25 s apart see every gang placed there
+            seen |= after
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.25)
         r = self.restarts
         r.nodes.add(node)
-        for exp in before | after:
+        for exp in before | seen:
             r.high[exp] = r.high.get(exp, 0) + 1
         for exp in (before & after) if fatal else ():
             r.low[exp] = r.low.get(exp, 0) + 1
