@@ -85,13 +85,12 @@ class Controller:
     def __init__(self, client: ApiClient, *, clock: Callable[[], float] = time.time,
                  coalesce_s: float = 0.05, write_concurrency: int = 64,
                  settings: ControllerSettings | None = None,
-                 usage_namespace: str = SYSTEM_NAMESPACE,
-                 autoscaler: Mapping[str, Any] | None = None) -> None:
+                 usage_namespace: str = SYSTEM_NAMESPACE) -> None:
         """`settings`: the tree `shipyard controller run` fills (None: the defaults):
         the scheduling policy with its estimator settings and the autoscaler's settings,
         the ones the simulator takes too (SimConfig.policy, SimConfig.autoscale), and the
         quarantine's. The autoscaler acts only on NodePools, so a cluster without any is
-        left alone; `autoscaler`: its other parts (catalog, providers, metrics), for tests."""
+        left alone."""
         self.settings = settings = ControllerSettings() if settings is None else settings
         self.client = client
         self.clock = clock
@@ -125,7 +124,7 @@ class Controller:
         self.cycles = 0
         self.last_result: CycleResult | None = None
         self.autoscaler = Autoscaler(client, self.writer, self.dirty.set, settings.autoscale,
-                                     self.policy, **(autoscaler or {}))
+                                     self.policy)
         self.earmarks: dict[str, str] = {}  # node -> gang it was provisioned for
         self.capacity = CapacityPublisher(client)
         self.autoscaler.metrics.registry.register(
