@@ -93,8 +93,10 @@ def run(arrivals: list[Arrival], pool: SimPool, cfg: SimConfig, k: float) -> tup
     """Simulate with every time divided by k; returns the result and the wall time."""
     fast = [Arrival(a.name, a.submit_s / k, a.gpus, a.duration_s / k) for a in arrivals]
     pool = replace(pool, idle_timeout_s=pool.idle_timeout_s / k)
-    cfg = replace(cfg, provisioning_delay_s=cfg.provisioning_delay_s / k, confirm_s=cfg.confirm_s / k,
-                  step_s=cfg.step_s / k, failure_backoff_s=cfg.failure_backoff_s / k)
+    a = cfg.autoscale
+    cfg = replace(cfg, provisioning_delay_s=cfg.provisioning_delay_s / k,
+                  autoscale=replace(a, confirm_s=a.confirm_s / k, interval_s=a.interval_s / k,
+                                    backoff_s=a.backoff_s / k))
     t0 = time.perf_counter()
     result = simulate(fast, [pool], cfg)
     return result, time.perf_counter() - t0
@@ -114,7 +116,8 @@ def compare(arrivals: list[Arrival], args: argparse.Namespace) -> None:
     cap = max(4 * nodes, nodes + args.warm_buffer + 16)
     cfg = SimConfig(provisioning_delay_s=args.provisioning_delay, failure_rate=args.failure_rate,
                     seed=args.seed, time_limits=not args.no_time_limits)
-    today = replace(cfg, look_ahead=False)  # the planner before it counted ending work
+    # The planner before it counted ending work.
+    today = replace(cfg, autoscale=replace(cfg.autoscale, look_ahead=False))
     base = SimPool(POOL, A100, max_nodes=cap, idle_timeout_s=args.idle_timeout)
     warm = replace(base, warm_buffer=args.warm_buffer)
     runs = [

@@ -46,6 +46,7 @@ from pathlib import Path
 
 from shipyard.cli.flags import arg
 from shipyard.core.clusters import ClusterOption, RoleDemand, choose_cluster, summarize
+from shipyard.core.model import AutoscaleSettings
 from shipyard.sim import (
     Arrival,
     MultiResult,
@@ -112,8 +113,9 @@ def clusters(args: argparse.Namespace, k: float) -> list[SimCluster]:
     gpu = SimPool("gpu-a100", A100, max_nodes=args.cloud_max_nodes, warm_buffer=args.warm_buffer,
                   idle_timeout_s=args.idle_timeout / k)
     cpu = SimPool("cpu-large", CPU, max_nodes=10, idle_timeout_s=args.idle_timeout / k)
-    cfg = SimConfig(provisioning_delay_s=args.provisioning_delay / k, confirm_s=30.0 / k, step_s=10.0 / k,
-                    failure_backoff_s=300.0 / k, seed=args.seed)
+    cfg = SimConfig(provisioning_delay_s=args.provisioning_delay / k, seed=args.seed,
+                    autoscale=AutoscaleSettings(confirm_s=30.0 / k, interval_s=10.0 / k,
+                                                backoff_s=300.0 / k))
     return [SimCluster(ONPREM, (onprem,), replace(cfg, machine=ONPREM_A100)),
             SimCluster(CLOUD, (gpu, cpu), replace(cfg, machine=A100))]
 

@@ -68,6 +68,7 @@ def test_the_controller_and_the_simulator_take_one_policy_tree_from_the_flags():
 
     from shipyard.cli.controller_cmd import policy_of
     from shipyard.controller.controller import Controller
+    from shipyard.controller.settings import ControllerSettings
     from shipyard.core.estimate import EstimateSettings
     from shipyard.core.model import Policy
     from shipyard.sim import SimConfig, SimPool
@@ -79,10 +80,11 @@ def test_the_controller_and_the_simulator_take_one_policy_tree_from_the_flags():
     assert replace(flags, starvation_bound_s=Policy().starvation_bound_s,
                    estimate_order_after_s=Policy().estimate_order_after_s) == Policy()
     tree = replace(flags, estimate=EstimateSettings(min_samples=1, confident_samples=1))
-    c = Controller(client=None, coalesce_s=0, policy=tree)  # type: ignore[arg-type]  # no I/O
+    c = Controller(client=None, coalesce_s=0,  # type: ignore[arg-type]  # no I/O
+                   settings=ControllerSettings(policy=tree))
     pool = SimPool("fixed", DEFAULT_MACHINE_TYPES["gpu-a100"], max_nodes=1, static=True, start_nodes=1)
     sim = Simulation([], [pool], SimConfig(policy=tree))
-    assert c.policy is sim.policy is tree
+    assert c.policy is c.autoscaler.policy is sim.policy is tree
     assert c.history.history.settings is sim.history.settings is tree.estimate
     # One succeeded run is enough under these settings, and the snapshot carries it.
     t = 1_800_000_000.0
@@ -91,6 +93,7 @@ def test_the_controller_and_the_simulator_take_one_policy_tree_from_the_flags():
     c.experiments.items[exp.key], c.experiments.items[queued.key] = exp, queued
     assert c.snapshot(t + 10).estimates["team/bert-ft-9"].confident
     off = Controller(client=None, coalesce_s=0,  # type: ignore[arg-type]
-                     policy=policy_of(starvation_bound=3600.0, estimates=False, estimate_order_after=0.0))
+                     settings=ControllerSettings(policy=policy_of(
+                         starvation_bound=3600.0, estimates=False, estimate_order_after=0.0)))
     off.experiments.items[exp.key], off.experiments.items[queued.key] = exp, queued
     assert off.policy.starvation_bound_s == 3600.0 and off.snapshot(t + 10).estimates == {}

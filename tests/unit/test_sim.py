@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from shipyard.sim import (
@@ -14,6 +16,7 @@ from shipyard.sim import (
     load_csv,
     simulate,
 )
+from shipyard.sim.model import SIM_AUTOSCALE
 from shipyard.sim.trace import resample, traces_dir
 from shipyard.spec import DEFAULT_MACHINE_TYPES, NodePool
 
@@ -81,7 +84,7 @@ def test_an_experiment_larger_than_the_pool_never_starts_and_the_run_ends():
 def test_after_a_failure_the_pool_is_skipped_until_its_backoff_ends():
     flaky = SimPool("gpu-a100", A100, max_nodes=4, failure_rate=1.0)
     spare = SimPool("spare-a100", A100, max_nodes=4, cost_per_hour=99.0, failure_rate=0.0)
-    r = simulate([Arrival("a", 0, 8, 100)], [flaky, spare], SimConfig(failure_backoff_s=300))
+    r = simulate([Arrival("a", 0, 8, 100)], [flaky, spare], SimConfig(autoscale=replace(SIM_AUTOSCALE, backoff_s=300)))
     # The cheap pool fails at 120; the dear one is asked then and delivers at 240.
     assert r.failures == 1 and r.started == {"a": 240}
     assert r.node_s["gpu-a100"] == 120  # paid while it was coming, not after it failed
@@ -93,7 +96,8 @@ def test_compressing_time_scales_every_duration_and_nothing_else():
     k = 4.0
     fast = simulate([Arrival(a.name, a.submit_s / k, a.gpus, a.duration_s / k) for a in arrivals],
                     [pool(warm_buffer=1, idle_timeout_s=600 / k)],
-                    SimConfig(provisioning_delay_s=120 / k, confirm_s=30 / k, step_s=10 / k))
+                    SimConfig(provisioning_delay_s=120 / k,
+                              autoscale=replace(SIM_AUTOSCALE, confirm_s=30 / k, interval_s=10 / k)))
     assert fast.started == {n: t / k for n, t in base.started.items()}
     assert fast.node_s["gpu-a100"] * k == pytest.approx(base.node_s["gpu-a100"])
     assert fast.requested_nodes == base.requested_nodes

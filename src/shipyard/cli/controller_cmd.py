@@ -13,19 +13,30 @@ import typer
 import yaml
 
 from shipyard.cli.output import console, errors
-from shipyard.core.model import Policy
+from shipyard.controller.settings import (
+    ControllerSettings,
+    LeaderSettings,
+    PreflightSettings,
+    ProgressSettings,
+    QuarantineSettings,
+)
+from shipyard.core.model import AutoscaleSettings, Policy
 from shipyard.kube.client import KubeClient, load_connection
 
 app = typer.Typer(help="The scheduling controller that runs in (or next to) a cluster.",
                   no_args_is_help=True)
 
 Context = Annotated[str | None, typer.Option("--cluster", "-c", help="kubeconfig context.")]
+# The flags' defaults are the settings tree's (controller/settings.py).
 DEFAULT_POLICY = Policy()
+AUTOSCALE, QUARANTINE, LEADER = AutoscaleSettings(), QuarantineSettings(), LeaderSettings()
+PROGRESS_INTERVAL_S = ProgressSettings(0).interval_s
 
 
 def policy_of(starvation_bound: float, estimates: bool, estimate_order_after: float) -> Policy:
-    """The controller's scheduling policy from its flags: the Policy tree the simulator
-    takes too (SimConfig.policy), estimator settings included; the rest as Policy()."""
+    """The controller's scheduling policy from its flags (ControllerSettings.policy): the
+    Policy tree the simulator takes too (SimConfig.policy), estimator settings included;
+    the rest as Policy()."""
     return replace(DEFAULT_POLICY, starvation_bound_s=starvation_bound or None, estimates=estimates,
                    estimate_order_after_s=estimate_order_after)
 
@@ -34,29 +45,36 @@ def policy_of(starvation_bound: float, estimates: bool, estimate_order_after: fl
 def run(
     context: Context = None,
     in_cluster: Annotated[bool, typer.Option(help="Use the pod's service account.")] = False,
-    leader_elect: Annotated[bool, typer.Option(help="Hold a Lease so only one replica acts.")] = True,
+    leader_elect: Annotated[bool, typer.Option(help="Hold a Lease so only one replica acts.")]
+    = LEADER.elect,
     metrics_port: Annotated[int | None, typer.Option(
         help="Serve Prometheus metrics on 127.0.0.1:PORT.")] = None,
     scale_down_confirm: Annotated[float, typer.Option(
-        help="Seconds a scale-down candidate must stay idle before its node is removed.")] = 30.0,
+        help="Seconds a scale-down candidate must stay idle before its node is removed "
+        "(AutoscaleSettings.confirm_s).")]
+    = AUTOSCALE.confirm_s,
     pool_backoff: Annotated[float, typer.Option(
-        help="Seconds a NodePool is skipped after it failed to provision.")] = 60.0,
+        help="Seconds a NodePool is skipped after it failed to provision "
+        "(AutoscaleSettings.backoff_s).")] = AUTOSCALE.backoff_s,
     lease_duration: Annotated[float, typer.Option(
         "--leader-elect-lease-duration", min=2,
-        help="Seconds a standby waits, seeing the lease unrenewed, before taking over.")] = 15.0,
+        help="Seconds a standby waits, seeing the lease unrenewed, before taking over.")]
+    = LEADER.lease_s,
     renew_deadline: Annotated[float, typer.Option(
         "--leader-elect-renew-deadline", min=1,
         help="Seconds the leader may go without renewing before it stops writing and exits; "
-             "must be below the lease duration (the gap is the safety margin).")] = 10.0,
+             "must be below the lease duration (the gap is the safety margin).")]
+    = LEADER.renew_deadline_s,
     retry_period: Annotated[float, typer.Option(
         "--leader-elect-retry-period", min=0.1,
-        help="Seconds between renewals (and between a standby's tries).")] = 2.0,
+        help="Seconds between renewals (and between a standby's tries).")] = LEADER.retry_s,
     quarantine_after: Annotated[int, typer.Option(
         min=0, help="Quarantine (taint shipyard.dev/quarantined:NoSchedule) a node that took "
-        "part in this many gang failures within --quarantine-window; 0: never.")] = 0,
+        "part in this many gang failures within --quarantine-window; 0: never.")]
+    = QUARANTINE.after,
     quarantine_window: Annotated[float, typer.Option(
         min=1, help="Seconds over which --quarantine-after counts a node's gang failures.")]
-    = 3600.0,
+    = QUARANTINE.window_s,
     progress_port: Annotated[int | None, typer.Option(
         help="Receive ranks' shipyard.progress reports on --progress-address:PORT (HTTP).")] = None,
     progress_address: Annotated[str, typer.Option(
@@ -69,7 +87,8 @@ def run(
         help="Also receive reports over gRPC on this port (needs grpcio; for measuring, "
              "shipyard.progress sends HTTP).")] = None,
     progress_interval: Annotated[float, typer.Option(
-        min=1, help="Seconds between two status.progress writes of an experiment.")] = 10.0,
+        min=1, help="Seconds between two status.progress writes of an experiment.")]
+    = PROGRESS_INTERVAL_S,
     preflight_image: Annotated[str | None, typer.Option(
         help="Run a check pod of this image on every node tainted shipyard.dev/preflight; "
              "its exit 0 removes the taint (docs/monitoring.md).")] = None,
@@ -112,6 +131,16 @@ def run(
         if not available("grpc"):
             errors.print("[red]error:[/red] --progress-grpc-port needs grpcio: pip install grpcio")
             raise typer.Exit(2)
+    settings = ControllerSettings(
+        policy=policy_of(starvation_bound, estimates, estimate_order_after),
+        autoscale=replace(AUTOSCALE, confirm_s=scale_down_confirm, backoff_s=pool_backoff),
+        quarantine=QuarantineSettings(quarantine_after, quarantine_window),
+        leader=LeaderSettings(leader_elect, lease_duration, renew_deadline, retry_period),
+        progress=None if progress_port is None else ProgressSettings(
+            progress_port, progress_address, progress_url, progress_interval, progress_grpc_port),
+        preflight=None if preflight_image is None else PreflightSettings(
+            preflight_image, tuple(shlex.split(preflight_command)) if preflight_command else None),
+        metrics_port=metrics_port)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp").setLevel(logging.DEBUG if verbose else logging.WARNING)
@@ -122,22 +151,7 @@ def run(
         if task is not None:
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
         async with KubeClient(load_connection(context=context, in_cluster=in_cluster)) as client:
-            await run_controller(client, leader_elect=leader_elect, metrics_port=metrics_port,
-                                 autoscale={"confirm_s": scale_down_confirm,
-                                            "backoff_s": pool_backoff},
-                                 lease={"lease_s": lease_duration, "renew_deadline_s": renew_deadline,
-                                        "retry_s": retry_period},
-                                 quarantine={"after": quarantine_after,
-                                             "window_s": quarantine_window},
-                                 preflight=None if preflight_image is None else {
-                                     "image": preflight_image,
-                                     "command": shlex.split(preflight_command)
-                                     if preflight_command else None},
-                                 progress=None if progress_port is None else {
-                                     "port": progress_port, "address": progress_address,
-                                     "url": progress_url, "interval_s": progress_interval,
-                                     "grpc_port": progress_grpc_port},
-                                 policy=policy_of(starvation_bound, estimates, estimate_order_after))
+            await run_controller(client, settings)
 
     try:
         asyncio.run(main())

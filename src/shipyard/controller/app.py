@@ -17,16 +17,14 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Mapping
 from typing import Any
 
 from shipyard.controller.controller import Controller
-from shipyard.controller.progress import INTERVAL_S as PROGRESS_INTERVAL_S
-from shipyard.core.model import Policy
+from shipyard.controller.settings import ControllerSettings
 from shipyard.kube.client import KubeClient
 from shipyard.kube.informer import cancel_all
 from shipyard.kube.install import CONTROLLER, SYSTEM_NAMESPACE
-from shipyard.kube.leader import LeaderElector, LeaseTimings, LostLeadership
+from shipyard.kube.leader import LeaderElector, LostLeadership
 
 log = logging.getLogger(__name__)
 EXIT_STUCK = 3
@@ -44,41 +42,35 @@ def _watchdog(bound_s: float) -> threading.Timer:
     return timer
 
 
-async def run_controller(client: KubeClient, *, leader_elect: bool = True,
+async def run_controller(client: KubeClient, settings: ControllerSettings | None = None, *,
                          namespace: str = SYSTEM_NAMESPACE, identity: str | None = None,
-                         autoscale: Mapping[str, Any] | None = None,
-                         metrics_port: int | None = None,
-                         lease: LeaseTimings | None = None,
-                         quarantine: Mapping[str, Any] | None = None,
-                         progress: Mapping[str, Any] | None = None,
-                         preflight: Mapping[str, Any] | None = None,
-                         policy: Policy | None = None,
                          stop_bound_s: float = 5.0) -> None:
-    """Run until cancelled; raises LostLeadership when the lease is lost. `lease`:
-    LeaderElector's timings (lease_s, renew_deadline_s, retry_s). `progress`: the
-    progress receiver's port, address, url (given to pods) and interval_s. `preflight`:
-    the check pods' image and command (controller/preflight.py). `policy`:
-    the scheduling policy with its estimator settings (None: Policy())."""
+    """Run until cancelled; raises LostLeadership when the lease is lost. `settings`:
+    the tree `shipyard controller run`'s flags fill (None: the defaults)."""
+    settings = ControllerSettings() if settings is None else settings
     identity = identity or os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
-    elector = (LeaderElector(client, namespace, CONTROLLER, identity, **(lease or {}))
-               if leader_elect else None)
-    controller = Controller(client.fenced(elector.check) if elector else client,
-                            autoscale=autoscale, quarantine=quarantine, policy=policy)
-    if preflight is not None:
-        controller.preflight.image = preflight["image"]
-        controller.preflight.command = preflight.get("command")
-    if metrics_port is not None:
-        controller.autoscaler.metrics.serve(metrics_port)
+    election = settings.leader
+    elector = (LeaderElector(client, namespace, CONTROLLER, identity, lease_s=election.lease_s,
+                             renew_deadline_s=election.renew_deadline_s, retry_s=election.retry_s)
+               if election.elect else None)
+    controller = Controller(client.fenced(elector.check) if elector else client, settings=settings)
+    if settings.preflight is not None:
+        controller.preflight.image = settings.preflight.image
+        command = settings.preflight.command
+        controller.preflight.command = list(command) if command is not None else None
+    if settings.metrics_port is not None:
+        controller.autoscaler.metrics.serve(settings.metrics_port)
     leading = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = [asyncio.create_task(controller.run(leading), name="controller")]
     receiver = None
+    progress = settings.progress
     if progress is not None:
-        address = progress.get("address", "127.0.0.1")
-        receiver = controller.enable_progress(None, progress.get("interval_s", PROGRESS_INTERVAL_S))
-        port = await receiver.serve_http(progress["port"], address)
-        controller.writer.progress_url = progress.get("url") or f"http://{address}:{port}"
-        if progress.get("grpc_port") is not None:
-            grpc_port = await receiver.serve_grpc(progress["grpc_port"], address)
+        address = progress.address
+        receiver = controller.enable_progress(None, progress.interval_s)
+        port = await receiver.serve_http(progress.port, address)
+        controller.writer.progress_url = progress.url or f"http://{address}:{port}"
+        if progress.grpc_port is not None:
+            grpc_port = await receiver.serve_grpc(progress.grpc_port, address)
             log.info("progress receiver (gRPC) on %s:%d", address, grpc_port)
         log.info("progress receiver on %s:%d; ranks report to %s", address, port,
                  controller.writer.progress_url)

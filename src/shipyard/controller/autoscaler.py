@@ -23,13 +23,13 @@ from pydantic import ValidationError
 from shipyard.api.vocab import ANNOTATION_EARMARK, LABEL_NODEPOOL, TAINT_CANDIDATE
 from shipyard.controller.views import format_time
 from shipyard.controller.writer import Writer, log_write_failure
-from shipyard.core.autoscale import AutoscaleInput, AutoscalePlan, PoolState, plan
+from shipyard.core.adapter import autoscale_input
+from shipyard.core.autoscale import AutoscalePlan, PoolState, plan
 from shipyard.core.model import (
-    WAIT_CAPACITY,
-    WAIT_NEVER,
-    WAIT_TOPOLOGY,
+    AutoscaleSettings,
     CycleResult,
     Node,
+    Policy,
     Resources,
     Snapshot,
     Taint,
@@ -45,7 +45,6 @@ from shipyard.spec.errors import spec_error
 from shipyard.spec.machines import DEFAULT_MACHINE_TYPES, MachineType
 
 log = logging.getLogger(__name__)
-SCALES_FOR = (WAIT_CAPACITY, WAIT_NEVER, WAIT_TOPOLOGY)  # waits that more nodes can end
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,20 +116,17 @@ class Autoscaler:
         client: ApiClient,
         writer: Writer,
         wake: Callable[[], None],
+        settings: AutoscaleSettings = AutoscaleSettings(),
+        policy: Policy = Policy(),
         *,
-        interval_s: float = 1.0,
-        confirm_s: float = 30.0,
-        backoff_s: float = 60.0,
-        earmark_ttl_s: float = 600.0,
         catalog: Mapping[str, MachineType] = DEFAULT_MACHINE_TYPES,
         providers: Callable[[NodePool, ApiClient], Provider] = provider_for,
         metrics: AutoscalerMetrics | None = None,
-        look_ahead: bool = True,
     ) -> None:
+        """`settings`: how often and how cautiously it acts (ControllerSettings.autoscale);
+        `policy`: the scheduler's, which the planner places gangs with."""
         self.client, self.writer, self.wake = client, writer, wake
-        self.look_ahead = look_ahead
-        self.interval_s, self.confirm_s = interval_s, confirm_s
-        self.backoff_s, self.earmark_ttl_s = backoff_s, earmark_ttl_s
+        self.settings, self.policy = settings, policy
         self.catalog, self.provider_for = catalog, providers
         self.metrics = metrics or AutoscalerMetrics()
         changed = lambda *_: wake()  # noqa: E731
@@ -179,7 +175,7 @@ class Autoscaler:
             if node.earmark is None or node.name not in known:
                 continue
             first = self.earmark_seen.setdefault(node.name, now)
-            if node.earmark in waiting and now - first < self.earmark_ttl_s:
+            if node.earmark in waiting and now - first < self.settings.earmark_ttl_s:
                 held[node.name] = node.earmark
         return held
 
@@ -190,7 +186,7 @@ class Autoscaler:
              releasing: Mapping[str, Resources] | None = None) -> AutoscalePlan | None:
         """Plan and start acting; `busy`: nodes where a shipyard pod holds resources;
         `releasing`: node -> what deleted pods of stopped gangs still hold there."""
-        if now - self.last_run < self.interval_s or not self.pools.items:
+        if now - self.last_run < self.settings.interval_s or not self.pools.items:
             return None
         self.last_run = now
         for admission in result.admitted:  # it has its nodes: nothing more is owed to it
@@ -202,25 +198,16 @@ class Autoscaler:
         self.last_states = states
         if not states:
             return None
-        pending = {g.key for g in snapshot.pending}
-        earmarked: dict[str, dict[str, int]] = {}
-        for (gang, pool), n in self.requested.items():
-            if gang in pending and n > 0:
-                earmarked.setdefault(gang, {})[pool] = n
         pool_of = {n.name: n.pool for n in self.nodes.items.values()}
-        for node, gang in earmarks.items():
-            per = earmarked.setdefault(gang, {})
-            per[pool_of[node]] = per.get(pool_of[node], 0) + 1
-        waiting = tuple(w for w in result.waiting if w.kind in SCALES_FOR)
-        inp = AutoscaleInput(
-            snapshot=snapshot, pools=tuple(states), waiting=waiting, earmarked=earmarked,
-            earmarked_nodes=dict(earmarks),
+        inp = autoscale_input(
+            snapshot, states, result.waiting, earmarks=earmarks, pool_of=pool_of,
+            requested=self.requested,
             idle_since={n: t for n, t in self.idle_since.items() if n in pool_of},
             marked={n.name: n.marked_at for n in self.nodes.items.values() if n.marked_at is not None},
-            confirm_s=self.confirm_s, admitted=result.admitted, releasing=releasing or {},
+            confirm_s=self.settings.confirm_s, admitted=result.admitted, releasing=releasing,
         )
         with self.metrics.plan_seconds.time():
-            decided = plan(inp)
+            decided = plan(inp, self.policy)
         self.last_plan = decided
         for up in decided.scale_up:
             log.info("scale-up: %s", up.reason)
@@ -229,7 +216,7 @@ class Autoscaler:
         for down in decided.scale_down:
             log.info("scale-down: %s", down.reason)
         self._act(decided, specs, now)
-        self._publish(states, specs, snapshot, waiting, now)
+        self._publish(states, specs, snapshot, inp.waiting, now)
         return decided
 
     def _registered(self, earmarks: Mapping[str, str]) -> None:
@@ -289,21 +276,22 @@ class Autoscaler:
                 idle_timeout_s=pool.idle_timeout, static=pool.provider == "static",
                 nodes=tuple(nodes), provisioning=provider.provisioning(pool),
                 unavailable_until=self.unavailable_until.get(pool.name, 0.0),
-                provisioning_delay_s=self.fastest.get(pool.name, 0.0) if self.look_ahead else 0.0,
+                provisioning_delay_s=self.fastest.get(pool.name, 0.0)
+                if self.settings.look_ahead else 0.0,
             ))
         return states, specs
 
     def _failed(self, pool: NodePool, message: str, now: float) -> None:
         """A pool that failed to provision is skipped for a while; the gangs it was
         for are planned again (on another pool) at the next step."""
-        self.unavailable_until[pool.name] = now + self.backoff_s
+        self.unavailable_until[pool.name] = now + self.settings.backoff_s
         self.asked_at.pop(pool.name, None)  # those requests will not be answered
         for key in [k for k in self.requested if k[1] == pool.name]:
             del self.requested[key]
         self.metrics.decisions.labels(pool.name, "failed").inc()
         self.spawn(self.writer.event_on(
             _pool_ref(pool.name), "ScaleUpFailed",
-            f"{message}; trying other pools for {self.backoff_s:.0f}s", now, "Warning"))
+            f"{message}; trying other pools for {self.settings.backoff_s:.0f}s", now, "Warning"))
 
     # -- acting -------------------------------------------------------------------------
 

@@ -23,11 +23,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import replace
 from typing import Any
 
 from shipyard.api.status import next_status, revision
-from shipyard.api.vocab import HOLDING, TAINT_EARMARK, TAINT_QUARANTINE, TERMINAL, Phase
+from shipyard.api.vocab import HOLDING, TAINT_QUARANTINE, TERMINAL, Phase
 from shipyard.controller.autoscaler import Autoscaler
 from shipyard.controller.capacity_publisher import CapacityPublisher
 from shipyard.controller.hangs import LogActivity
@@ -38,6 +37,7 @@ from shipyard.controller.progress import INTERVAL_S as PROGRESS_INTERVAL_S
 from shipyard.controller.progress import Receiver, only_progress_changed
 from shipyard.controller.quarantine import Quarantine
 from shipyard.controller.run_history import RunHistory
+from shipyard.controller.settings import ControllerSettings
 from shipyard.controller.views import (
     ExperimentView,
     PodView,
@@ -50,19 +50,10 @@ from shipyard.controller.views import (
     queue_view,
 )
 from shipyard.controller.writer import ROUTINE, URGENT, Writer, log_write_failure
+from shipyard.core.adapter import NodeViews
 from shipyard.core.estimate import Estimate
 from shipyard.core.from_spec import gang_for, queue_for
-from shipyard.core.model import (
-    CycleResult,
-    Gang,
-    Node,
-    Policy,
-    Resources,
-    Running,
-    Snapshot,
-    Taint,
-    Toleration,
-)
+from shipyard.core.model import CycleResult, Gang, Node, Resources, Running, Snapshot
 from shipyard.core.queueing import schedule
 from shipyard.core.start_estimate import StartEstimate, estimate_starts
 from shipyard.kube.api import ApiClient
@@ -90,23 +81,17 @@ class InformerStopped(RuntimeError):
     """A watch cache died: the controller must not go on scheduling from it."""
 
 
-def _tolerating_earmark(gang: Gang) -> Gang:
-    toleration = Toleration(TAINT_EARMARK, gang.key, "NoSchedule")
-    members = tuple(replace(m, tolerations=(*m.tolerations, toleration)) for m in gang.members)
-    return replace(gang, members=members)
-
-
 class Controller:
     def __init__(self, client: ApiClient, *, clock: Callable[[], float] = time.time,
                  coalesce_s: float = 0.05, write_concurrency: int = 64,
-                 autoscale: Mapping[str, Any] | None = None,
-                 usage_namespace: str = SYSTEM_NAMESPACE,
-                 quarantine: Mapping[str, Any] | None = None,
-                 policy: Policy | None = None) -> None:
-        """`autoscale`: options of the Autoscaler (None: defaults); it acts only on
-        NodePools, so a cluster without any is left alone. `policy`: the scheduling
-        policy and its estimator settings, the same tree the simulator takes
-        (SimConfig.policy; None: the defaults, Policy())."""
+                 settings: ControllerSettings | None = None,
+                 usage_namespace: str = SYSTEM_NAMESPACE) -> None:
+        """`settings`: the tree `shipyard controller run` fills (None: the defaults):
+        the scheduling policy with its estimator settings and the autoscaler's settings,
+        the ones the simulator takes too (SimConfig.policy, SimConfig.autoscale), and the
+        quarantine's. The autoscaler acts only on NodePools, so a cluster without any is
+        left alone."""
+        self.settings = settings = ControllerSettings() if settings is None else settings
         self.client = client
         self.clock = clock
         self.coalesce_s = coalesce_s
@@ -128,17 +113,18 @@ class Controller:
         self.inflight: dict[str, asyncio.Task[None]] = {}
         self.waiting_written: dict[str, float] = {}
         self.leading_since = 0.0  # when this controller's first cycle could run
-        self._nodes_built: dict[str, tuple[Node, Resources | None, str | None, Node]] = {}
+        self.views = NodeViews()  # the snapshot's nodes, rebuilt only when they change
         self.start_estimates: dict[str, StartEstimate] = {}
         self.estimated_at = float("-inf")
         self.estimated_for: set[str] = set()  # the waiting gangs of that estimate
         self.gangs: dict[tuple[str, str], Gang] = {}  # (key, uid) -> gang
-        self.policy = Policy() if policy is None else policy
+        self.policy = settings.policy
         # Run times of the experiments that succeeded, for estimates (policy.estimates).
         self.history = RunHistory(self.policy.estimate)
         self.cycles = 0
         self.last_result: CycleResult | None = None
-        self.autoscaler = Autoscaler(client, self.writer, self.dirty.set, **(autoscale or {}))
+        self.autoscaler = Autoscaler(client, self.writer, self.dirty.set, settings.autoscale,
+                                     self.policy)
         self.earmarks: dict[str, str] = {}  # node -> gang it was provisioned for
         self.capacity = CapacityPublisher(client)
         self.autoscaler.metrics.registry.register(
@@ -148,9 +134,8 @@ class Controller:
         self.usage = UsageRecorder(client, usage_namespace)
         self.metrics = SchedulerMetrics(self.autoscaler.metrics.registry)
         self.autoscaler.metrics.registry.register(SchedulerCollector(self))
-        # `quarantine`: Quarantine's `after` (K; 0: off) and `window_s`.
         self.quarantine = Quarantine(client, self.writer, self.autoscaler.spawn, self._quarantined,
-                                     **(quarantine or {}))
+                                     settings.quarantine.after, settings.quarantine.window_s)
         self.progress: Receiver | None = None  # set by enable_progress
         # Stalls are counted with or without the receiver (log lines are evidence too).
         self.progress_metrics = ProgressMetrics(self.autoscaler.metrics.registry)
@@ -422,32 +407,13 @@ class Controller:
         # Nodes provisioned for a waiting gang are that gang's alone: a taint only it tolerates.
         self.earmarks = self.autoscaler.active_earmarks((g.key for g in pending),
                                                        self.nodes.items, now)
-        held_by = set(self.earmarks.values())
-        pending = [_tolerating_earmark(g) if g.key in held_by else g for g in pending]
-        nodes = tuple(self._node(n, used.get(n.name), self.earmarks.get(n.name))
-                      for n in self.nodes.items.values())
-        queues = tuple(queue_for(q) for q in self.queues.items.values())
+        queues = (queue_for(q) for q in self.queues.items.values())
         estimates: dict[str, Estimate] = {}
         for exp in alive:
             if (est := self.history.estimate(exp, now)) is not None:
                 estimates[exp.key] = est
-        return Snapshot(nodes, tuple(pending), now, tuple(running), queues, estimates)
-
-    def _node(self, seen: Node, used: Resources | None, earmark: str | None) -> Node:
-        """The snapshot's node: the cached one's usage and earmark applied, built again
-        only when one of the three changed (a cycle at 7,500 nodes otherwise spends a
-        tenth of the controller's CPU rebuilding nodes that did not move)."""
-        hit = self._nodes_built.get(seen.name)
-        if hit is not None and hit[0] is seen and hit[2] == earmark and (
-                hit[1] is used or hit[1] == used):
-            return hit[3]
-        node = Node(seen.name, seen.allocatable, seen.labels,
-                    seen.taints + ((Taint(TAINT_EARMARK, earmark),) if earmark else ()),
-                    used or Resources(), seen.ready, seen.schedulable)
-        self._nodes_built[seen.name] = (seen, used, earmark, node)
-        if len(self._nodes_built) > 2 * len(self.nodes.items) + 1024:
-            self._nodes_built.clear()  # deleted nodes' entries
-        return node
+        return self.views.snapshot(self.nodes.items.values(), used, self.earmarks, pending, now,
+                                   running, queues, estimates)
 
     # -- applying decisions ---------------------------------------------------------
 

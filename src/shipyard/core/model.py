@@ -248,6 +248,28 @@ class Policy:
 
 
 @dataclass(frozen=True, slots=True)
+class AutoscaleSettings:
+    """How an adapter runs the autoscale planner (core/autoscale.py decides what to do;
+    these say how often and how cautiously). The controller takes them from
+    `shipyard controller run` (ControllerSettings.autoscale), the simulator from
+    SimConfig.autoscale, where they apply; the defaults suit a cluster."""
+
+    # The autoscaler plans at most this often (the simulator: its next look after a
+    # step that removed less than it could, half a pool at a time).
+    interval_s: float = 1.0
+    # Scale-down: a candidate still idle this long after it was marked is removed.
+    confirm_s: float = 30.0
+    # A pool that failed to provision is skipped this long; its gangs go to other pools.
+    backoff_s: float = 60.0
+    # A registered node earmarked for a gang is held for it at most this long (the
+    # controller; a simulated earmark ends when its gang starts).
+    earmark_ttl_s: float = 600.0
+    # Count capacity that running work frees (by time limit) before a new node could be
+    # Ready; False: the planner before that look-ahead, to compare.
+    look_ahead: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Admission:
     """Decision: start this gang with each member on the named node."""
 

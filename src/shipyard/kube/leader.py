@@ -18,7 +18,7 @@ import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypedDict
+from typing import Any
 
 from shipyard.kube.api import ApiClient
 from shipyard.kube.errors import AlreadyExists, Conflict, NotFound, Transient
@@ -33,14 +33,6 @@ def _micro_time(ts: float) -> str:
 
 class LostLeadership(RuntimeError):
     """This replica no longer holds the lease (or cannot prove it does): stop acting."""
-
-
-class LeaseTimings(TypedDict, total=False):
-    """LeaderElector's timings, as `shipyard controller run` flags give them."""
-
-    lease_s: float
-    renew_deadline_s: float
-    retry_s: float
 
 
 class LeaderElector:

@@ -6,7 +6,8 @@ simulator runs the SAME policy as a cluster does: core.queueing.schedule for adm
 and preemptions, then core.autoscale.plan for scaling. New nodes register after a
 provisioning delay (or fail to, at a given rate, which makes their pool unavailable for
 a while). Nodes requested for a gang carry a taint only that gang tolerates until it
-starts, as the controller's earmark does. Between events nothing changes, so costs and
+starts: the controller's earmark, applied by the same code (core/adapter.py, which also
+builds the planner's input for both). Between events nothing changes, so costs and
 idle time are integrated exactly.
 
 Accounting: a node is paid for from its request until its removal (or its failure, or
@@ -21,27 +22,15 @@ import heapq
 import math
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
+from shipyard.core.adapter import NodeViews, autoscale_input, earmarked_pending
 from shipyard.core.autoscale import AutoscaleInput, AutoscalePlan, PoolState, plan
 from shipyard.core.estimate import Estimate, History
-from shipyard.core.model import (
-    Gang,
-    Member,
-    Node,
-    Policy,
-    Resources,
-    Running,
-    Snapshot,
-    Taint,
-    Toleration,
-    Waiting,
-)
+from shipyard.core.model import Gang, Node, Policy, Resources, Running, Snapshot, Waiting
 from shipyard.core.queueing import schedule
 from shipyard.sim.model import SimConfig, SimPool, SimResult, gang_of_arrival
 from shipyard.sim.trace import Arrival
-
-EARMARK = "sim.shipyard.dev/earmarked-for"
 
 
 @dataclass(slots=True)
@@ -49,13 +38,13 @@ class _Node:
     name: str
     pool: str
     requested_at: float
+    base: Node  # the pool's template under this name, as the node registers
     ready: bool = False
     gang_for: str | None = None  # earmark: requested for this gang, not yet used by it
     used: Resources = field(default_factory=Resources)
     members: int = 0
     idle_since: float | None = None
     ever_used: bool = False
-    view: Node | None = None  # as the last snapshot saw it (rebuilt when it changes)
 
 
 @dataclass(slots=True)
@@ -92,6 +81,7 @@ class Simulation:
         self.fast = fast and all(p.static for p in pools)
         self.cfg = config
         self.policy: Policy = config.policy
+        self.views = NodeViews()  # the snapshot's nodes, rebuilt only when they change
         self.rng = random.Random(config.seed)
         self.pools = {p.name: _Pool(p, p.template()) for p in pools}
         self.machine = config.machine or pools[0].machine
@@ -200,7 +190,7 @@ class Simulation:
             if n is not None:
                 pool = self.pools[n.pool]
                 del pool.nodes[n.name], self.index[n.name]
-                pool.unavailable_until = self.now + self.cfg.failure_backoff_s
+                pool.unavailable_until = self.now + self.cfg.autoscale.backoff_s
                 self.failures += 1
         else:
             self.ticks.discard(self.now)
@@ -231,7 +221,9 @@ class Simulation:
 
     def new_node(self, pool: _Pool, gang: str | None) -> _Node:
         self.seq += 1
-        n = _Node(f"{pool.spec.name}-{self.seq}", pool.spec.name, self.now, gang_for=gang)
+        name, t = f"{pool.spec.name}-{self.seq}", pool.template
+        n = _Node(name, pool.spec.name, self.now, Node(name, t.allocatable, t.labels, t.taints),
+                  gang_for=gang)
         pool.nodes[n.name] = self.index[n.name] = n
         self.requested += 1
         return n
@@ -255,21 +247,23 @@ class Simulation:
     # -- one cycle of the policy -----------------------------------------------
 
     def snapshot(self) -> Snapshot:
-        nodes: list[Node] = []
+        # NodeViews.snapshot's work, in one pass over the simulator's own nodes.
+        view, earmarks, nodes = self.views.node, {}, []
         for p in self.pools.values():
-            t = p.template
             for n in p.nodes.values():
                 if n.ready:
-                    v = n.view
-                    mark = () if n.gang_for is None else (Taint(EARMARK, n.gang_for),)
-                    if v is None or v.used is not n.used or v.taints[len(t.taints):] != mark:
-                        v = n.view = Node(n.name, t.allocatable, t.labels, (*t.taints, *mark), n.used)
-                    nodes.append(v)
-        marked = {n.gang_for for p in self.pools.values() for n in p.nodes.values() if n.gang_for}
-        pending = (tuple(_tolerating(g) if g.key in marked else g for g in self.pending.values())
-                   if marked else tuple(self.pending.values()))
+                    if n.gang_for is not None:
+                        earmarks[n.name] = n.gang_for
+                    nodes.append(view(n.base, n.used, n.gang_for))
+        self.views.forget_gone(len(nodes))
         running = tuple(r.view for r in self.running.values())
-        return Snapshot(tuple(nodes), pending, self.now, running, self.cfg.queues, self.estimates)
+        return Snapshot(tuple(nodes), earmarked_pending(self.pending.values(), earmarks), self.now,
+                        running, self.cfg.queues, self.estimates)
+
+    def earmarks(self) -> dict[str, str]:
+        """Registered node -> the gang it was requested for, which has not started yet."""
+        return {n.name: n.gang_for for p in self.pools.values() for n in p.nodes.values()
+                if n.ready and n.gang_for is not None}
 
     def may_change(self) -> bool:
         """Could a cycle now admit or preempt anything? False only when it certainly
@@ -316,27 +310,27 @@ class Simulation:
         self.wake()
 
     def autoscale_input(self, snap: Snapshot, waiting: tuple[Waiting, ...]) -> AutoscaleInput:
-        earmarked: dict[str, dict[str, int]] = {}
-        earmarked_nodes: dict[str, str] = {}
+        requested: dict[tuple[str, str], int] = {}  # earmarked nodes not registered yet
+        pool_of: dict[str, str] = {}
         idle: dict[str, float] = {}
         states = []
+        settings = self.cfg.autoscale
         for p in self.pools.values():
             s = p.spec
             for n in p.nodes.values():
-                if n.gang_for is not None:
-                    per = earmarked.setdefault(n.gang_for, {})
-                    per[s.name] = per.get(s.name, 0) + 1
-                    if n.ready:
-                        earmarked_nodes[n.name] = n.gang_for
+                pool_of[n.name] = s.name
+                if n.gang_for is not None and not n.ready:
+                    requested[n.gang_for, s.name] = requested.get((n.gang_for, s.name), 0) + 1
                 if n.ready and n.idle_since is not None:
                     idle[n.name] = n.idle_since
             states.append(PoolState(
                 s.name, p.template, s.cost, s.min_nodes, s.max_nodes, s.warm_buffer, s.idle_timeout_s,
                 s.static, tuple(n.name for n in p.nodes.values() if n.ready),
                 sum(1 for n in p.nodes.values() if not n.ready), p.unavailable_until,
-                self.cfg.provisioning_delay_s if self.cfg.look_ahead else 0.0))
-        return AutoscaleInput(snap, tuple(states), waiting, earmarked, earmarked_nodes, idle,
-                              dict(self.marked), self.cfg.confirm_s)
+                self.cfg.provisioning_delay_s if settings.look_ahead else 0.0))
+        return autoscale_input(snap, states, waiting, earmarks=self.earmarks(), pool_of=pool_of,
+                               requested=requested, idle_since=idle, marked=self.marked,
+                               confirm_s=settings.confirm_s)
 
     def apply(self, decided: AutoscalePlan) -> None:
         for up in decided.scale_up:
@@ -409,11 +403,12 @@ class Simulation:
                     t = n.idle_since + p.spec.idle_timeout_s
                     if t > self.now:
                         due = min(due, t)
+        confirm_s = self.cfg.autoscale.confirm_s
         for t in self.marked.values():
-            if t + self.cfg.confirm_s > self.now:
-                due = min(due, t + self.cfg.confirm_s)
+            if t + confirm_s > self.now:
+                due = min(due, t + confirm_s)
             else:  # confirmed but held back (half a pool per step): the next step
-                due = min(due, self.now + self.cfg.step_s)
+                due = min(due, self.now + self.cfg.autoscale.interval_s)
         if due < math.inf and due not in self.ticks:
             self.ticks.add(due)
             self.push(due, "tick")
@@ -433,13 +428,6 @@ class Simulation:
 def _shape(g: Gang) -> tuple[int, int]:
     # The simulator's gangs (gang_of_arrival) have identical members.
     return (g.members[0].request.gpus if g.members else 0, len(g.members))
-
-
-def _tolerating(g: Gang) -> Gang:
-    """The gang as allowed onto the nodes earmarked for it."""
-    tol = Toleration(EARMARK, g.key)
-    return replace(g, members=tuple(
-        Member(m.role, m.index, m.request, m.node_selector, (*m.tolerations, tol)) for m in g.members))
 
 
 def simulate(arrivals: Sequence[Arrival], pools: Sequence[SimPool],

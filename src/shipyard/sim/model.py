@@ -7,7 +7,17 @@ import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from shipyard.core.model import Gang, Member, Node, Policy, Queue, Resources, Taint, Toleration
+from shipyard.core.model import (
+    AutoscaleSettings,
+    Gang,
+    Member,
+    Node,
+    Policy,
+    Queue,
+    Resources,
+    Taint,
+    Toleration,
+)
 from shipyard.sim.trace import Arrival
 from shipyard.spec import DEFAULT_MACHINE_TYPES, MachineType, NodePool
 
@@ -52,16 +62,25 @@ class SimPool:
                    spec.idle_timeout, static, start, spec.cost_per_hour)
 
 
+# The simulator's autoscaler settings (the controller's are AutoscaleSettings()): a pool
+# that failed to provision is skipped 5 min, and the next look after a step that removed
+# less than it could (half a pool) comes 10 s later. earmark_ttl_s does not apply: a
+# simulated earmark ends when its gang starts.
+SIM_AUTOSCALE = AutoscaleSettings(interval_s=10.0, backoff_s=300.0)
+
+
 @dataclass(frozen=True, slots=True)
 class SimConfig:
+    """The simulated cluster's settings. `policy` and `autoscale` are the trees the
+    controller takes (ControllerSettings.policy, .autoscale): the same policy runs."""
+
     provisioning_delay_s: float = 120.0
     failure_rate: float = 0.0  # chance that a requested node never registers
-    failure_backoff_s: float = 300.0  # a pool is skipped this long after a failure
-    confirm_s: float = 30.0  # scale-down: decide, wait this long, re-check
-    # The autoscaler's next look when a step removed less than it could (half a pool).
-    step_s: float = 10.0
     seed: int = 0
     policy: Policy = field(default_factory=Policy)
+    # confirm_s (scale-down: decide, wait, re-check), backoff_s (after a failure),
+    # interval_s (the next look after a partial scale-down), look_ahead.
+    autoscale: AutoscaleSettings = SIM_AUTOSCALE
     # Experiments' machine type; None: the first pool's.
     machine: MachineType | None = None
     # True: each experiment declares its duration as its time limit (enables backfill).
@@ -71,9 +90,6 @@ class SimConfig:
     queues: tuple[Queue, ...] = ()
     # A reference only (an SJF oracle): every estimate is the true duration, confident.
     oracle: bool = False
-    # The planner counts capacity that running work frees (by time limit) before a new
-    # node could be Ready; False: today's planner before that look-ahead, to compare.
-    look_ahead: bool = True
 
 
 def gang_of_arrival(arrival: Arrival, machine: MachineType, time_limit: bool = False) -> Gang:

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shipyard.core.adapter import NodeViews
 from shipyard.core.autoscale import (
     AutoscaleInput,
     AutoscalePlan,
@@ -392,7 +393,6 @@ def test_duplicate_pool_names_are_an_error():
 
 # No max_examples here: the profile decides (ci: the default 100; dev: many more).
 SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
-EARMARK = "test.shipyard.dev/earmark"
 
 
 @st.composite
@@ -442,18 +442,16 @@ def applied(snap: Snapshot, pools: tuple[PoolState, ...], p: AutoscalePlan) -> S
     Warm-buffer nodes are left out: spare room could only change who goes where."""
     by_name = {x.name: x for x in pools}
     new: list[Node] = []
+    earmarks: dict[str, str] = {}  # node -> gang
     for u in p.scale_up:
         if u.gang is None:
             continue
         t = by_name[u.pool].template
-        taints = (*t.taints, Taint(EARMARK, u.gang))
-        new += [Node(f"{u.pool}-{u.gang}-{i}", t.allocatable, t.labels, taints) for i in range(u.count)]
-    earmarked = {u.gang for u in p.scale_up if u.gang}
-    pending = tuple(
-        replace(g, members=tuple(replace(m, tolerations=(*m.tolerations, Toleration(EARMARK, g.key)))
-                                 for m in g.members)) if g.key in earmarked else g
-        for g in snap.pending)
-    return replace(snap, nodes=snap.nodes + tuple(new), pending=pending)
+        for i in range(u.count):
+            new.append(Node(f"{u.pool}-{u.gang}-{i}", t.allocatable, t.labels, t.taints))
+            earmarks[new[-1].name] = u.gang
+    views = NodeViews().snapshot(new, {}, earmarks, snap.pending, snap.now)  # core/adapter.py's
+    return replace(snap, nodes=snap.nodes + views.nodes, pending=views.pending)
 
 
 def admit(snap: Snapshot, result: CycleResult) -> Snapshot:

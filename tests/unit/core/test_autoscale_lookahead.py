@@ -131,7 +131,7 @@ def test_simulated_the_node_a_gang_would_not_have_used_is_not_bought():
     pool = SimPool("gpu", A100, max_nodes=4, start_nodes=1)
     cfg = SimConfig(provisioning_delay_s=DELAY, time_limits=True)
     new = simulate(arrivals, [pool], cfg)
-    old = simulate(arrivals, [pool], replace(cfg, look_ahead=False))
+    old = simulate(arrivals, [pool], replace(cfg, autoscale=replace(cfg.autoscale, look_ahead=False)))
     assert (old.requested_nodes, old.never_used) == (1, 1)
     assert (new.requested_nodes, new.never_used) == (0, 0)
     assert new.started == old.started == {"first": 0.0, "second": 100.0}
