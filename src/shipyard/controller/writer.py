@@ -28,13 +28,12 @@ from shipyard.render.runtime import render_progress_secret
 
 log = logging.getLogger(__name__)
 SCHEDULER_NAME = "shipyard"
+STOP_REASON_SETTLE_S = 1.0
 
 
 class LeftoverPod(Exception):
     """A pod of an earlier attempt holds a name this attempt needs: the admission is
     rolled back and made again once the pod is gone."""
-
-STOP_REASON_SETTLE_S = 1.0
 
 
 def owner_reference(exp: ExperimentView) -> dict[str, Any]:
