@@ -15,9 +15,13 @@ What it keeps of the real one, because the code under test depends on it:
   kubelet is done (`finish_terminating()`); the garbage collector deletes what an object
   owns (ownerReferences) when it goes (here at once, where the real one takes a moment).
 
-What it does not do: no schema validation, no admission, no scheduling, no kubelet (tests
-set pods' status themselves: `set_pod_phase`). `fail(...)` makes the next matching calls
-raise, for the paths that must survive a failed write.
+- an Experiment's status pruned to its CRD schema (shipyard.kube.crds), as the real one
+  prunes fields a structural schema does not name.
+
+What it does not do: no other schema validation, no admission, no scheduling, no kubelet
+(tests set pods' status themselves: `set_pod_phase`). `fail(...)` makes the next matching
+calls raise, for the paths that must survive a failed write; `fail(..., lands=True)` makes
+a create that is carried out but whose answer is lost (a dropped connection, a 504).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shipyard.kube.api import ApiClient, Object, Objects
+from shipyard.kube.crds import EXPERIMENT_STATUS
 from shipyard.kube.errors import AlreadyExists, ApiError, Conflict, Gone, Invalid, NotFound
 from shipyard.kube.resources import (
     CLUSTER_CAPACITIES,
@@ -60,6 +65,7 @@ class Fault:
     times: int
     name: str | None = None
     after: int = 0  # matching calls that still succeed first
+    lands: bool = False  # the call is carried out, then the error is raised (create only)
 
 
 @dataclass(frozen=True)
@@ -169,11 +175,13 @@ class FakeApi:
     # -- what tests use -----------------------------------------------------------------
 
     def fail(self, verb: str, kind: Kind, error: ApiError, *, times: int = 1,
-             name: str | None = None, after: int = 0) -> None:
+             name: str | None = None, after: int = 0, lands: bool = False) -> None:
         """The next `times` calls of `verb` (create, get, patch, replace, delete...) on
         `kind` (and `name`, if given), `after` more that succeed, raise `error` and
-        change nothing."""
-        self.faults.append(Fault(verb, kind, error, times, name, after))
+        change nothing; with `lands` (create only) they make the object, then raise."""
+        if lands and verb != "create":
+            raise ValueError("lands: create only")
+        self.faults.append(Fault(verb, kind, error, times, name, after, lands))
 
     def objects(self, kind: Kind, namespace: str | None = None) -> Objects:
         return [copy.deepcopy(o) for (ns, _), o in sorted(self.store.get(kind, {}).items())
@@ -221,16 +229,20 @@ class FakeApi:
 
     # -- internals --------------------------------------------------------------------
 
-    def _fault(self, verb: str, kind: Kind, name: str | None) -> None:
+    def _fault(self, verb: str, kind: Kind, name: str | None) -> ApiError | None:
+        """Raise the matching fault's error, or return it when it `lands` (raised later)."""
         for fault in self.faults:
             if fault.verb == verb and fault.kind == kind and fault.name in (None, name):
                 if fault.after > 0:
                     fault.after -= 1
-                    return
+                    return None
                 fault.times -= 1
                 if fault.times <= 0:
                     self.faults.remove(fault)
+                if fault.lands:
+                    return fault.error
                 raise fault.error
+        return None
 
     def _notify(self) -> None:
         if self._wake is not None:
@@ -334,7 +346,7 @@ class FakeApi:
         ns = (namespace or meta.get("namespace")) if kind.namespaced else None
         name = meta.get("name") or (meta.get("generateName", "") + f"{next(self._names):05d}"
                                     if meta.get("generateName") else "")
-        self._fault("create", kind, name)
+        lost_answer = self._fault("create", kind, name)
         if not name:
             raise Invalid(422, "Invalid", "metadata.name: Required value")
         if kind.namespaced:
@@ -365,6 +377,8 @@ class FakeApi:
         objs[key] = obj
         self.calls.append(("create", kind.plural, f"{ns or ''}/{name}"))
         self._record("ADDED", kind, obj)
+        if lost_answer is not None:
+            raise lost_answer
         return copy.deepcopy(obj)
 
     async def bind(self, pod: str, namespace: str, node: str) -> None:
@@ -383,6 +397,8 @@ class FakeApi:
                 new = {**old, "status": new.get("status")} if "status" in new else dict(old)
                 if new.get("status") is None:
                     new.pop("status", None)
+                elif kind == EXPERIMENTS:
+                    new["status"] = prune(new["status"], EXPERIMENT_STATUS)
             elif "status" in old:
                 new = {**new, "status": old["status"]}
             else:
@@ -467,3 +483,18 @@ class FakeApi:
 def _is_api_client(api: FakeApi) -> ApiClient:
     return api  # never called: mypy checks here that the fake keeps the Protocol
 
+
+def prune(value: Any, schema: dict[str, Any]) -> Any:
+    """What a structural schema keeps of `value`: the API server drops every field the
+    schema does not name (unless it preserves unknown fields)."""
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return value
+    if isinstance(value, dict):
+        if "properties" in schema:
+            props = schema["properties"]
+            return {k: prune(v, props[k]) for k, v in value.items() if k in props}
+        extra = schema.get("additionalProperties")
+        return {k: prune(v, extra) for k, v in value.items()} if isinstance(extra, dict) else {}
+    if isinstance(value, list) and "items" in schema:
+        return [prune(v, schema["items"]) for v in value]
+    return value

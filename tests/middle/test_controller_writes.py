@@ -274,3 +274,57 @@ def test_after_a_failed_status_write_a_lagging_watch_never_undoes_the_gang_just_
         assert w.controller.overlay == {}
 
     run(scenario)
+
+
+def test_a_pod_create_whose_answer_was_lost_keeps_its_node_held_until_the_gang_is_whole() -> None:
+    async def scenario(w: World) -> None:
+        for n in ("n1", "n2"):
+            await w.add_node(n)
+        await w.submit(exp("a", replicas=2))
+        await w.cycle()
+        # The pod watch falls behind (a relist after the API server restarted), and the
+        # create of a-w-1 is carried out but its answer is lost (the connection dropped).
+        w.api.hold(PODS)
+        w.api.fail("create", PODS, Transient(0, "ServerDisconnectedError", "Server disconnected"),
+                   name="a-w-1", lands=True)
+        await w.cycle()
+        assert sorted(p["metadata"]["name"] for p in w.pods("a")) == ["a-w-0", "a-w-1"]
+        # Rolling back now would leave a-w-1 unseen on its node while the nodes looked
+        # free: b would be placed on top of it. The placement stands instead...
+        assert w.status("a")["phase"] == "Admitted"
+        await w.submit(exp("b", replicas=2))
+        for _ in range(3):
+            await w.cycle()
+        # ...and the next cycle makes the gang whole from what is there.
+        assert w.status("a")["phase"] == "Starting"
+        assert w.status("b")["phase"] == "Queued" and w.pods("b") == []
+        pods = w.pods("a")
+        assert {p["metadata"]["labels"][LABEL_ATTEMPT] for p in pods} == {"1"}
+        assert sorted(p["spec"]["nodeName"] for p in pods) == ["n1", "n2"]
+        assert [c for c in w.api.calls if c[:2] == ("delete", "pods")] == []
+        w.api.release(PODS)
+        await w.cycle()
+        assert w.status("a")["phase"] == "Starting" and len(w.pods("a")) == 2
+
+    run(scenario)
+
+
+def test_a_definite_create_failure_rolls_back_only_once_every_pod_is_known_gone() -> None:
+    async def scenario(w: World) -> None:
+        for n in ("n1", "n2"):
+            await w.add_node(n)
+        await w.submit(exp("a", replicas=2))
+        await w.cycle()
+        w.api.hold(PODS)
+        w.api.fail("create", PODS, Invalid(422, "Invalid", "refused"), name="a-w-1")
+        w.api.fail("delete", PODS, Transient(503, "ServiceUnavailable", "etcd is slow"), name="a-w-0")
+        await w.cycle()
+        # a-w-0 was made and could not be deleted: still Admitted, its node held.
+        assert w.status("a")["phase"] == "Admitted"
+        assert [p["metadata"]["name"] for p in w.pods("a")] == ["a-w-0"]
+        await w.submit(exp("b", replicas=2))
+        for _ in range(2):
+            await w.cycle()
+        assert w.pods("b") == [] and w.status("a")["phase"] == "Starting"
+
+    run(scenario)

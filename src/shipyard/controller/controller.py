@@ -49,7 +49,7 @@ from shipyard.controller.views import (
     pod_view,
     queue_view,
 )
-from shipyard.controller.writer import ROUTINE, URGENT, Writer, log_write_failure
+from shipyard.controller.writer import ROUTINE, URGENT, GangInDoubt, Writer, log_write_failure
 from shipyard.core.adapter import NodeViews
 from shipyard.core.estimate import Estimate
 from shipyard.core.from_spec import gang_for, queue_for
@@ -434,16 +434,20 @@ class Controller:
         """After a failed write the server's status is unknown, and the watch may not have
         shown even the writes that worked: a cycle acting on that older status could undo
         them (a gang just created, read as still Queued, has its pods deleted as leftovers).
-        So the status is read back from the server; failing that, the cache is all there is."""
-        self.overlay.pop(key, None)
+        So the status is read back from the server; failing that, the overlay stays."""
         exp = self.experiments.items.get(key)
         if exp is None:
+            self.overlay.pop(key, None)
             return
         try:
             status = await self.writer.read_status(exp)
-        except Exception as exc:  # an outage: the next cycle goes by the cache, as before
+        except Exception as exc:
+            # An outage: keep what we wrote or meant to. The cache may be older than
+            # writes that worked (a placement, say), and acting on it could book the
+            # nodes a second time; our next write starts from the overlay anyway.
             log_write_failure(log, f"{key}: reading the status back", exc)
             return
+        self.overlay.pop(key, None)
         current = self.experiments.items.get(key)
         if current is not None and revision(status) > current.revision:
             self.overlay[key] = status
@@ -495,6 +499,8 @@ class Controller:
                     if p.attempt == attempt and not p.terminating}
         try:
             await self.writer.create_gang(exp, status.get("placement") or {}, attempt, existing)
+        except GangInDoubt:
+            raise  # still Admitted: its nodes stay held, and the next cycle completes it
         except Exception as exc:
             rollback = next_status(status, phase=Phase.QUEUED, placement=None,
                                    message=f"admission rolled back: {exc}")

@@ -19,7 +19,7 @@ from typing import Any
 from shipyard.api.vocab import ANNOTATION_STOP_REASON, LABEL_ATTEMPT, LABEL_EXPERIMENT
 from shipyard.controller.views import ExperimentView, format_time
 from shipyard.kube.api import ApiClient
-from shipyard.kube.errors import AlreadyExists, ApiError, Transient
+from shipyard.kube.errors import AlreadyExists, ApiError, NotFound, Transient
 from shipyard.kube.leader import LostLeadership
 from shipyard.kube.outage import Outage
 from shipyard.kube.resources import EVENTS, EXPERIMENTS, PODS, SECRETS, SERVICES
@@ -34,6 +34,13 @@ STOP_REASON_SETTLE_S = 1.0
 class LeftoverPod(Exception):
     """A pod of an earlier attempt holds a name this attempt needs: the admission is
     rolled back and made again once the pod is gone."""
+
+
+class GangInDoubt(Exception):
+    """Some of the gang's pods may exist (a create or delete got no answer: a lost
+    connection, a 504): the admission must not be rolled back, or their nodes would
+    look free while they hold them. The reservation stands and the next cycle creates
+    what is missing."""
 
 
 def owner_reference(exp: ExperimentView) -> dict[str, Any]:
@@ -236,17 +243,30 @@ class Writer:
                 if p["metadata"]["name"] not in existing]
         results = await asyncio.gather(*(self._call(self.client.create(PODS, p)) for p in pods),
                                        return_exceptions=True)
-        taken = [p["metadata"]["name"] for p, r in zip(pods, results, strict=True)
-                 if isinstance(r, AlreadyExists)]
+        names = [p["metadata"]["name"] for p in pods]
+        taken = [n for n, r in zip(names, results, strict=True) if isinstance(r, AlreadyExists)]
         errors = [r for r in results if isinstance(r, BaseException) and not isinstance(r, AlreadyExists)]
         if taken and not errors:
             errors = await self._leftovers(exp, taken, attempt)
-        if errors:
-            created = [p["metadata"]["name"] for p, r in zip(pods, results, strict=True)
-                       if not isinstance(r, BaseException)]
-            await asyncio.gather(*(self._call(self.client.delete(PODS, n, exp.namespace, grace_s=0))
-                                   for n in created), return_exceptions=True)
-            raise errors[0]
+        if not errors:
+            return
+        # A create without an answer may have made its pod; one answered with an error did not.
+        maybe = [n for n, r in zip(names, results, strict=True)
+                 if not isinstance(r, BaseException) or isinstance(r, Transient)]
+        if all(isinstance(e, Transient) for e in errors):
+            # The server, not the gang, failed: keep what was made, finish it next cycle.
+            raise GangInDoubt(f"{len(maybe)} of {len(placement)} pod(s) may exist; "
+                              f"keeping the placement ({errors[0]})")
+        # Rolled back only once every pod that may exist is known gone (grace 0: at once).
+        deleted = await asyncio.gather(
+            *(self._call(self.client.delete(PODS, n, exp.namespace, grace_s=0)) for n in maybe),
+            return_exceptions=True)
+        unknown = [n for n, r in zip(maybe, deleted, strict=True)
+                   if isinstance(r, BaseException) and not isinstance(r, NotFound)]
+        if unknown:
+            raise GangInDoubt(f"could not delete {', '.join(unknown[:3])} after {errors[0]}; "
+                              "keeping the placement")
+        raise errors[0]
 
     async def _leftovers(self, exp: ExperimentView, names: list[str], attempt: int) -> list[BaseException]:
         """A name already taken is this attempt's pod only if it says so and is not being

@@ -38,6 +38,9 @@ EXPERIMENT_STATUS: dict[str, Any] = {
             "reason": _STRING}},
         "restarts": _INT,
         "attempt": _INT,
+        # Bumped by every status write (api/status.py): how the controller tells that
+        # the watch has caught up with what it wrote. Pruned, every status read as 0.
+        "revision": _INT,
         "pods": _STRING,           # "ready/total", for `kubectl get`
         "placement": {"type": "object", "additionalProperties": _STRING},  # pod -> node
         "submittedAt": _STRING,
