@@ -86,3 +86,21 @@ def test_kwok_config_has_every_stage() -> None:
     assert docs[0]["kind"] == "KwokConfiguration"
     names = {d["metadata"]["name"] for d in docs[1:]}
     assert {"shipyard-pod-succeed", "shipyard-pod-fail", "shipyard-node-not-ready"} <= names
+
+
+def test_each_build_writes_into_its_own_partial_directory_and_clears_dead_ones(tmp_path) -> None:
+    import os
+    import subprocess
+
+    from shipyard.dev.build import _partial_dir
+
+    out = tmp_path / "k8s-v1_linux-amd64"
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no longer runs
+    left = [out.with_name(f"{out.name}.partial"), out.with_name(f"{out.name}.partial-{dead.pid}")]
+    other = out.with_name(f"{out.name}.partial-1")  # pid 1 runs: another build in progress
+    for d in (*left, other):
+        d.mkdir()
+    mine = _partial_dir(out)
+    assert mine == out.with_name(f"{out.name}.partial-{os.getpid()}") and mine.is_dir()
+    assert not any(d.exists() for d in left) and other.is_dir()

@@ -351,7 +351,7 @@ def _cached_or_built(v: Versions | None, force: bool, log: Log, out_dir: Callabl
     if not force and cached(v) is not None:
         log(f"cached: {out_dir(v)}")
         return out_dir(v)
-    return _build_set(v, tgts(v), out_dir(v), log)
+    return _build_set(v, tgts(v), out_dir(v), log, replace=force)
 
 
 def build(versions: Versions | None = None, *, force: bool = False, log: Log = print) -> Path:
@@ -381,12 +381,25 @@ def build_monitoring(versions: Versions | None = None, *, force: bool = False,
                             cached_monitoring_binaries, monitoring_targets)
 
 
-def _build_set(v: Versions, tgts: list[Target], out: Path, log: Log) -> Path:
+def _partial_dir(out: Path) -> Path:
+    """This process's build directory beside `out`. Each build has its own, so two at
+    once (two terminals, a test fixture beside `dev build`) never write into or rename
+    the other's; those left by builds that died are removed."""
+    for old in out.parent.glob(f"{out.name}.partial*"):
+        pid = old.name.rpartition("-")[2]
+        if not (pid.isdigit() and Path(f"/proc/{pid}").exists()):
+            shutil.rmtree(old, ignore_errors=True)
+    tmp = out.with_name(f"{out.name}.partial-{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    return tmp
+
+
+def _build_set(v: Versions, tgts: list[Target], out: Path, log: Log, *, replace: bool = False
+               ) -> Path:
     if shutil.which("go") is None:
         raise BuildError("`go` is not on PATH; install Go >= 1.26 to build the control plane")
     cp_dir = find_controlplane_dir()
-    tmp = out.with_name(out.name + ".partial")
-    tmp.mkdir(parents=True, exist_ok=True)
+    tmp = _partial_dir(out)
     started = time.monotonic()
     timings: dict[str, float] = {}
     for t in tgts:
@@ -425,6 +438,11 @@ def _build_set(v: Versions, tgts: list[Target], out: Path, log: Log) -> Path:
         "total_seconds": round(time.monotonic() - started, 1),
     }
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    if out.exists() and not replace:
+        # A build of the same pinned versions finished first: keep it, since running
+        # clusters may be using its binaries.
+        shutil.rmtree(tmp)
+        return out
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
