@@ -5,9 +5,10 @@ credentials and hardware included, many of them at the edge of Kubernetes' rules
 Every spec shipyard accepts is rendered and each object (Service, Pods, and the
 Experiment custom resource that `launch -c` creates) is created on the dev cluster's
 API server with server-side dry run (dryRun=All: validation and admission, nothing
-stored): all must be accepted. The other direction is sampled one field at a time: a
-value shipyard refuses, planted where it lands in the rendered objects of a valid
-spec, must be refused by the server too (422). One cluster, one client, one event
+stored): all must be accepted, and at least 500 of the 600 drawn specs must be. The
+other direction is sampled one field at a time: a value shipyard refuses, planted
+where it lands in the rendered objects of a valid spec, must be refused by the server
+too (422). One cluster, one client, one event
 loop for the whole test; each spec's objects go in one concurrent batch.
 """
 
@@ -90,12 +91,18 @@ def _objects(exp: Any) -> list[dict[str, Any]]:
     return [*render_experiment(exp), experiment_resource(exp)]
 
 
+# Specs drawn, and how many of them shipyard must accept (spec_gen: six in seven are
+# plausible; the Done means of issue 10 asks for 500 dry-run).
+DRAWN, ACCEPTED = 600, 500
+
+
 def test_every_spec_shipyard_accepts_the_api_server_accepts(server: Server, namespace: str) -> None:
     seen: collections.Counter[str] = collections.Counter()
 
-    @examples(500)
+    @examples(DRAWN)
     @given(data=specs(namespace))
     def check(data: dict[str, Any]) -> None:
+        seen["drawn"] += 1
         try:
             exp = experiment_from_data(copy.deepcopy(data), "generated")
         except SpecError:
@@ -108,8 +115,10 @@ def test_every_spec_shipyard_accepts_the_api_server_accepts(server: Server, name
         assert not refused, f"shipyard accepted a spec the API server refuses: {refused}\nspec: {data}"
 
     check()
-    # The generator must exercise both sides, or the property says little.
-    assert seen["accepted"] >= 100 and seen["refused"] >= 100, seen
+    # Shrinking may draw more; the CI profile draws DRAWN (SHIPYARD_FUZZ_EXAMPLES: more or fewer).
+    wanted = ACCEPTED * examples(DRAWN).max_examples // DRAWN
+    assert seen["accepted"] >= wanted, seen
+    assert seen["refused"], seen
 
 
 def test_a_value_shipyard_refuses_the_api_server_refuses(server: Server, namespace: str) -> None:

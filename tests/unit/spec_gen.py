@@ -113,11 +113,21 @@ def paths(absolute: bool = True) -> st.SearchStrategy[str]:
 
 @functools.cache
 def quantities(kind: str) -> st.SearchStrategy[object]:
+    """A replica's cpu or memory: the plausible ones fit any machine of the specs
+    (cpu-small's 1.9 cores and 7.5 GiB) and leave room for the /dev/shm sizes below."""
     if kind == "cpu":
-        return mostly(st.one_of(st.sampled_from(["100m", "1", "0.5", "250m", 2, "1m", "3"]), st.integers(1, 4)),
-                      st.sampled_from(["9223372036854775807m", "0", "1e3", "0.0001"]))
-    return mostly(st.one_of(st.sampled_from(["64Mi", "1Gi", "512Mi", "1G", 1 << 30, "1", "2Gi"]),
-                            st.integers(1, 1 << 34)), st.sampled_from(["8Ei", "7Ei", "0", "1m"]))
+        return mostly(st.one_of(st.sampled_from(["100m", "1", "0.5", "250m", 1, "1m", "1900m"]),
+                                st.integers(1, 1)),
+                      st.sampled_from(["9223372036854775807m", "0", "1e3", "0.0001", "3", 2]))
+    return mostly(st.one_of(st.sampled_from(["512Mi", "1Gi", "1G", 1 << 30, "2Gi", "7Gi"]),
+                            st.integers(1 << 28, 1 << 32)),
+                  st.sampled_from(["8Ei", "7Ei", "0", "1m", "1", 9223372036854775807, "64Mi"]))
+
+
+# A role's /dev/shm: what fits the smallest memory above (256 MiB), or the whole machine.
+SHM_SMALL = ["0", "64Mi", "128Mi", "256Mi"]
+SHM_WHOLE = {"cpu-small": [*SHM_SMALL, "1Gi", "4Gi"], "gpu-a100": [*SHM_SMALL, "16Gi", "64Gi"],
+             "box": [*SHM_SMALL, "1Gi", "16Gi"]}
 
 
 @st.composite
@@ -142,9 +152,36 @@ def _one_of_sources(extra: dict[str, st.SearchStrategy[Any]]) -> st.SearchStrate
                      st.sampled_from(["secret", "config_map"]), subdomains(), st.fixed_dictionaries({}, optional=extra))
 
 
+def _unique(items: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """In a plausible spec, no two items share `key` (a duplicate is refused); edgy ones keep them."""
+    if EDGY[0]:
+        return items
+    seen: set[object] = set()
+    out = []
+    for item in items:
+        if item[key] not in seen:
+            seen.add(item[key])
+            out.append(item)
+    return out
+
+
 @st.composite
-def roles(draw: st.DrawFn, volume_names: list[str], index: int) -> dict[str, Any]:
-    machine = draw(st.sampled_from(["cpu-small", "gpu-a100", "box"]))
+def _resources(draw: st.DrawFn, gpus: int) -> dict[str, Any]:
+    """Extra resources on the whole machine, or a share of it (cpu and memory)."""
+    # An edgy spec may ask for more GPUs than the machine has.
+    top = 8 if EDGY[0] else gpus
+    if draw(st.booleans()):
+        return draw(st.fixed_dictionaries({}, optional={"extra": st.dictionaries(
+            mostly(st.sampled_from(["rdma/hca", "vpc.amazonaws.com/efa", "example.com/x"]),
+                   qualified_names(), st.sampled_from(["nvidia.com/gpu", "cpu"]), odds=4),
+            st.integers(0, 4), max_size=2), "gpus": st.integers(0, top)}))
+    return draw(st.fixed_dictionaries({"cpu": quantities("cpu"), "memory": quantities("memory")},
+                                      optional={"gpus": st.integers(0, min(top, 1))}))
+
+
+@st.composite
+def roles(draw: st.DrawFn, volume_names: list[str], index: int, gpus: dict[str, int]) -> dict[str, Any]:
+    machine = draw(st.sampled_from(sorted(gpus)))
     role: dict[str, Any] = {
         "name": draw(names(12)) if index else draw(st.sampled_from(["worker", "trainer"])),
         "replicas": draw(st.integers(1, 3)),
@@ -152,6 +189,8 @@ def roles(draw: st.DrawFn, volume_names: list[str], index: int) -> dict[str, Any
         "command": draw(st.lists(st.text(string.printable, max_size=12), min_size=1, max_size=3).filter(
             lambda c: c[0].strip())),
     }
+    resources = draw(_resources(gpus[machine]))
+    whole = "memory" not in resources
     optional: dict[str, st.SearchStrategy[Any]] = {
         "image": mostly(st.sampled_from(["python:3.11-slim", "registry.example/team/x:1"]),
                         st.sampled_from([" python", "python ", ""]), odds=6),
@@ -166,36 +205,30 @@ def roles(draw: st.DrawFn, volume_names: list[str], index: int) -> dict[str, Any
             {"volume": mostly(st.sampled_from(volume_names or ["nope"]), st.just("nope")),
              "path": paths()},
             optional={"read_only": st.booleans(), "sub_path": paths(absolute=False)}),
-            max_size=3 if volume_names else 0),
-        "shm_size": mostly(st.sampled_from(["0", "64Mi", "1Gi", "16Gi", "256Mi"]), st.just("100Ti")),
-        "host_network": st.booleans(),
-        "resources": st.one_of(
-            st.fixed_dictionaries({}, optional={"extra": st.dictionaries(
-                mostly(st.sampled_from(["rdma/hca", "vpc.amazonaws.com/efa", "example.com/x"]),
-                       qualified_names(), st.sampled_from(["nvidia.com/gpu", "cpu"]), odds=4),
-                st.integers(0, 4), max_size=2), "gpus": st.integers(0, 8)}),
-            st.fixed_dictionaries({"cpu": quantities("cpu"), "memory": quantities("memory")},
-                                  optional={"gpus": st.integers(0, 1)})),
+            max_size=3 if volume_names else 0).map(lambda m: _unique(m, "path")),
+        "shm_size": mostly(st.sampled_from(SHM_WHOLE[machine] if whole else SHM_SMALL),
+                           st.sampled_from(["100Ti", "64Gi"])),
+        # Only a whole-machine replica may use the node's network (its ports are the node's).
+        "host_network": st.booleans() if whole or EDGY[0] else st.just(False),
+        "resources": st.just(resources),
         "port": st.integers(1024, 65535),
         "procs_per_replica": st.integers(1, 8),
-        "working_dir": paths(),
+        # Relative: inside the shipped workdir when there is one.
+        "working_dir": st.one_of(paths(), paths(absolute=False)),
     }
     role |= draw(st.fixed_dictionaries({}, optional=optional))
+    if not EDGY[0]:  # a variable set in env and env_keys both is refused
+        role["env_keys"] = {k: v for k, v in role.get("env_keys", {}).items() if k not in role.get("env", {})}
     return role
 
 
 @st.composite
 def specs(draw: st.DrawFn, namespace: str) -> dict[str, Any]:
-    EDGY[0] = draw(st.integers(0, 2)) == 0  # strategies below are built after this, per spec
-    vols = draw(st.lists(volumes(), max_size=3))
+    """One experiment document: six in seven plausible (shipyard must accept nearly all of
+    them), the rest edgy (mostly refused)."""
+    EDGY[0] = draw(st.integers(0, 6)) == 0  # strategies below are built after this, per spec
+    vols = _unique(draw(st.lists(volumes(), max_size=3)), "name")
     names_of = [v["name"] for v in vols]
-    n_roles = draw(st.integers(1, 3))
-    spec: dict[str, Any] = {
-        "name": draw(st.one_of(st.just("exp"), names(24))),
-        "namespace": namespace,
-        "roles": [draw(roles(names_of, i)) for i in range(n_roles)],
-        "volumes": vols,
-    }
     box = {"name": "box", "cpu": 8, "memory": "32Gi", "gpus": draw(st.integers(0, 2))}
     box |= draw(st.fixed_dictionaries({}, optional={
         "labels": st.dictionaries(qualified_names(), label_values(), max_size=2),
@@ -203,6 +236,14 @@ def specs(draw: st.DrawFn, namespace: str) -> dict[str, Any]:
                                                  optional={"value": label_values()}), max_size=2),
         "gpu_model": label_values(),
     }))
+    gpus = {"cpu-small": 0, "gpu-a100": 8, "box": box["gpus"]}
+    n_roles = draw(st.integers(1, 3))
+    spec: dict[str, Any] = {
+        "name": draw(st.one_of(st.just("exp"), names(24))),
+        "namespace": namespace,
+        "roles": _unique([draw(roles(names_of, i, gpus)) for i in range(n_roles)], "name"),
+        "volumes": vols,
+    }
     spec |= draw(st.fixed_dictionaries({}, optional={
         "labels": st.dictionaries(qualified_names(), label_values(), max_size=3),
         "queue": names(),
@@ -214,9 +255,11 @@ def specs(draw: st.DrawFn, namespace: str) -> dict[str, Any]:
         "stop_grace_seconds": st.integers(0, 86400),
     }))
     if names_of and draw(st.booleans()):
-        spec["checkpoint"] = {"volume": draw(mostly(st.sampled_from(names_of), st.just("nope"))),
-                              "path": draw(mostly(st.sampled_from(["/ckpt", "/shipyard/checkpoint", "/data"]),
-                                                  paths(), odds=3))}
+        taken = {m["path"].rstrip("/") for r in spec["roles"] for m in r.get("mounts", [])}
+        path = draw(mostly(st.sampled_from(["/ckpt", "/shipyard/checkpoint", "/data"]), paths(), odds=3))
+        if not EDGY[0] and path.rstrip("/") in taken:
+            path = "/shipyard/checkpoint"  # another volume's mount there is refused
+        spec["checkpoint"] = {"volume": draw(mostly(st.sampled_from(names_of), st.just("nope"))), "path": path}
     spec["machine_types"] = [box]
     return spec
 
