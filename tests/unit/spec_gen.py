@@ -254,6 +254,8 @@ def specs(draw: st.DrawFn, namespace: str) -> dict[str, Any]:
             k: mostly(st.sampled_from([0, 1000, 2**31 - 1, 65534]), st.sampled_from([2**31, -1])) for k in ("run_as_user", "run_as_group", "fs_group")}),
         "topology": st.fixed_dictionaries({"key": qualified_names()}),
         "stop_grace_seconds": st.integers(0, 86400),
+        # Shipped to a cluster as a ConfigMap, unpacked by an init container (render/runtime.py).
+        "workdir": st.one_of(st.sampled_from(["code", "/src/project", "."]), st.just(False)),
     }))
     if names_of and draw(st.booleans()):
         taken = {m["path"].rstrip("/") for r in spec["roles"] for m in r.get("mounts", [])}

@@ -31,7 +31,15 @@ from shipyard.spec.machines import (
     MemoryBytes,
     StrictModel,
 )
-from shipyard.spec.podspec import EnvFrom, EnvKey, Mount, PullPolicy, SecurityContext, Volume
+from shipyard.spec.podspec import (
+    RESERVED_VOLUME_PREFIX,
+    EnvFrom,
+    EnvKey,
+    Mount,
+    PullPolicy,
+    SecurityContext,
+    Volume,
+)
 from shipyard.spec.quantity import MAX_SECONDS, parse_duration_seconds
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -250,6 +258,11 @@ def _reference_problems(exp: Experiment) -> Iterator[str]:
                 f"(also roles[{seen[role.name]}]); give each role its own name"
             )
         seen.setdefault(role.name, i)
+        if role.name.startswith(RESERVED_VOLUME_PREFIX):
+            # A role's name is its container's, beside shipyard's own (the init container
+            # that unpacks a shipped workdir, shipyard-unpack).
+            yield (f"roles[{i}].name: role names starting with {RESERVED_VOLUME_PREFIX!r} are "
+                   f"shipyard's own; rename {short(role.name)}")
         machine = catalog.get(role.machine_type)
         if machine is None:
             known = ", ".join(sorted(catalog))
