@@ -9,7 +9,7 @@ torchrun takes --nnodes, --nproc-per-node, --node-rank, --master-addr and
 train.py checkpoints to SHIPYARD_CHECKPOINT_DIR (here the PersistentVolumeClaim
 ddp-checkpoints, mounted at /ckpt in every replica, the same on every attempt and after
 a move) and resumes from it after a restart or a preemption; `launch -c` ships this
-folder (train.py) with it. Locally the checkpoint folder is the run's own.
+folder (train.py and checkpointing.py) with it. Locally the checkpoint folder is the run's own.
 """
 
 from shipyard import Experiment, RetryPolicy, Role

@@ -5,8 +5,8 @@ process per replica (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT). Uses NCCL on G
 and gloo on CPUs. At the end every rank checks that the replicas agree exactly:
 DDP's all-reduce must have kept the models in sync.
 
-Checkpoints: rank 0 saves the model, the optimizer and the step to
-$SHIPYARD_CHECKPOINT_DIR every CHECKPOINT_EVERY steps (atomically); a restarted,
+Checkpoints (checkpointing.py, beside this file): rank 0 saves the model, the optimizer
+and the step to $SHIPYARD_CHECKPOINT_DIR every CHECKPOINT_EVERY steps (atomically); a restarted,
 preempted or moved run finds it there and resumes from that step, not from 0. Each
 step's data is seeded by (rank, step), so a resumed run sees what it would have seen.
 On SIGTERM (preemption, cancel, time limit) it prints why, from $SHIPYARD_STOP_REASON.
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from checkpointing import checkpoint_path, data_seed, start_step, train, write_atomically  # beside this file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -41,15 +42,19 @@ def main() -> int:
     optimizer = torch.optim.SGD(ddp.parameters(), lr=0.05)
 
     checkpoint = checkpoint_path()
-    start = resume(checkpoint, model, optimizer) if checkpoint else 0
+    start, state = start_step(checkpoint, lambda path: torch.load(path, map_location="cpu"))
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
     if start:
         print(f"rank {rank}: resumed from step {start} (attempt "
               f"{os.environ.get('SHIPYARD_RESTART_COUNT', '?')})", flush=True)
     steps = int(os.environ.get("TRAIN_STEPS", "50"))
     every = int(os.environ.get("CHECKPOINT_EVERY", "10"))
     step_s = float(os.environ.get("TRAIN_STEP_SECONDS", "0"))  # a slower step, to try a stop
-    for step in range(start, steps):
-        generator = torch.Generator().manual_seed(1000 + 100_003 * rank + step)
+
+    def one_step(step: int) -> None:
+        generator = torch.Generator().manual_seed(data_seed(rank, step))
         x = torch.randn(64, 32, generator=generator).to(device)
         y = x.sum(dim=1, keepdim=True)
         loss = nn.functional.mse_loss(ddp(x), y)
@@ -58,10 +63,14 @@ def main() -> int:
         optimizer.step()
         if step % 10 == 0 or step == steps - 1:
             print(f"rank {rank}/{world} step {step} loss {loss.item():.4f}", flush=True)
-        if checkpoint and rank == 0 and (step + 1) % every == 0:
-            save(checkpoint, model, optimizer, step + 1)
-            print(f"rank 0: checkpoint at step {step + 1}", flush=True)
         time.sleep(step_s)
+
+    def save(step: int) -> None:
+        saved = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}
+        write_atomically(checkpoint, lambda tmp: torch.save(saved, tmp))
+        print(f"rank 0: checkpoint at step {step}", flush=True)
+
+    train(start, steps, every, rank, one_step, save if checkpoint else None)
 
     # Every rank must hold identical weights after synchronous DDP training.
     flat = torch.cat([p.detach().flatten() for p in model.parameters()])
@@ -71,27 +80,6 @@ def main() -> int:
     print(f"rank {rank}: replicas in sync: {in_sync}", flush=True)
     dist.destroy_process_group()
     return 0 if in_sync else 1
-
-
-def checkpoint_path() -> Path | None:
-    folder = os.environ.get("SHIPYARD_CHECKPOINT_DIR")
-    return Path(folder) / "ddp.pt" if folder else None
-
-
-def save(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, step: int) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, tmp)
-    os.replace(tmp, path)  # a stop half-way through leaves the previous checkpoint whole
-
-
-def resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    """The step to start from: the checkpoint's, or 0 without one."""
-    if not path.exists():
-        return 0
-    state = torch.load(path, map_location="cpu")
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    return int(state["step"])
 
 
 def on_sigterm(_signum: int, _frame: object) -> None:

@@ -48,3 +48,14 @@ def test_cpu_round_trips(milli):
 @given(st.integers(min_value=0, max_value=2**50))
 def test_memory_round_trips(num):
     assert parse_memory_bytes(format_memory(num)) == num
+
+
+def test_int64s_edge_is_exact_in_written_digits():
+    # As text the digits are exact: int64's largest amount is taken, one more is not
+    # (read through a float, 2**63 - 1 rounded up past the limit and was refused).
+    assert parse_memory_bytes(str(2**63 - 1)) == 2**63 - 1
+    assert parse_cpu_milli(f"{2**63 - 1}m") == 2**63 - 1
+    assert parse_cpu_milli("9223372036854775") == 9223372036854775000
+    for bad in (str(2**63), f"{2**63}m", "8Ei"):
+        with pytest.raises(ValueError, match="must be at most 9223372036854775807"):
+            (parse_cpu_milli if bad.endswith("m") else parse_memory_bytes)(bad)

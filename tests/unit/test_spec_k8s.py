@@ -27,6 +27,8 @@ CASES = [
     ({"volumes": [{"name": "data", "empty_dir": {"size_limit": "0"}}]}, "volumes[0].empty_dir.size_limit: must be > 0", "'0'"),
     ({"volumes": [{"name": "data", "empty_dir": {"size_limit": "lots"}}]}, "volumes[0].empty_dir.size_limit: expected a memory amount", "'lots'"),
     ({"volumes": [{"name": "shipyard-x", "empty_dir": {}}]}, "volumes[0]: volume names starting with 'shipyard-' are shipyard's own", "'shipyard-x'"),
+    # its container would share the init container's name (render/runtime.py)
+    ({"roles.0.name": "shipyard-unpack"}, "roles[0].name: role names starting with 'shipyard-' are shipyard's own", "'shipyard-unpack'"),
     ({"volumes": [{"name": "data", "secret": "bad/name"}]}, "volumes[0].secret: must be a DNS-1123 subdomain", "'bad/name'"),
     ({"volumes": [{"name": "d", "pvc": "a"}, {"name": "d", "pvc": "b"}]}, "volumes[1].name: duplicate volume name", "'d'"),
     # mounts and /dev/shm

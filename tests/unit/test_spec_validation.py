@@ -36,6 +36,8 @@ def problems_for(patch: dict[str, object]) -> list[str]:
     return info.value.problems
 
 
+CKPT_VOLUME = [{"name": "data", "pvc": "ckpt"}]
+
 CASES = [
     ({"name": "Bad_Name"}, "name: must be a DNS-1035 label", "'Bad_Name'"),
     ({"name": "1st"}, "name: must be a DNS-1035 label: lowercase letters, digits and '-', starting with a letter", "'1st'"),
@@ -75,6 +77,26 @@ CASES = [
     ({"machine_types": [{"name": "m", "cpu": 1, "memory": "1Gi", "taints": [{"key": "k", "effect": "Never"}]}]},
      "machine_types[0].taints[0].effect: input should be 'NoSchedule'", "'Never'"),
     ({"machine_types": [{"name": "M!", "cpu": 1, "memory": "1Gi"}]}, "machine_types[0].name: must be lowercase", "'M!'"),
+    ({"stop_grace_seconds": -1}, "stop_grace_seconds: must be >= 0", "got -1"),
+    ({"stop_grace_seconds": 86401}, "stop_grace_seconds: must be <= 86400", "got 86401"),
+    ({"stop_grace_seconds": "30s"}, "stop_grace_seconds: input should be a valid integer", "'30s'"),
+    ({"stop_grace_seconds": 1.5}, "stop_grace_seconds: input should be a valid integer", "1.5"),
+    ({"workdir": True}, "workdir: must be a folder's path, or false to ship nothing", "got True"),
+    ({"workdir": 3}, "workdir: must be a folder's path, or false to ship nothing", "got 3"),
+    ({"workdir": ""}, "workdir: must be a folder's path without NUL bytes", "''"),
+    ({"volumes": CKPT_VOLUME, "checkpoint": {"volume": "data", "path": "ckpt"}},
+     "checkpoint.path: must be an absolute path", "'ckpt'"),
+    ({"volumes": CKPT_VOLUME, "checkpoint": {"volume": "data", "path": "/a/../b"}},
+     "checkpoint.path: must be an absolute path without '..' elements", "'/a/../b'"),
+    ({"volumes": CKPT_VOLUME, "checkpoint": {"volume": "data", "path": "/a:b"}},
+     "checkpoint.path: must be an absolute path without '..' elements, ':'", "'/a:b'"),
+    ({"volumes": CKPT_VOLUME, "checkpoint": {"volume": "data", "path": "/" + "x" * 4096}},
+     "checkpoint.path: must be at most 4096", "'/xxx"),
+    ({"volumes": CKPT_VOLUME, "checkpoint": {"volume": "data", "path": 3}},
+     "checkpoint.path: input should be a valid string", "3"),
+    ({"volumes": CKPT_VOLUME, "checkpoint": {"volume": "Data"}}, "checkpoint.volume: must be a DNS-1123 label", "'Data'"),
+    ({"volumes": CKPT_VOLUME, "checkpoint": {"volume": "nope"}}, "checkpoint.volume: no volume named", "'nope'; use one of data"),
+    ({"volumes": CKPT_VOLUME, "checkpoint": {"path": "/c"}}, "checkpoint.volume: required field is missing", "add it"),
 ]
 
 

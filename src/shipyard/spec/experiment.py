@@ -18,6 +18,7 @@ from shipyard.spec.k8s_names import (
     Dns1123Subdomain,
     ImageName,
     QualifiedName,
+    absolute_path,
     checked,
     dns1035_label,
     dns1123_label,
@@ -30,7 +31,15 @@ from shipyard.spec.machines import (
     MemoryBytes,
     StrictModel,
 )
-from shipyard.spec.podspec import EnvFrom, EnvKey, Mount, PullPolicy, SecurityContext, Volume
+from shipyard.spec.podspec import (
+    RESERVED_VOLUME_PREFIX,
+    EnvFrom,
+    EnvKey,
+    Mount,
+    PullPolicy,
+    SecurityContext,
+    Volume,
+)
 from shipyard.spec.quantity import MAX_SECONDS, parse_duration_seconds
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -38,9 +47,12 @@ DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 if TYPE_CHECKING:  # checked() builds these types at run time; their values are str
     ExperimentName = str
     RoleName = str
+    CheckpointPath = str
 else:
     ExperimentName = checked(dns1035_label, 40, DNS1035_PATTERN)
     RoleName = checked(dns1123_label, 30, DNS1123_LABEL_PATTERN)
+    # A mount path (k8s_names.absolute_path), at most PATH_MAX characters.
+    CheckpointPath = checked(absolute_path, 4096)
 DEFAULT_IMAGE = "python:3.11-slim"
 DEFAULT_PORT = 29500
 # A pod name is also its host name, so <experiment>-<role>-<index> must be a DNS label.
@@ -51,6 +63,13 @@ NO_NUL = ", which no process can be given; remove it"
 def _split_command(value: object) -> object:
     # "python train.py --lr 3e-4" is friendlier than a list; keep lists as they are.
     return shlex.split(value) if isinstance(value, str) else value
+
+
+def _one_workdir_error(value: object) -> object:
+    # One message instead of pydantic's one per member of the union.
+    if value is None or value is False or isinstance(value, str):
+        return value
+    raise ValueError(f"must be a folder's path, or false to ship nothing, got {short(value)}")
 
 
 Command = Annotated[list[str], BeforeValidator(_split_command), Field(min_length=1)]
@@ -151,9 +170,10 @@ class Checkpoint(StrictModel):
     """Where every attempt saves and finds its checkpoints: SHIPYARD_CHECKPOINT_DIR."""
 
     # A volume of `volumes` (a PersistentVolumeClaim, NFS...): what outlives a pod.
-    volume: str = Field(pattern=DNS_LABEL, max_length=63)
-    # Where it is mounted in every replica, the same on every attempt and after a move.
-    path: str = Field(default="/shipyard/checkpoint", pattern=r"^/[^\x00]*$", max_length=4096)
+    volume: Dns1123Label
+    # Where it is mounted in every replica, the same on every attempt and after a move:
+    # a mount path, so the same rule as a mount's.
+    path: CheckpointPath = "/shipyard/checkpoint"
 
 
 # The most a pod may ask to be waited for between SIGTERM and SIGKILL (one day).
@@ -186,7 +206,7 @@ class Experiment(StrictModel):
     security_context: SecurityContext | None = None
     # The folder whose files the replicas need, shipped with the experiment to a cluster
     # (default for `launch -c FILE`: the spec file's folder; false: ship nothing).
-    workdir: str | Literal[False] | None = None
+    workdir: Annotated[str | Literal[False] | None, BeforeValidator(_one_workdir_error)] = None
     checkpoint: Checkpoint | None = None
     # Preemption, cancel, moves and the time limit send SIGTERM, wait this long, then kill.
     stop_grace_seconds: int = Field(default=30, ge=0, le=MAX_STOP_GRACE_S)
@@ -238,6 +258,11 @@ def _reference_problems(exp: Experiment) -> Iterator[str]:
                 f"(also roles[{seen[role.name]}]); give each role its own name"
             )
         seen.setdefault(role.name, i)
+        if role.name.startswith(RESERVED_VOLUME_PREFIX):
+            # A role's name is its container's, beside shipyard's own (the init container
+            # that unpacks a shipped workdir, shipyard-unpack).
+            yield (f"roles[{i}].name: role names starting with {RESERVED_VOLUME_PREFIX!r} are "
+                   f"shipyard's own; rename {short(role.name)}")
         machine = catalog.get(role.machine_type)
         if machine is None:
             known = ", ".join(sorted(catalog))

@@ -9,7 +9,9 @@ pydantic field type whose error names the bad value and the rule.
 Where shipyard is stricter than the server it says so: environment variable names use
 the classic rule (the server has accepted any printable ASCII but '=' since 1.34; a
 name a shell cannot use is a mistake), mount and host paths must be absolute, and a
-Service name (the experiment's) must be a DNS-1035 label as the server requires.
+Service name (the experiment's) must be a DNS-1035 label as older servers require (v1.36,
+the dev cluster's, takes any DNS-1123 label, e.g. '1exp'). Quantities stay within int64,
+which the scheduler and kubelet count in; the server itself takes larger ones.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ from shipyard.spec.k8s_names import (
 )
 from shipyard.spec.machines import MemoryBytes, StrictModel
 
-# Pod volumes shipyard adds itself (the /dev/shm emptyDir) start with this.
+# Pod volumes and containers shipyard adds itself (the /dev/shm emptyDir, the init
+# container that unpacks a shipped workdir) start with this.
 RESERVED_VOLUME_PREFIX = "shipyard-"
 SHM_PATH = "/dev/shm"
 # Where shipyard mounts its own volumes in every container (render/runtime.py).

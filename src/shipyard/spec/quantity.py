@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from fractions import Fraction
 
 from shipyard.spec.inputs import short
 
@@ -24,25 +25,28 @@ _MEMORY_EXAMPLE = "expected a memory amount like '16Gi' or '512Mi'"
 _DURATION_EXAMPLE = "expected a duration like 3600, '30m' or '2h'"
 
 
-def _amount(number: float | int, factor: int, value: object, unit: str) -> int:
+def _amount(number: float | int | Fraction, factor: int, value: object, unit: str) -> int:
     """number * factor as a whole amount in 0..MAX_INT64, or ValueError naming `value`."""
     if isinstance(number, float) and not math.isfinite(number):
         raise ValueError(f"must be a finite number, got {short(value)}")
     if number < 0:
         raise ValueError(f"must be >= 0, got {short(value)}")
-    # Compare before multiplying: a float past 1e308 / factor would overflow to inf.
-    amount = None if number > MAX_INT64 / factor else round(number * factor)
+    if isinstance(number, Fraction):  # written digits: exact, so int64's edge is where it is
+        amount: int | None = round(number * factor)
+    else:
+        # Compare before multiplying: a float past 1e308 / factor would overflow to inf.
+        amount = None if number > MAX_INT64 / factor else round(number * factor)
     if amount is None or amount > MAX_INT64:
         raise ValueError(f"must be at most {MAX_INT64} {unit}, got {short(value)}")
     return amount
 
 
-def _quantity(value: object, example: str) -> tuple[float, str | None]:
+def _quantity(value: object, example: str) -> tuple[float | Fraction, str | None]:
     match = _QUANTITY.match(str(value).strip()) if isinstance(value, str | float) else None
     if not match:
         raise ValueError(f"{example}, got {short(value)}")
-    digits = match.group(1)  # forty digits are past every limit; float() would say inf
-    return (float(digits) if len(digits) <= 40 else 1e300), match.group(2)
+    digits = match.group(1)  # forty digits are past every limit (and cheap to refuse)
+    return (Fraction(digits) if len(digits) <= 40 else 1e300), match.group(2)
 
 
 def parse_cpu_milli(value: object) -> int:
