@@ -26,10 +26,12 @@ from shipyard.cli.output import (
     phase,
     progress_cells,
     progress_line,
+    start_cells,
     table,
 )
 
 if TYPE_CHECKING:
+    from shipyard.core.start_estimate import StartEstimate
     from shipyard.local import RunStatus, Store
     from shipyard.spec import Experiment
 
@@ -210,6 +212,33 @@ def _summary(s: RunStatus) -> dict[str, object]:
     }
 
 
+def _starts(store: Store, runs: list[RunStatus]) -> dict[str, StartEstimate]:
+    """Queued run id -> its estimated start (none when nothing waits, or when a
+    SHIPYARD_LOCAL_* setting is bad: a launch says why)."""
+    if not any(s.phase == Phase.QUEUED for s in runs):
+        return {}
+    import time
+
+    from shipyard.local.machine import SettingError, detect_machine
+    from shipyard.local.start import start_estimates
+
+    try:
+        machine = detect_machine()
+    except SettingError:
+        return {}
+    return start_estimates(store, machine, time.time())
+
+
+def _start_json(est: StartEstimate | None) -> dict[str, Any] | None:
+    if est is None:
+        return None
+    return {"at": est.at, "after": list(est.after), "basis": est.basis, "reason": est.reason}
+
+
+def _start_cells(est: StartEstimate | None) -> tuple[str, str]:
+    return start_cells(est.at, est.reason) if est is not None else ("", "")
+
+
 def _progress(store: Store, s: RunStatus) -> dict[str, Any] | None:
     from shipyard.local import progress
 
@@ -234,15 +263,21 @@ def list_cmd(
 
         return cluster.list_experiments(cluster_context, namespace, output)
     store = _store()
-    runs = [s for s in store.all() if all_runs or s.active]
+    everything = store.all()
+    starts = _starts(store, everything)
+    runs = [s for s in everything if all_runs or s.active]
     if output is not Format.table:
-        return dump([_summary(s) | {"progress": _progress(store, s)} for s in runs], output)
+        return dump([_summary(s) | {"progress": _progress(store, s),
+                                    "start_estimate": _start_json(starts.get(s.id))} for s in runs],
+                    output)
     rows = [
         (s.id, s.queue, phase(s.phase), len(s.ranks) or "", s.restarts,
-         *progress_cells(_progress(store, s), s.active), age(s.submitted_at), s.message)
+         *progress_cells(_progress(store, s), s.active), age(s.submitted_at),
+         _start_cells(starts.get(s.id))[0], s.message)
         for s in runs
     ]
-    table(("ID", "QUEUE", "PHASE", "RANKS", "RESTARTS", "PROGRESS", "ETA", "AGE", "MESSAGE"), rows)
+    table(("ID", "QUEUE", "PHASE", "RANKS", "RESTARTS", "PROGRESS", "ETA", "AGE", "START", "MESSAGE"),
+          rows)
 
 
 @app.command()
@@ -259,8 +294,10 @@ def status(ref: RunRef, output: Output = Format.table, cluster_context: Cluster 
     store = _store()
     s = _resolve(store, ref)
     progress = _progress(store, s)
+    start = _starts(store, store.all()).get(s.id) if s.phase == Phase.QUEUED else None
     if output is not Format.table:
-        data = _summary(s) | {"progress": progress, "ranks": {k: vars(v) for k, v in s.ranks.items()}}
+        data = _summary(s) | {"progress": progress, "start_estimate": _start_json(start),
+                              "ranks": {k: vars(v) for k, v in s.ranks.items()}}
         return dump(data, output)
     console.print(f"[bold]{s.id}[/bold]  {phase(s.phase)}  queue {s.queue}  priority {s.priority}"
                   f"  restarts {s.restarts}")
@@ -269,6 +306,8 @@ def status(ref: RunRef, output: Output = Format.table, cluster_context: Cluster 
     if s.position:
         console.print(f"position {s.position} in the local queue")
     console.print(s.message, highlight=False)
+    if start is not None:
+        console.print(f"estimated start: {_start_cells(start)[1]}", highlight=False)
     rows = [(name, r.state, r.pid, r.exit_code) for name, r in s.ranks.items()]
     if rows:
         table(("RANK", "STATE", "PID", "EXIT"), rows)

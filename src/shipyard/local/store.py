@@ -55,6 +55,7 @@ class RunStatus:
     position: int | None = None
     restarts: int = 0
     started_at: float | None = None
+    attempt_started_at: float | None = None  # this attempt's: its time limit runs from here
     finished_at: float | None = None
     supervisor_pid: int | None = None
     gpus: dict[str, list[int]] = field(default_factory=dict)  # rank -> GPU indices

@@ -287,6 +287,7 @@ class Supervisor:
         self.attempt_started = self.clock()  # this attempt's time limit runs from here
         self._save(
             phase=Phase.RUNNING, started_at=self.status.started_at or self.attempt_started,
+            attempt_started_at=self.attempt_started,
             message=f"{len(gang.ranks)} rank(s) running",
             ranks={r.name: RankState(pid=r.pid, state="running") for r in gang.ranks},
         )
