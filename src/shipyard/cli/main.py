@@ -321,7 +321,7 @@ def logs(
     cluster_context: Cluster = None,
     namespace: Namespace = "default",
     since: Annotated[str | None, typer.Option(
-        "--since", help="Cluster only: lines of the last DURATION, e.g. 30s, 10m.")] = None,
+        "--since", help="Only lines of the last DURATION, e.g. 30s, 10m.")] = None,
     grep: Annotated[str | None, typer.Option(
         "--grep", help="Only lines matching this regular expression (Python syntax).")] = None,
     tail: Annotated[int | None, typer.Option(
@@ -338,35 +338,36 @@ def logs(
         filt = LineFilter.parse(grep, tail)
     except ValueError as exc:
         fail(str(exc), 2)
-    if cluster_context:
-        from shipyard.cli import cluster
+    since_s = None
+    if since is not None:
         from shipyard.spec.quantity import parse_duration_seconds
 
-        since_s = None
-        if since is not None:
-            try:
-                since_s = parse_duration_seconds(since)
-            except ValueError as exc:
-                fail(f"--since: {exc}")
+        try:
+            since_s = parse_duration_seconds(since)
+        except ValueError as exc:
+            fail(f"--since: {exc}")
+    if cluster_context:
+        from shipyard.cli import cluster
+
         return cluster.logs(cluster_context, ref, namespace, rank, follow, since_s, filt)
-    if since is not None:
-        fail("--since needs --cluster: local logs carry no timestamps", 2)
-    if follow and tail is not None:
-        fail("--tail with -f needs --cluster; on this machine use --tail without -f", 2)
+    import time
+
     from shipyard.local import read_logs
     from shipyard.local.store import RunDamaged
     from shipyard.spec.inputs import short
 
     store = _store()
     s = _resolve(store, ref)
+    cutoff = time.time() - since_s if since_s is not None else None
     try:
         if follow:
-            for name, line in read_logs(s.id, follow=True, rank=rank, store=store):
+            for name, line in read_logs(s.id, follow=True, rank=rank, store=store, since=cutoff,
+                                        backlog=filt.apply):
                 if filt.keeps(line):
                     print(f"[{name}] {line}", flush=True)
             return
         lines: dict[str, list[str]] = {}
-        for name, line in read_logs(s.id, rank=rank, store=store):
+        for name, line in read_logs(s.id, rank=rank, store=store, since=cutoff):
             lines.setdefault(name, []).append(line)
         ranks = {k: v for k, v in store.load(s.id).ranks.items() if rank is None or k == rank}
         for out in layout(lines, local_failure(ranks), filt):

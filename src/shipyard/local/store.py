@@ -5,6 +5,7 @@ Layout under $SHIPYARD_HOME (default ~/.local/share/shipyard/local):
   runs/<id>/experiment.json  the validated spec, as launched
   runs/<id>/status.json      phase, ranks, restarts, message (written atomically)
   runs/<id>/logs/<rank>.log  every rank's output
+  runs/<id>/logs/<rank>.times when each second of that output began (local/logtimes.py)
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from shipyard.core.lifecycle import (
 )
 from shipyard.core.model import Resources, Snapshot
 from shipyard.core.queueing import schedule
-from shipyard.local import progress, ranks, volumes
+from shipyard.local import logtimes, progress, ranks, volumes
 from shipyard.local.machine import LocalMachine, detect_machine
 from shipyard.local.store import RankState, RunDamaged, RunStatus, Store
 from shipyard.render.env import pod_name, replica_env
@@ -273,8 +273,9 @@ class Supervisor:
                     starting = name
                     log = self.store.log_dir(self.status.id) / f"{name}.log"
                     if attempt > 1:
-                        with log.open("a") as handle:
-                            handle.write(f"---- shipyard: attempt {attempt} ----\n")
+                        with log.open("ab") as handle:
+                            logtimes.mark(log, handle.tell())
+                            handle.write(f"---- shipyard: attempt {attempt} ----\n".encode())
                     gang.ranks.append(ranks.start_rank(
                         name, role.name, ranks.local_command(role.command), env, cwd, log,
                         self.reporter.line,
