@@ -69,11 +69,11 @@ def run(
         "--leader-elect-retry-period", min=0.1,
         help="Seconds between renewals (and between a standby's tries).")] = LEADER.retry_s,
     quarantine_after: Annotated[int, typer.Option(
-        min=0, help="Quarantine (taint shipyard.dev/quarantined:NoSchedule) a node that took "
-        "part in this many gang failures within --quarantine-window; 0: never.")]
+        min=0, help="Quarantine (taint shipyard.dev/quarantined:NoSchedule) a node on which "
+        "this many different experiments failed within --quarantine-window; 0: never.")]
     = QUARANTINE.after,
     quarantine_window: Annotated[float, typer.Option(
-        min=1, help="Seconds over which --quarantine-after counts a node's gang failures.")]
+        min=1, help="Seconds over which --quarantine-after counts a node's failed experiments.")]
     = QUARANTINE.window_s,
     progress_port: Annotated[int | None, typer.Option(
         help="Receive ranks' shipyard.progress reports on --progress-address:PORT (HTTP).")] = None,

@@ -1,13 +1,20 @@
-"""Quarantine "lemon" nodes: a node that took part in K gang failures within a window.
+"""Quarantine "lemon" nodes: a node on which K different gangs failed within a window.
 
 A gang failure (a pod that failed, or a node that went NotReady or away) is charged to
 every node of the gang's placement: one failure says little about which node is bad,
-but a bad node takes part in many more than its neighbours. At K within `window_s`
-the node gets the `shipyard.dev/quarantined:NoSchedule` taint (no new work lands
-there) and an annotation with the evidence (which experiments failed, when, why),
-and an Event says so. It stays quarantined until an operator removes the taint:
+but a bad node takes part in the failures of many more gangs than its neighbours.
+Strikes count distinct experiments: a buggy experiment that fails and restarts on the
+same nodes again and again is one strike on each of them, however often it fails
+(its latest failure is kept as the evidence), so it alone never quarantines its
+placement. At K experiments within `window_s` the node gets the
+`shipyard.dev/quarantined:NoSchedule` taint (no new work lands there) and an
+annotation with the evidence (which experiments failed, when, why), and an Event says
+so. It stays quarantined until an operator removes the taint:
 
     kubectl taint node NODE shipyard.dev/quarantined-
+
+Strikes are kept in the leader's memory: a restarted (or new) leader starts counting
+afresh; the evidence of a quarantine is on the node.
 
 Off unless `shipyard controller run --quarantine-after K` is given.
 """
@@ -38,17 +45,19 @@ class Strike:
 
 @dataclass
 class Strikes:
-    """Gang failures per node within a sliding window. Pure."""
+    """Gang failures per node within a sliding window, one (the latest) per experiment. Pure."""
 
     after: int
     window_s: float
     by_node: dict[str, list[Strike]] = field(default_factory=dict)
 
     def record(self, nodes: Iterable[str], strike: Strike) -> list[str]:
-        """Charge `strike` to each node; return the nodes that reached `after` now."""
+        """Charge `strike` to each node; return the nodes on which `after` different
+        experiments have now failed within the window."""
         reached = []
         for node in sorted(set(nodes)):
-            kept = [s for s in self.by_node.get(node, []) if strike.at - s.at <= self.window_s]
+            kept = [s for s in self.by_node.get(node, [])
+                    if strike.at - s.at <= self.window_s and s.experiment != strike.experiment]
             kept.append(strike)
             self.by_node[node] = kept
             if len(kept) >= self.after:
@@ -89,7 +98,7 @@ class Quarantine:
             "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"],
                          "annotations": {ANNOTATION_QUARANTINE_EVIDENCE: text}},
             "spec": {"taints": taints}})
-        message = (f"quarantined after {len(evidence)} gang failures within "
+        message = (f"quarantined after failures of {len(evidence)} experiments within "
                    f"{self.strikes.window_s:g}s: " + ", ".join(sorted({s.experiment for s in evidence}))
                    + f"; clear with: kubectl taint node {node} {TAINT_QUARANTINE}-")
         log.warning("node %s %s", node, message)
