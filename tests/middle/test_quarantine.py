@@ -8,7 +8,11 @@ import json
 
 import pytest
 
-from shipyard.api.vocab import ANNOTATION_QUARANTINE_EVIDENCE, TAINT_QUARANTINE
+from shipyard.api.vocab import (
+    ANNOTATION_QUARANTINE_EVIDENCE,
+    ANNOTATION_QUARANTINE_STRIKES,
+    TAINT_QUARANTINE,
+)
 from shipyard.controller.settings import ControllerSettings, QuarantineSettings
 from shipyard.kube.resources import NODES
 from shipyard.spec import Experiment, RetryPolicy, Role
@@ -47,8 +51,16 @@ async def fail_each_attempt(w: World, name: str) -> None:
     raise AssertionError(f"{name} never failed: {w.status(name)}")
 
 
+SETTINGS = ControllerSettings(quarantine=QuarantineSettings(after=2, window_s=3600))
+
+
+def node_annotations(w: World, node: str) -> dict[str, str]:
+    obj = next(n for n in w.api.objects(NODES) if n["metadata"]["name"] == node)
+    return obj["metadata"].get("annotations") or {}
+
+
 def test_one_experiment_failing_repeatedly_quarantines_nothing_a_second_one_does() -> None:
-    settings = ControllerSettings(quarantine=QuarantineSettings(after=2, window_s=3600))
+    settings = SETTINGS
 
     async def scenario(w: World) -> None:
         await w.add_node("n1")
@@ -57,6 +69,10 @@ def test_one_experiment_failing_repeatedly_quarantines_nothing_a_second_one_does
         await fail_each_attempt(w, "buggy")
         assert w.status("buggy")["restarts"] == 3  # four failures on n1 and n2
         assert quarantined(w) == []
+        # Its strike is stored once per node: the restarts wrote nothing more.
+        assert sorted(c[2] for c in w.api.calls if c[:2] == ("patch", "nodes")) == ["/n1", "/n2"]
+        stored = json.loads(node_annotations(w, "n1")[ANNOTATION_QUARANTINE_STRIKES])
+        assert [s["experiment"] for s in stored] == ["default/buggy"]
         await w.submit(exp("other", restarts=0))
         await fail_each_attempt(w, "other")
         await w.cycle()
@@ -64,10 +80,30 @@ def test_one_experiment_failing_repeatedly_quarantines_nothing_a_second_one_does
         node = next(n for n in w.api.objects(NODES) if n["metadata"]["name"] == "n1")
         evidence = json.loads(node["metadata"]["annotations"][ANNOTATION_QUARANTINE_EVIDENCE])
         assert sorted(e["experiment"] for e in evidence) == ["default/buggy", "default/other"]
+        assert ANNOTATION_QUARANTINE_STRIKES not in node_annotations(w, "n1")  # they became the evidence
 
     async def main() -> None:
         clock = Clock()
         async with World(FakeApi(clock), clock, settings=settings) as world:
             await scenario(world)
+
+    asyncio.run(main())
+
+
+def test_a_new_leader_goes_on_counting_from_the_strikes_stored_on_the_nodes() -> None:
+    async def main() -> None:
+        clock = Clock()
+        api = FakeApi(clock)
+        async with World(api, clock, settings=SETTINGS) as first:
+            await first.add_node("n1")
+            await first.add_node("n2")
+            await first.submit(exp("buggy", restarts=0))
+            await fail_each_attempt(first, "buggy")
+            assert quarantined(first) == []
+        async with World(api, clock, settings=SETTINGS) as second:  # a restarted controller
+            await second.submit(exp("other", restarts=0))
+            await fail_each_attempt(second, "other")
+            await second.cycle()
+            assert quarantined(second) == ["n1", "n2"]
 
     asyncio.run(main())

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shipyard.controller.quarantine import Strike, Strikes
+from shipyard.controller.quarantine import (
+    PROBLEM_CHARS,
+    Strike,
+    Strikes,
+    strikes_from_text,
+    strikes_text,
+)
 
 nodes = st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=3)
 experiments = st.sampled_from(["ns/x", "ns/y", "ns/z", "ns/w"])
@@ -34,3 +41,16 @@ def test_one_experiment_failing_again_and_again_does_not_quarantine_its_nodes():
         assert strikes.record(["a", "b"], Strike("ns/buggy", float(i), f"failure {i}")) == []
     assert strikes.by_node["a"] == [Strike("ns/buggy", 9.0, "failure 9")]  # the latest is the evidence
     assert strikes.record(["b", "c"], Strike("ns/other", 10.0, "pod failed")) == ["b"]
+
+
+@given(st.lists(st.tuples(experiments, st.integers(1_600_000_000, 1_800_000_000),
+                          st.text(max_size=300)), max_size=5))
+def test_stored_strikes_read_back_to_the_second_with_problems_clipped(items):
+    strikes = [Strike(e, float(at), p) for e, at, p in items]
+    back = strikes_from_text(strikes_text(strikes))
+    assert back == [Strike(s.experiment, s.at, s.problem[:PROBLEM_CHARS]) for s in strikes]
+
+
+@pytest.mark.parametrize("text", [None, "", "{", "[1]", '[{"at": "x"}]', '{"a": 1}', '[{"at": null}]'])
+def test_a_damaged_strikes_annotation_reads_as_none(text):
+    assert strikes_from_text(text) == []
