@@ -64,6 +64,14 @@ def test_chart_renders_the_same_objects_as_install_dry_run(helm: Path) -> None:
                  _dry_run("--image", "registry.example/shipyard:9", "--replicas", "3"))
     # The receiver behind its Service: the in-cluster controller's progress endpoint.
     _assert_same(_template(helm, "progressPort=8088"), _dry_run("--progress-port", "8088"))
+    # The controller's monitoring flags, as values.
+    _assert_same(_template(helm, "metricsPort=9090", "quarantineAfter=3", "quarantineWindow=1800",
+                           "preflightImage=registry.example/check:1",
+                           "preflightCommand=nvidia-smi -L"),
+                 _dry_run("--metrics-port", "9090", "--quarantine-after", "3",
+                          "--quarantine-window", "1800",
+                          "--preflight-image", "registry.example/check:1",
+                          "--preflight-command", "nvidia-smi -L"))
 
 
 def test_chart_values_for_metrics_and_log_level(helm: Path) -> None:

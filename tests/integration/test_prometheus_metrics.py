@@ -320,15 +320,21 @@ def test_nodes_of_repeated_gang_failures_are_quarantined_until_cleared(monitored
     try:
         with experiment_namespace(monitored, request.node.name) as api:
             core = api.core
-            # Both nodes take part in both failures of a two-pod gang that fails twice.
+            # A two-pod gang that fails twice: one experiment, one strike on each node ...
             api.launch(gpu_job("lemon", 2, annotations={FAIL_AFTER: "1s", EXIT_CODE: "1"},
                                retry=RetryPolicy(max_restarts=1, backoff_seconds=0)))
             api.wait("lemon", lambda s: s.get("phase") == "Failed", timeout=90)
+            assert not any(t.key == "shipyard.dev/quarantined"
+                           for n in core.list_node().items for t in n.spec.taints or [])
+            # ... and a second experiment failing on the same (the only two) GPU nodes:
+            # both are quarantined.
+            api.launch(gpu_job("lemon2", 2, annotations={FAIL_AFTER: "1s", EXIT_CODE: "1"}))
+            api.wait("lemon2", lambda s: s.get("phase") == "Failed", timeout=90)
             nodes = eventually(lambda: (ns := [n for n in core.list_node().items if any(
                 t.key == "shipyard.dev/quarantined" for t in n.spec.taints or [])]) and len(ns) == 2
                 and ns, 30, "both nodes quarantined")
             evidence = json.loads(nodes[0].metadata.annotations["shipyard.dev/quarantine-evidence"])
-            assert [e["experiment"] for e in evidence] == [f"{api.ns}/lemon"] * 2
+            assert sorted(e["experiment"] for e in evidence) == [f"{api.ns}/lemon", f"{api.ns}/lemon2"]
             assert all("failed with exit code 1" in e["problem"] for e in evidence)
             events = eventually(lambda: [
                 e for e in core.list_namespaced_event("default").items
@@ -345,7 +351,7 @@ def test_nodes_of_repeated_gang_failures_are_quarantined_until_cleared(monitored
             # ... until an operator clears the taint.
             _clear_quarantine(core)
             api.wait("next", lambda s: s.get("phase") == "Running")
-            _drain(api, "lemon", "next")
+            _drain(api, "lemon", "lemon2", "next")
     finally:
         if core is not None:
             _clear_quarantine(core)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from shipyard.local import launch
+import time
+
+from shipyard.local import launch, logtimes
 from shipyard.spec import RetryPolicy
 
 from .conftest import script_experiment
@@ -55,5 +57,29 @@ def test_logs_name_the_first_failed_rank_with_exit_code_and_last_lines(store, tm
     assert body[:2] == ["[worker-1] rank 1 step 29", "[worker-1] CUDA error: an illegal memory access"]
     assert len(body) == 6
 
-    bad = shipyard("logs", status.id, "--since", "5m")
-    assert bad.returncode == 2 and "--since needs --cluster" in bad.stderr
+    # With -f, --tail limits what is shown from before (the run is over: then it ends).
+    followed = shipyard("logs", status.id, "-f", "--tail", "1").stdout.splitlines()
+    assert sorted(followed) == ["[worker-0] rank 0 step 29",
+                                "[worker-1] CUDA error: an illegal memory access",
+                                "[worker-2] rank 2 step 29"]
+
+
+def test_logs_since_reads_the_time_index_beside_each_log(store, tmp_path):
+    exp = script_experiment("chatty", "for i in range(40): print(f'line {i}', flush=True)", replicas=1)
+    status = launch(exp, tmp_path / "chatty.py", store=store)
+    assert status.phase == "Succeeded"
+    log = store.log_dir(status.id) / "worker-0.log"
+    index = logtimes.times_path(log)
+    assert index.read_text().split()[0] == "0"  # the first line's offset, with its time
+    assert log.read_text().splitlines()[0] == "line 0"  # the log itself: as printed
+
+    recent = shipyard("logs", status.id, "--since", "5m").stdout.splitlines()
+    assert recent == [f"[worker-0] line {i}" for i in range(40)]
+    # As if lines 0-19 had been written an hour ago and the rest now.
+    now, offset = time.time(), len("".join(f"line {i}\n" for i in range(20)))
+    index.write_text(f"0 {now - 3600}\n{offset} {now}\n")
+    assert shipyard("logs", status.id, "--since", "10m").stdout.splitlines() == [
+        f"[worker-0] line {i}" for i in range(20, 40)]
+    assert shipyard("logs", status.id, "--since", "2h").stdout.splitlines() == recent
+    assert shipyard("logs", status.id, "-f", "--since", "10m", "--tail", "1").stdout == \
+        "[worker-0] line 39\n"

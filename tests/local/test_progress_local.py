@@ -4,6 +4,7 @@ and `shipyard status`/`list` show progress and ETA from them."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -49,8 +50,8 @@ def test_progress_reported_by_ranks_shows_in_status_with_eta(store, tmp_path):
         assert seen["stepsPerSecond"] > 0
         assert seen["eta"] > seen["updatedAt"]  # RFC3339 in UTC compares as text
         assert set(seen["metrics"]) == {"loss"}
-        out = subprocess.run([sys.executable, "-m", "shipyard.cli", "list"],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run([sys.executable, "-m", "shipyard.cli", "list"], capture_output=True,
+                             text=True, check=True, env={**os.environ, "COLUMNS": "200"}).stdout
         header, row = out.splitlines()[0], next(line for line in out.splitlines() if "prog-1" in line)
         assert header.split()[5:7] == ["PROGRESS", "ETA"]
         assert "%" in row.split()[5] and row.split()[6] == "in"

@@ -17,6 +17,7 @@ from shipyard.monitor.usage import (
     DAY,
     HOUR,
     HOURLY_KEEP_S,
+    MAX_LEDGER_BYTES,
     Accountant,
     Amount,
     Ledger,
@@ -71,6 +72,49 @@ def test_compaction_keeps_what_is_recent_and_bounds_the_ledger(items, now):
     after = ledger.since(now - 7 * DAY)
     for key, amount in recent.items():
         assert _close(after.get(key, Amount()), amount)
+
+
+def _stored(ledger: Ledger) -> int:
+    return len(json.dumps(ledger.to_data(), separators=(",", ":")))  # as usage_store writes it
+
+
+def test_many_keys_keep_the_stored_ledger_under_its_bound_and_the_recent_hours_hourly():
+    now, use = 1.7e9, Amount(3600.0, 7200.0, 1.0, 2.5)
+    keys_ = [(f"team-{i % 30}", f"ns-{i}") for i in range(300)]
+    hour0, day0 = int(now // HOUR) * HOUR, int(now // DAY) * DAY
+    # 300 (queue, namespace) pairs busy for 100 days, as compaction by age alone leaves
+    # them (192 hourly and 92 daily buckets): about 3.5 MiB stored.
+    ledger = Ledger({k: use.scaled(2400) for k in keys_},
+                    {hour0 - h * HOUR: dict.fromkeys(keys_, use) for h in range(192)},
+                    {day0 - (9 + d) * DAY: dict.fromkeys(keys_, use.scaled(24)) for d in range(92)})
+    assert _stored(ledger) > 6 * MAX_LEDGER_BYTES
+    totals = dict(ledger.totals)
+    text = ledger.stored_text()
+    assert len(text) <= MAX_LEDGER_BYTES and text == json.dumps(ledger.to_data(), separators=(",", ":"))
+    assert ledger.totals == totals  # counters never go back
+    # Today's hours stay hourly; earlier days' hours were folded, the oldest days dropped.
+    assert sorted(ledger.hourly) == [t for t in sorted(hour0 - h * HOUR for h in range(192))
+                                     if t >= hour0 // DAY * DAY]
+    assert min(ledger.daily) > day0 - 30 * DAY
+    # What is left adds up: every bucket kept is whole.
+    folded = ledger.daily[day0 - DAY][("team-0", "ns-0")]
+    assert _close(folded, use.scaled(24))
+
+
+@given(entries, times, st.integers(200, 4000))
+def test_the_bound_holds_and_only_the_oldest_history_goes(items, now, bound):
+    ledger = Ledger()
+    for key, amount, at in items:
+        ledger.add(key, amount, min(at, now))
+    totals = dict(ledger.totals)
+    ledger.compact(now)
+    full = Ledger(dict(ledger.totals), dict(ledger.hourly), dict(ledger.daily))
+    ledger.bound(bound)
+    assert ledger.totals == totals
+    assert _stored(ledger) <= bound or not (ledger.hourly or ledger.daily)
+    # The hourly buckets kept are the newest of those the unbounded ledger keeps, unchanged.
+    assert sorted(ledger.hourly) == sorted(full.hourly)[len(full.hourly) - len(ledger.hourly):]
+    assert all(ledger.hourly[t] == full.hourly[t] for t in ledger.hourly)
 
 
 @given(entries)

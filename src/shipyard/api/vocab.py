@@ -61,6 +61,8 @@ LABEL_NODEPOOL = "shipyard.dev/nodepool"
 # it for that gang rather than let a smaller job take it first.
 ANNOTATION_EARMARK = "shipyard.dev/earmarked-for"
 ANNOTATION_QUARANTINE_EVIDENCE = "shipyard.dev/quarantine-evidence"
+# The experiments that failed on a node not (yet) quarantined, so a new leader goes on counting.
+ANNOTATION_QUARANTINE_STRIKES = "shipyard.dev/quarantine-strikes"
 # Topology domains, narrowest first (the default Policy.topology_keys).
 LABEL_RACK = "topology.shipyard.dev/rack"
 LABEL_BLOCK = "topology.shipyard.dev/block"

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from shipyard.api.vocab import Phase
-from shipyard.cli import cluster_logs
+from shipyard.cli import cluster_logs, output
 from shipyard.cli.output import (
     Format,
     age,
@@ -22,7 +21,6 @@ from shipyard.cli.output import (
 )
 from shipyard.cli.rank_logs import LineFilter, layout
 from shipyard.controller.views import parse_rfc3339, parse_time
-from shipyard.core.start_estimate import start_text
 from shipyard.kube import experiments as kexp
 from shipyard.kube import workdir
 from shipyard.kube.api import ApiClient
@@ -77,12 +75,7 @@ def start_cells(est: dict[str, Any] | None, now: float | None = None) -> tuple[s
     """(START for `list`, the line for `status`) from a status.startEstimate."""
     if not est:
         return "", ""
-    at = parse_rfc3339(est.get("at"))
-    now = time.time() if now is None else now
-    line = start_text(at, str(est.get("reason", "")), now)
-    if at is None:
-        return "unknown", line
-    return (f"~{age(now, at)}" if at > now else "now"), line
+    return output.start_cells(parse_rfc3339(est.get("at")), str(est.get("reason", "")), now)
 
 
 def launch(context: str, exp: Experiment) -> None:

@@ -12,7 +12,6 @@ every stream is drained; without -f it prints what is there now, rank by rank.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +23,7 @@ from shipyard.kube.errors import ApiError, NotFound
 from shipyard.kube.resources import EXPERIMENTS, PODS
 
 POLL_S = 0.5
+RETRIES, BACKOFF_S, MAX_BACKOFF_S = 5, 0.5, 8.0  # a failed log read: about 15 s in all
 Emit = Callable[[str, str], None]
 
 
@@ -47,14 +47,33 @@ def _params(follow: bool, since_s: float | None, tail: int | None = None) -> dic
 
 async def _stream(client: ApiClient, pod: dict[str, Any], follow: bool,
                   since_s: float | None, emit: Emit, tail: int | None = None) -> None:
+    """Emit the pod's lines. A failed read (the kubelet not serving the log yet, a
+    dropped connection) is tried again RETRIES times, backing off; from the start of
+    the log, the lines already shown are skipped. With --since or --tail the window
+    moves, so a stream that failed after showing lines is not resumed (kubelet logs
+    carry no line numbers to resume from). NotFound: the pod went away (a restart, a
+    cancel), nothing more to read."""
     meta = pod["metadata"]
     path = PODS.path(meta["namespace"], meta["name"], "log")
     rank = rank_of(pod)
-    # An error answer: the pod went away (restart, cancel) before its log was read.
-    with contextlib.suppress(ApiError):
-        # No read timeout: a quiet rank is not a dead stream.
-        async for line in client.lines(path, _params(follow, since_s, tail)):
-            emit(rank, line.decode(errors="replace"))
+    resumable = since_s is None and tail is None
+    shown = 0
+    for attempt in range(RETRIES + 1):
+        seen = 0
+        try:
+            # No read timeout: a quiet rank is not a dead stream.
+            async for line in client.lines(path, _params(follow, since_s, tail)):
+                seen += 1
+                if seen > shown:
+                    shown = seen
+                    emit(rank, line.decode(errors="replace"))
+            return
+        except NotFound:
+            return
+        except ApiError:
+            if attempt == RETRIES or (shown and not resumable):
+                return
+            await asyncio.sleep(min(BACKOFF_S * 2 ** attempt, MAX_BACKOFF_S))
 
 
 async def collect(client: ApiClient, name: str, namespace: str, rank: str | None,

@@ -7,6 +7,7 @@ import logging
 import shlex
 import signal
 from dataclasses import replace
+from functools import partial
 from typing import Annotated
 
 import typer
@@ -69,11 +70,11 @@ def run(
         "--leader-elect-retry-period", min=0.1,
         help="Seconds between renewals (and between a standby's tries).")] = LEADER.retry_s,
     quarantine_after: Annotated[int, typer.Option(
-        min=0, help="Quarantine (taint shipyard.dev/quarantined:NoSchedule) a node that took "
-        "part in this many gang failures within --quarantine-window; 0: never.")]
+        min=0, help="Quarantine (taint shipyard.dev/quarantined:NoSchedule) a node on which "
+        "this many different experiments failed within --quarantine-window; 0: never.")]
     = QUARANTINE.after,
     quarantine_window: Annotated[float, typer.Option(
-        min=1, help="Seconds over which --quarantine-after counts a node's gang failures.")]
+        min=1, help="Seconds over which --quarantine-after counts a node's failed experiments.")]
     = QUARANTINE.window_s,
     progress_port: Annotated[int | None, typer.Option(
         help="Receive ranks' shipyard.progress reports on --progress-address:PORT (HTTP).")] = None,
@@ -174,6 +175,20 @@ def install(
         help="The controller receives ranks' shipyard.progress reports on this port, behind "
              "the Service shipyard-controller.shipyard-system, and tells pods its URL "
              "(the chart's progressPort).")] = None,
+    metrics_port: Annotated[int | None, typer.Option(
+        help="The controller serves Prometheus metrics on 127.0.0.1:PORT in its pod "
+             "(the chart's metricsPort).")] = None,
+    quarantine_after: Annotated[int, typer.Option(
+        min=0, help="The controller quarantines a node on which this many different "
+        "experiments failed within --quarantine-window; 0: never (quarantineAfter).")] = 0,
+    quarantine_window: Annotated[float | None, typer.Option(
+        min=1, help="Seconds over which --quarantine-after counts (default: the controller's, "
+        f"{QUARANTINE.window_s:g}; quarantineWindow).")] = None,
+    preflight_image: Annotated[str | None, typer.Option(
+        help="The controller runs a check pod of this image on every node tainted "
+             "shipyard.dev/preflight (preflightImage; docs/monitoring.md).")] = None,
+    preflight_command: Annotated[str | None, typer.Option(
+        help="The check pod's command, split as a shell would (preflightCommand).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the manifests instead.")] = False,
 ) -> None:
     """Install shipyard in a cluster: CRDs (Experiment, Queue, NodePool), RBAC, controller.
@@ -183,12 +198,17 @@ def install(
     from shipyard.kube.install import DEFAULT_IMAGE, manifests
     from shipyard.kube.install import install as apply_all
 
+    if preflight_command is not None and preflight_image is None:
+        errors.print("[red]error:[/red] --preflight-command needs --preflight-image")
+        raise typer.Exit(2)
+    build = partial(manifests, progress_port=progress_port, metrics_port=metrics_port,
+                    quarantine_after=quarantine_after, quarantine_window=quarantine_window,
+                    preflight_image=preflight_image, preflight_command=preflight_command)
     placement = _dev_real_node_placement(context) if context else None
     if placement is not None:
-        objects = manifests(image or placement.pop("image"), replicas, progress_port=progress_port,
-                            **placement)
+        objects = build(image or placement.pop("image"), replicas, **placement)
     else:
-        objects = manifests(image or DEFAULT_IMAGE, replicas, progress_port=progress_port)
+        objects = build(image or DEFAULT_IMAGE, replicas)
     if dry_run:
         print(yaml.safe_dump_all(objects, sort_keys=False), end="")
         return

@@ -26,10 +26,12 @@ from shipyard.cli.output import (
     phase,
     progress_cells,
     progress_line,
+    start_cells,
     table,
 )
 
 if TYPE_CHECKING:
+    from shipyard.core.start_estimate import StartEstimate
     from shipyard.local import RunStatus, Store
     from shipyard.spec import Experiment
 
@@ -210,6 +212,33 @@ def _summary(s: RunStatus) -> dict[str, object]:
     }
 
 
+def _starts(store: Store, runs: list[RunStatus]) -> dict[str, StartEstimate]:
+    """Queued run id -> its estimated start (none when nothing waits, or when a
+    SHIPYARD_LOCAL_* setting is bad: a launch says why)."""
+    if not any(s.phase == Phase.QUEUED for s in runs):
+        return {}
+    import time
+
+    from shipyard.local.machine import SettingError, detect_machine
+    from shipyard.local.start import start_estimates
+
+    try:
+        machine = detect_machine()
+    except SettingError:
+        return {}
+    return start_estimates(store, machine, time.time())
+
+
+def _start_json(est: StartEstimate | None) -> dict[str, Any] | None:
+    if est is None:
+        return None
+    return {"at": est.at, "after": list(est.after), "basis": est.basis, "reason": est.reason}
+
+
+def _start_cells(est: StartEstimate | None) -> tuple[str, str]:
+    return start_cells(est.at, est.reason) if est is not None else ("", "")
+
+
 def _progress(store: Store, s: RunStatus) -> dict[str, Any] | None:
     from shipyard.local import progress
 
@@ -234,15 +263,21 @@ def list_cmd(
 
         return cluster.list_experiments(cluster_context, namespace, output)
     store = _store()
-    runs = [s for s in store.all() if all_runs or s.active]
+    everything = store.all()
+    starts = _starts(store, everything)
+    runs = [s for s in everything if all_runs or s.active]
     if output is not Format.table:
-        return dump([_summary(s) | {"progress": _progress(store, s)} for s in runs], output)
+        return dump([_summary(s) | {"progress": _progress(store, s),
+                                    "start_estimate": _start_json(starts.get(s.id))} for s in runs],
+                    output)
     rows = [
         (s.id, s.queue, phase(s.phase), len(s.ranks) or "", s.restarts,
-         *progress_cells(_progress(store, s), s.active), age(s.submitted_at), s.message)
+         *progress_cells(_progress(store, s), s.active), age(s.submitted_at),
+         _start_cells(starts.get(s.id))[0], s.message)
         for s in runs
     ]
-    table(("ID", "QUEUE", "PHASE", "RANKS", "RESTARTS", "PROGRESS", "ETA", "AGE", "MESSAGE"), rows)
+    table(("ID", "QUEUE", "PHASE", "RANKS", "RESTARTS", "PROGRESS", "ETA", "AGE", "START", "MESSAGE"),
+          rows)
 
 
 @app.command()
@@ -259,8 +294,10 @@ def status(ref: RunRef, output: Output = Format.table, cluster_context: Cluster 
     store = _store()
     s = _resolve(store, ref)
     progress = _progress(store, s)
+    start = _starts(store, store.all()).get(s.id) if s.phase == Phase.QUEUED else None
     if output is not Format.table:
-        data = _summary(s) | {"progress": progress, "ranks": {k: vars(v) for k, v in s.ranks.items()}}
+        data = _summary(s) | {"progress": progress, "start_estimate": _start_json(start),
+                              "ranks": {k: vars(v) for k, v in s.ranks.items()}}
         return dump(data, output)
     console.print(f"[bold]{s.id}[/bold]  {phase(s.phase)}  queue {s.queue}  priority {s.priority}"
                   f"  restarts {s.restarts}")
@@ -269,6 +306,8 @@ def status(ref: RunRef, output: Output = Format.table, cluster_context: Cluster 
     if s.position:
         console.print(f"position {s.position} in the local queue")
     console.print(s.message, highlight=False)
+    if start is not None:
+        console.print(f"estimated start: {_start_cells(start)[1]}", highlight=False)
     rows = [(name, r.state, r.pid, r.exit_code) for name, r in s.ranks.items()]
     if rows:
         table(("RANK", "STATE", "PID", "EXIT"), rows)
@@ -282,7 +321,7 @@ def logs(
     cluster_context: Cluster = None,
     namespace: Namespace = "default",
     since: Annotated[str | None, typer.Option(
-        "--since", help="Cluster only: lines of the last DURATION, e.g. 30s, 10m.")] = None,
+        "--since", help="Only lines of the last DURATION, e.g. 30s, 10m.")] = None,
     grep: Annotated[str | None, typer.Option(
         "--grep", help="Only lines matching this regular expression (Python syntax).")] = None,
     tail: Annotated[int | None, typer.Option(
@@ -299,35 +338,36 @@ def logs(
         filt = LineFilter.parse(grep, tail)
     except ValueError as exc:
         fail(str(exc), 2)
-    if cluster_context:
-        from shipyard.cli import cluster
+    since_s = None
+    if since is not None:
         from shipyard.spec.quantity import parse_duration_seconds
 
-        since_s = None
-        if since is not None:
-            try:
-                since_s = parse_duration_seconds(since)
-            except ValueError as exc:
-                fail(f"--since: {exc}")
+        try:
+            since_s = parse_duration_seconds(since)
+        except ValueError as exc:
+            fail(f"--since: {exc}")
+    if cluster_context:
+        from shipyard.cli import cluster
+
         return cluster.logs(cluster_context, ref, namespace, rank, follow, since_s, filt)
-    if since is not None:
-        fail("--since needs --cluster: local logs carry no timestamps", 2)
-    if follow and tail is not None:
-        fail("--tail with -f needs --cluster; on this machine use --tail without -f", 2)
+    import time
+
     from shipyard.local import read_logs
     from shipyard.local.store import RunDamaged
     from shipyard.spec.inputs import short
 
     store = _store()
     s = _resolve(store, ref)
+    cutoff = time.time() - since_s if since_s is not None else None
     try:
         if follow:
-            for name, line in read_logs(s.id, follow=True, rank=rank, store=store):
+            for name, line in read_logs(s.id, follow=True, rank=rank, store=store, since=cutoff,
+                                        backlog=filt.apply):
                 if filt.keeps(line):
                     print(f"[{name}] {line}", flush=True)
             return
         lines: dict[str, list[str]] = {}
-        for name, line in read_logs(s.id, rank=rank, store=store):
+        for name, line in read_logs(s.id, rank=rank, store=store, since=cutoff):
             lines.setdefault(name, []).append(line)
         ranks = {k: v for k, v in store.load(s.id).ranks.items() if rank is None or k == rank}
         for out in layout(lines, local_failure(ranks), filt):

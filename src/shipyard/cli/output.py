@@ -77,6 +77,17 @@ def phase(text: str) -> str:
     return f"[{style}]{text}[/{style}]" if style else text
 
 
+def start_cells(at: float | None, reason: str, now: float | None = None) -> tuple[str, str]:
+    """(START for `list`, the line for `status`) of a waiting experiment's start estimate."""
+    from shipyard.core.start_estimate import start_text
+
+    now = time.time() if now is None else now
+    line = start_text(at, reason, now)
+    if at is None:
+        return "unknown", line
+    return (f"~{age(now, at)}" if at > now else "now"), line
+
+
 def progress_cells(progress: dict[str, Any] | None, active: bool = True,
                    now: float | None = None) -> tuple[str, str]:
     """PROGRESS and ETA as `list` and `status` show them, from a status.progress."""

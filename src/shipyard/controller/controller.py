@@ -35,7 +35,7 @@ from shipyard.controller.lifecycle import STALLED, Decision, reconcile
 from shipyard.controller.preflight import Preflight
 from shipyard.controller.progress import INTERVAL_S as PROGRESS_INTERVAL_S
 from shipyard.controller.progress import Receiver, only_progress_changed
-from shipyard.controller.quarantine import Quarantine
+from shipyard.controller.quarantine import Quarantine, keeping_strikes
 from shipyard.controller.run_history import RunHistory
 from shipyard.controller.settings import ControllerSettings
 from shipyard.controller.views import (
@@ -99,8 +99,9 @@ class Controller:
         self.outage = Outage("API server")
         self.writer = Writer(client, write_concurrency, self.outage)
         self.dirty = asyncio.Event()
-        self.nodes: Informer[Node] = Informer(client, NODES, node_view, self._changed,
-                                              outage=self.outage)
+        self.node_strikes: dict[str, str] = {}  # node -> its stored quarantine strikes
+        self.nodes: Informer[Node] = Informer(client, NODES, keeping_strikes(node_view, self.node_strikes),
+                                              self._changed, outage=self.outage)
         self.pods: Informer[PodView] = Informer(client, PODS, pod_view, self._pod_changed,
                                                 outage=self.outage)
         self.experiments: Informer[ExperimentView] = Informer(
@@ -135,7 +136,8 @@ class Controller:
         self.metrics = SchedulerMetrics(self.autoscaler.metrics.registry)
         self.autoscaler.metrics.registry.register(SchedulerCollector(self))
         self.quarantine = Quarantine(client, self.writer, self.autoscaler.spawn, self._quarantined,
-                                     settings.quarantine.after, settings.quarantine.window_s)
+                                     settings.quarantine.after, settings.quarantine.window_s,
+                                     self.node_strikes.get)
         self.progress: Receiver | None = None  # set by enable_progress
         # Stalls are counted with or without the receiver (log lines are evidence too).
         self.progress_metrics = ProgressMetrics(self.autoscaler.metrics.registry)

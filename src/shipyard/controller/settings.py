@@ -15,9 +15,9 @@ from shipyard.core.model import AutoscaleSettings, Policy
 
 @dataclass(frozen=True, slots=True)
 class QuarantineSettings:
-    """Taking out nodes that keep taking part in gang failures (controller/quarantine.py)."""
+    """Taking out nodes on which gang after gang fails (controller/quarantine.py)."""
 
-    after: int = 0  # gang failures within window_s that quarantine a node; 0: never
+    after: int = 0  # experiments failed on a node within window_s that quarantine it; 0: never
     window_s: float = 3600.0
 
 

@@ -60,14 +60,26 @@ def progress_url(port: int) -> str:
 def manifests(image: str = DEFAULT_IMAGE, replicas: int = 1, *, cpu: str = "1",
               memory: str = "512Mi", memory_limit: str = "1Gi", node_selector: dict[str, str] | None = None,
               tolerations: list[dict[str, str]] | None = None,
-              progress_port: int | None = None) -> list[dict[str, Any]]:
+              progress_port: int | None = None, metrics_port: int | None = None,
+              quarantine_after: int = 0, quarantine_window: float | None = None,
+              preflight_image: str | None = None, preflight_command: str | None = None,
+              ) -> list[dict[str, Any]]:
     """`node_selector`/`tolerations` place the controller (a dev cluster's real nodes
     are tainted); `cpu`/`memory` are its requests. `progress_port`: the controller
     receives shipyard.progress reports there (on 0.0.0.0), behind a Service that pods
-    are told of; the same objects as the chart's `progressPort`."""
+    are told of; the same objects as the chart's `progressPort`. The rest are passed
+    to `shipyard controller run` as its flags of the same names (the chart's
+    metricsPort, quarantineAfter, quarantineWindow, preflightImage, preflightCommand)."""
     labels = {"app.kubernetes.io/name": CONTROLLER}
     meta = {"name": CONTROLLER, "namespace": SYSTEM_NAMESPACE, "labels": labels}
     subject = [{"kind": "ServiceAccount", "name": CONTROLLER, "namespace": SYSTEM_NAMESPACE}]
+    run_args = [
+        *([f"--metrics-port={metrics_port}"] if metrics_port else []),
+        *([f"--quarantine-after={quarantine_after}"] if quarantine_after else []),
+        *([f"--quarantine-window={quarantine_window:g}"] if quarantine_window else []),
+        *([f"--preflight-image={preflight_image}"] if preflight_image else []),
+        *([f"--preflight-command={preflight_command}"] if preflight_command else []),
+    ]
     progress_args = [] if progress_port is None else [
         f"--progress-port={progress_port}", "--progress-address=0.0.0.0",
         f"--progress-url={progress_url(progress_port)}"]
@@ -97,7 +109,7 @@ def manifests(image: str = DEFAULT_IMAGE, replicas: int = 1, *, cpu: str = "1",
                 "containers": [{
                     "name": "controller", "image": image,
                     "command": ["shipyard", "controller", "run", "--in-cluster",
-                                "--leader-elect", *progress_args],
+                                "--leader-elect", *run_args, *progress_args],
                     "env": [{"name": "POD_NAME",
                              "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
                     "resources": {"requests": {"cpu": cpu, "memory": memory},

@@ -8,11 +8,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from shipyard.api.vocab import Phase
-from shipyard.local import volumes
+from shipyard.local import logtimes, volumes
 from shipyard.local.machine import detect_machine
 from shipyard.local.preflight import check_launch
 from shipyard.local.store import RunDamaged, RunStatus, Store
@@ -94,10 +94,13 @@ def rank_logs(store: Store, status: RunStatus) -> list[Path]:
 
 def read_logs(
     ref: str, *, follow: bool = False, rank: str | None = None, store: Store | None = None,
-    poll_s: float = 0.2,
+    poll_s: float = 0.2, since: float | None = None,
+    backlog: Callable[[list[str]], list[str]] | None = None,
 ) -> Iterator[tuple[str, str]]:
     """(rank, line) pairs. Without `follow`, rank by rank; with it, as they are written,
-    until the run finishes."""
+    until the run finishes. `since`: only lines written from then on (a Unix time; to a
+    second, logtimes.py). `backlog` (with `follow`): what to keep of each rank's lines
+    already written, e.g. its last N, before following."""
     store = store or Store()
     status = store.resolve(ref)
     paths = rank_logs(store, status)
@@ -105,14 +108,18 @@ def read_logs(
         paths = [p for p in paths if p.stem == rank]
         if not paths:
             raise KeyError(rank)
+    offsets = {p: logtimes.offset_since(p, since) if since is not None else 0 for p in paths}
     if not follow:
         for path in paths:
             if path.exists():
-                for line in path.read_text(errors="replace").splitlines():
+                with path.open("rb") as handle:
+                    handle.seek(offsets[path])
+                    text = handle.read().decode(errors="replace")
+                for line in text.splitlines():
                     yield path.stem, line
         return
-    offsets = dict.fromkeys(paths, 0)
     pending = dict.fromkeys(paths, "")
+    first = True
     while True:
         finished = not store.load(status.id).active
         for path in paths:
@@ -124,8 +131,9 @@ def read_logs(
             offsets[path] += len(chunk)
             text = pending[path] + chunk.decode(errors="replace")
             *lines, pending[path] = text.split("\n")
-            for line in lines:
+            for line in backlog(lines) if first and backlog is not None else lines:
                 yield path.stem, line
+        first = False
         if finished:
             for path, rest in pending.items():
                 if rest:

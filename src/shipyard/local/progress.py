@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from shipyard.core.progress import Window, keep_metrics, status_fields, summarize
+from shipyard.core.progress import Summary, Window, keep_metrics, status_fields, summarize
 
 PROGRESS_DIR = "progress"  # in the run's folder: <rank>.json
 
@@ -24,6 +24,17 @@ def _format_time(ts: float) -> str:
 
 def read(run_dir: Path) -> dict[str, Any] | None:
     """The run's progress, or None if no rank has reported."""
+    summary = _summary(run_dir)
+    return status_fields(summary, _format_time) if summary else None
+
+
+def eta(run_dir: Path) -> float | None:
+    """When the run's progress says it ends (None: no report, or no total steps)."""
+    summary = _summary(run_dir)
+    return summary.eta if summary else None
+
+
+def _summary(run_dir: Path) -> Summary | None:
     windows: list[Window] = []
     total: int | None = None
     metrics: dict[str, float] = {}
@@ -37,5 +48,4 @@ def read(run_dir: Path) -> dict[str, Any] | None:
             windows.append(window)
             total = data.get("total_steps") or total
             metrics = keep_metrics(metrics, data.get("metrics") or {})
-    summary = summarize(windows, total, metrics, time.time())
-    return status_fields(summary, _format_time) if summary else None
+    return summarize(windows, total, metrics, time.time())

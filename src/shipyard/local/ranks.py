@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from shipyard.local.logtimes import TimeIndex
 from shipyard.spec import Role
 
 LineSink = Callable[[str, str], None]  # (rank name, line without newline)
@@ -98,9 +99,13 @@ def role_cwd(workdir: Path, role: Role) -> Path:
     return workdir / role.working_dir if role.working_dir else workdir
 
 
-def _pump(name: str, stream: BinaryIO, log: BinaryIO, sink: LineSink | None) -> None:
-    with stream, log:
+def _pump(name: str, stream: BinaryIO, log: BinaryIO, times: TimeIndex,
+          sink: LineSink | None) -> None:
+    offset = log.tell()  # opened for append: its end
+    with stream, log, contextlib.closing(times):
         for raw in iter(stream.readline, b""):
+            times.line(offset)
+            offset += len(raw)
             log.write(raw)
             log.flush()
             if sink is not None:
@@ -139,7 +144,8 @@ def start_rank(
     if stdout is None:  # cannot happen with stdout=PIPE; keeps the type checker honest
         raise RuntimeError(f"rank {name}: no output pipe")
     pump = threading.Thread(
-        target=_pump, args=(name, stdout, log, sink), name=f"log-{name}", daemon=True
+        target=_pump, args=(name, stdout, log, TimeIndex(log_path), sink), name=f"log-{name}",
+        daemon=True
     )
     pump.start()
     return Rank(name, role, process, pump)

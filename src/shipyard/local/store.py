@@ -5,6 +5,7 @@ Layout under $SHIPYARD_HOME (default ~/.local/share/shipyard/local):
   runs/<id>/experiment.json  the validated spec, as launched
   runs/<id>/status.json      phase, ranks, restarts, message (written atomically)
   runs/<id>/logs/<rank>.log  every rank's output
+  runs/<id>/logs/<rank>.times when each second of that output began (local/logtimes.py)
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class RunStatus:
     position: int | None = None
     restarts: int = 0
     started_at: float | None = None
+    attempt_started_at: float | None = None  # this attempt's: its time limit runs from here
     finished_at: float | None = None
     supervisor_pid: int | None = None
     gpus: dict[str, list[int]] = field(default_factory=dict)  # rank -> GPU indices

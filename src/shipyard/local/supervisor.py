@@ -31,7 +31,8 @@ from shipyard.core.lifecycle import (
 )
 from shipyard.core.model import Resources, Snapshot
 from shipyard.core.queueing import schedule
-from shipyard.local import progress, ranks, volumes
+from shipyard.local import logtimes, progress, ranks, volumes
+from shipyard.local.hangs import Silence
 from shipyard.local.machine import LocalMachine, detect_machine
 from shipyard.local.store import RankState, RunDamaged, RunStatus, Store
 from shipyard.render.env import pod_name, replica_env
@@ -39,6 +40,7 @@ from shipyard.spec import Experiment, Role
 from shipyard.spec.inputs import clip
 
 STOP_REASON_FILE, CHECKPOINT_DIR = "stop-reason", "checkpoint"  # in the run's folder
+STALL_CHECK_S = 0.5  # how often the ranks' progress files are looked at (hang_timeout)
 
 
 class Reporter(Protocol):
@@ -87,6 +89,8 @@ class Supervisor:
         self.clock = clock  # time limits, backoffs and stop grace are measured on it
         self.attempt_started: float | None = None  # on self.clock
         self.cancelled = False
+        self.silence: Silence | None = None  # this attempt's, with a hang_timeout
+        self.stall_checked_at = -float("inf")
         self._experiments: dict[str, Experiment] = {run_id: self.exp}
 
     # -- lifecycle ---------------------------------------------------------
@@ -117,7 +121,8 @@ class Supervisor:
                 return self._finish(Phase.SUCCEEDED, message)
             if outcome == "cancelled":
                 return self._finish(Phase.CANCELLED, "cancelled; every rank stopped")
-            after = after_failure(self.exp.retry, self.status.restarts, message)
+            may_retry = outcome != "stalled" or self.exp.on_hang == "restart"
+            after = after_failure(self.exp.retry, self.status.restarts, message, may_retry)
             if not after.restart:
                 return self._finish(after.phase, after.message)
             self._save(phase=after.phase, restarts=after.restarts, message=after.message)
@@ -252,6 +257,14 @@ class Supervisor:
         self._stop_reason_file().write_text("")  # not stopping (yet), this attempt
         run_dir = self.store.run_dir(self.status.id)
         (run_dir / progress.PROGRESS_DIR).mkdir(exist_ok=True)
+        names = [f"{r.name}-{i}" for r in self.exp.roles for i in range(r.replicas)]
+        silence = self.silence = (Silence(names, lambda n: progress.rank_file(run_dir, n), self.clock)
+                                  if self.exp.hang_timeout else None)
+
+        def sink(rank: str, text: str) -> None:
+            if silence is not None:
+                silence.line(rank)
+            self.reporter.line(rank, text)
         try:
             for role in self.exp.roles:
                 for i in range(role.replicas):
@@ -273,11 +286,11 @@ class Supervisor:
                     starting = name
                     log = self.store.log_dir(self.status.id) / f"{name}.log"
                     if attempt > 1:
-                        with log.open("a") as handle:
-                            handle.write(f"---- shipyard: attempt {attempt} ----\n")
+                        with log.open("ab") as handle:
+                            logtimes.mark(log, handle.tell())
+                            handle.write(f"---- shipyard: attempt {attempt} ----\n".encode())
                     gang.ranks.append(ranks.start_rank(
-                        name, role.name, ranks.local_command(role.command), env, cwd, log,
-                        self.reporter.line,
+                        name, role.name, ranks.local_command(role.command), env, cwd, log, sink,
                     ))
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             gang.stop(grace_s=1, clock=self.clock)
@@ -287,6 +300,7 @@ class Supervisor:
         self.attempt_started = self.clock()  # this attempt's time limit runs from here
         self._save(
             phase=Phase.RUNNING, started_at=self.status.started_at or self.attempt_started,
+            attempt_started_at=self.attempt_started,
             message=f"{len(gang.ranks)} rank(s) running",
             ranks={r.name: RankState(pid=r.pid, state="running") for r in gang.ranks},
         )
@@ -312,7 +326,27 @@ class Supervisor:
             late = time_limit_exceeded(self.exp.time_limit, self.attempt_started, self.clock())
             if late is not None:
                 return "failed", late
+            if (stall := self._stall()) is not None:
+                return stall
             time.sleep(self.poll_s)
+
+    def _stall(self) -> tuple[str, str] | None:
+        """("stalled", why) when the gang went silent and on_hang stops it; notify: the
+        message says so (once), and is put back when a rank is heard again."""
+        timeout, silence = self.exp.hang_timeout, self.silence
+        if not timeout or silence is None or self.attempt_started is None:
+            return None
+        if self.clock() - self.stall_checked_at < STALL_CHECK_S:
+            return None
+        self.stall_checked_at = self.clock()
+        why = silence.hung(timeout, self.clock() - self.attempt_started)
+        if why is not None and self.exp.on_hang != "notify":
+            return "stalled", f"stalled: {why}"
+        message = f"{len(silence.ranks)} rank(s) running" + (f"; stalled: {why}" if why else "")
+        if message != self.status.message:
+            self._save(message=message)
+            self.reporter.event(self.status, f"stalled: {why}" if why else "a rank reports or logs again")
+        return None
 
     def _record_ranks(self, gang: ranks.Gang) -> None:
         for rank in gang.ranks:

@@ -5,6 +5,10 @@ over the time since the last cycle (`Accountant.step`). Totals only ever grow (t
 are Prometheus counters); coarse buckets give `shipyard usage --since`: hourly for
 `HOURLY_KEEP_S`, then merged into daily ones kept for `DAILY_KEEP_S`, so the ledger
 stays bounded (at most 192 hourly + 92 daily buckets per key) however long it runs.
+Across keys it is bounded too: stored, it stays under MAX_LEDGER_BYTES (a ConfigMap
+holds at most 1 MiB) by folding the hours of days before today into days early, then
+dropping the oldest days, then folding today's hours; the totals are always kept, so
+only the reach and resolution of `--since` shrink.
 
 Node-seconds charge a pod its dominant fraction of its node (8 of 8 GPUs: 1 node;
 2 of 8: 0.25), and cost is node-seconds times the node's price: a team pays for
@@ -13,6 +17,7 @@ the part of the machine it kept others from using.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +27,7 @@ from shipyard.core.model import Resources
 from shipyard.spec.machines import DEFAULT_MACHINE_TYPES, LABEL_INSTANCE_TYPE, MachineType
 
 HOUR, DAY = 3600, 86400
+MAX_LEDGER_BYTES = 512 * 1024  # as stored: compact JSON (usage_store.py)
 HOURLY_KEEP_S = 8 * DAY
 DAILY_KEEP_S = 92 * DAY
 FIELDS = ("gpu_seconds", "cpu_seconds", "node_seconds", "cost")
@@ -119,6 +125,36 @@ class Ledger:
         for start in [s for s in self.daily if s < now - DAILY_KEEP_S]:
             del self.daily[start]
 
+    def bound(self, max_bytes: int = MAX_LEDGER_BYTES) -> None:
+        """Under `max_bytes` stored (`stored_text`), the oldest history going first: the
+        hours of days before the newest become daily buckets (oldest day first), then
+        the oldest days go, then the newest day's hours are folded too (first, if they
+        alone are over). The totals stay (they alone may be over)."""
+        sizes = {("h", t): _size(b) for t, b in self.hourly.items()}
+        sizes |= {("d", t): _size(b) for t, b in self.daily.items()}
+        envelope = len(json.dumps(Ledger().to_data(), separators=(",", ":")))
+        total = envelope + _size(self.totals) + sum(sizes.values())  # at most this, stored
+        today = max(self.hourly, default=0) // DAY * DAY
+        today_alone = envelope + _size(self.totals) + sum(
+            n for (kind, t), n in sizes.items() if kind == "h" and t >= today)
+        while total > max_bytes and (self.hourly or self.daily):
+            oldest_hours = min(self.hourly, default=None)
+            if oldest_hours is not None and (oldest_hours < today or not self.daily
+                                             or today_alone > max_bytes):
+                day = oldest_hours // DAY * DAY
+                bucket = self.daily.setdefault(day, {})
+                total -= sizes.pop(("d", day), 0)
+                for start in [t for t in self.hourly if t // DAY * DAY == day]:
+                    total -= sizes.pop(("h", start))
+                    for key, amount in self.hourly.pop(start).items():
+                        bucket[key] = bucket.get(key, Amount()) + amount
+                sizes["d", day] = _size(bucket)
+                total += sizes["d", day]
+            else:
+                oldest = min(self.daily)
+                del self.daily[oldest]
+                total -= sizes.pop(("d", oldest))
+
     def since(self, cutoff: float) -> dict[Key, Amount]:
         """Usage in the buckets that begin at or after the bucket holding `cutoff`
         (to the hour while hourly buckets reach back that far, else to the day)."""
@@ -136,6 +172,15 @@ class Ledger:
         starts = [*self.hourly, *self.daily]
         return float(min(starts)) if starts else None
 
+    def stored_text(self, max_bytes: int = MAX_LEDGER_BYTES) -> str:
+        """The stored form (compact JSON), under `max_bytes`: `bound` only when over, so
+        a ledger within it costs one serialization, as before."""
+        text = json.dumps(self.to_data(), separators=(",", ":"))
+        if len(text) > max_bytes:
+            self.bound(max_bytes)
+            text = json.dumps(self.to_data(), separators=(",", ":"))
+        return text
+
     def to_data(self) -> dict[str, object]:
         return {"version": 1, "fields": list(FIELDS), "totals": _keyed(self.totals),
                 "hourly": {str(s): _keyed(b) for s, b in sorted(self.hourly.items())},
@@ -148,6 +193,11 @@ class Ledger:
         return cls(_unkeyed(data.get("totals")),
                    {int(s): _unkeyed(b) for s, b in _mapping(data.get("hourly")).items()},
                    {int(s): _unkeyed(b) for s, b in _mapping(data.get("daily")).items()})
+
+
+def _size(amounts: Mapping[Key, Amount]) -> int:
+    """Bytes of one bucket (or the totals) in the stored JSON, its own key included."""
+    return len(json.dumps(_keyed(amounts), separators=(",", ":"))) + 14
 
 
 def _keyed(amounts: Mapping[Key, Amount]) -> dict[str, list[float]]:

@@ -4,7 +4,9 @@ Why a ConfigMap and not Queue status: usage is per (queue, namespace) and queues
 implicit (no Queue object), so no existing object holds every key; one small object
 is one write per flush, whatever the number of queues. Written at most every
 `flush_s` (30 s) and on a clean stop, so a crash loses at most that much; the
-ConfigMap is bounded by the ledger's bucket limits (usage.py), far below 1 MiB.
+ConfigMap is bounded by the ledger's bucket limits and, across any number of keys, by
+usage.MAX_LEDGER_BYTES (512 KiB, half a ConfigMap's limit; Ledger.stored_text folds or
+drops the oldest history when over).
 A new leader loads it before its first cycle and continues the counters.
 """
 
@@ -42,7 +44,7 @@ async def read_ledger(client: ApiClient, namespace: str) -> Ledger:
 
 
 async def write_ledger(client: ApiClient, namespace: str, ledger: Ledger) -> None:
-    data = {DATA_KEY: json.dumps(ledger.to_data(), separators=(",", ":"))}
+    data = {DATA_KEY: ledger.stored_text()}
     try:
         await client.patch(CONFIG_MAPS, NAME, {"data": data}, namespace)
     except NotFound:
