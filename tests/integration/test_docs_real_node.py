@@ -74,8 +74,10 @@ def docs_env(tmp_path_factory) -> Iterator[dict[str, str]]:
     root = tmp_path_factory.mktemp("docs")
     build.build(log=lambda m: None)  # no-ops when cached, as `shipyard dev build` is
     helm_dir = build.build_tools(log=lambda m: None)
-    # `shipyard` is this checkout's; helm the one `shipyard dev build` made.
-    path = [str(Path(sys.executable).parent), str(helm_dir)]
+    kubectl_dir = build.build_kubectl(log=lambda m: None)
+    # `shipyard` is this checkout's; kubectl and helm the ones `shipyard dev build` made,
+    # first on PATH: a fresh machine has no kubectl of its own.
+    path = [str(Path(sys.executable).parent), str(kubectl_dir), str(helm_dir)]
     env = {**os.environ, "SHIPYARD_DEV_STATE_DIR": str(root / "state"),
            "KUBECONFIG": str(root / "kubeconfig"), "SHIPYARD_HOME": str(root / "home"),
            "PATH": os.pathsep.join([*path, os.environ.get("PATH", "")]), "COLUMNS": "200"}

@@ -26,6 +26,19 @@ def test_node_binaries_share_the_kubernetes_wrapper_and_coredns_has_its_own() ->
     assert '"k8s.io/kubernetes/cmd/kubelet"' in tools
 
 
+def test_kubectl_is_built_from_the_kubernetes_wrapper_into_a_directory_of_its_own() -> None:
+    v = build.Versions()
+    (kubectl,) = build.kubectl_targets(v)
+    assert kubectl.packages == {"kubectl": "k8s.io/kubernetes/cmd/kubectl"}
+    cp = {t.name: t for t in build.targets(v)}
+    assert set(kubectl.tools) == set(cp["kubernetes"].tools)  # the shared tools.go
+    # Its own cache key: adding it never invalidates a cached control-plane or node build.
+    assert len({v.key(), v.node_key(), v.tools_key(), v.kubectl_key()}) == 4
+    assert build.kubectl_bin_dir(v).name == v.kubectl_key()
+    tools = (Path(build.find_controlplane_dir()) / "kubernetes" / "tools.go").read_text()
+    assert '"k8s.io/kubernetes/cmd/kubectl"' in tools
+
+
 def test_real_nodes_are_labelled_tainted_and_real_work_selects_them(tmp_path: Path) -> None:
     spec = parse_pool_arg("real-a=cpu-small:2")
     nodes = realnode.plan("c", tmp_path, netns.Netns("shipyard-c"), [spec])
