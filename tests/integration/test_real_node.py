@@ -208,6 +208,11 @@ def test_failing_rank_restarts_whole_gang_then_fails_naming_it(real_cluster, req
         assert "flaky-worker-1 failed with exit code 3" in status["message"], status
         # The healthy rank was stopped too, each time: nothing of the gang runs on.
         wait_no_containers_running(real_cluster, api.ns)
+        # `status -c` shows the failed rank's own non-zero code, read from its pod.
+        out, _ = _cli(real_cluster, "status", "-c", real_cluster.context, "-n", api.ns,
+                      "flaky", "-o", "json").communicate(timeout=60)
+        ranks = json.loads(out)["ranks"]
+        assert ranks["flaky-worker-1"]["exit_code"] == 3, ranks
 
 
 def wait_no_containers_running(c: devcluster.DevCluster, namespace: str,
