@@ -3,9 +3,10 @@
 The kwok blocks run in order, one file after the other, through bash (`set -ex`) with
 the dev clusters' state and the kubeconfig in a folder of this test's own, so `dev up`
 without a name, or `dev down --all`, touch no one else's cluster. A block marked
-`<!-- docs-test: skip REASON -->` is reported skipped with its reason. The "Real
-nodes" block (real clusters use machine-wide names) has a test of its own below, with
-the cluster name made unique to this session.
+`<!-- docs-test: skip REASON -->` is reported skipped with its reason. The blocks
+on real nodes (devcluster.md's "Real nodes", cluster.md's "Run it for real": real
+clusters use machine-wide names) have tests of their own below, with the cluster
+name made unique to this session.
 """
 
 from __future__ import annotations
@@ -152,3 +153,46 @@ def test_real_node_block_runs_as_written() -> None:
         assert not Path(f"/run/shipyard/{name}").exists()
     finally:
         devcluster.down(name)
+
+
+def section_block(doc: Path, heading: str) -> str:
+    """The first bash block of the section `heading` of `doc`."""
+    section = doc.read_text().split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]
+    block = FENCE.search(section)
+    assert block, f"{doc.name}: the section {heading!r} lost its command block"
+    return block.group(1)
+
+
+def test_run_it_for_real_block_runs_as_written(docs_env: dict[str, str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """cluster.md's "Run it for real" as a new user types it: the example launched from
+    its spec file, its code shipped, run by the in-cluster controller on real nodes."""
+    why = netns.unavailable_reason()
+    if why:
+        print(f"SKIP docs run-it-for-real block: {why}", file=sys.stderr)
+        pytest.skip(f"real node cannot start here: {why}")
+    name = f"pytest-{os.getpid()}-rdemo"
+    lines = section_block(DOCS[0], "## Run it for real").replace("real-demo", name).splitlines()
+    assert lines[-1].startswith(f"shipyard dev down --name {name}"), lines
+    monkeypatch.setenv("SHIPYARD_DEV_STATE_DIR", docs_env["SHIPYARD_DEV_STATE_DIR"])
+    log = Path(docs_env["SHIPYARD_DEV_STATE_DIR"]).parent / "run-it-for-real.log"
+    c = None
+    try:
+        # All but the `dev down`, then the cluster as it runs, then the `dev down`.
+        for script in ("\n".join(lines[:-1]), lines[-1]):
+            if c is None and script == lines[-1]:
+                c = devcluster.DevCluster.load(name)
+            with log.open("a") as handle:
+                proc = subprocess.run(["bash", "-ex", "-o", "pipefail", "-c", script], cwd=REPO,
+                                      env=docs_env, stdout=handle, stderr=subprocess.STDOUT,
+                                      timeout=1200, start_new_session=True)
+            out = log.read_text(errors="replace")
+            assert proc.returncode == 0, f"cluster.md, Run it for real, failed:\n{out[-6000:]}"
+        for rank in range(4):
+            assert f"[worker-{rank}] rank {rank}: allreduce OK" in out, out[-6000:]
+        assert "rendezvous at allreduce-worker-0.allreduce:" in out, out[-6000:]
+        assert "Succeeded" in out, out[-6000:]
+        assert c is not None and len(c.real_nodes) == 2
+    finally:
+        subprocess.run([sys.executable, "-m", "shipyard.cli", "dev", "down", "--name", name],
+                       env=docs_env, capture_output=True, timeout=300, cwd=REPO)

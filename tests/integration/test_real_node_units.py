@@ -69,3 +69,17 @@ def test_kubelet_and_containerd_configs_carry_the_study_fixes(tmp_path: Path) ->
     assert "restrict_oom_score_adj = true" in toml
     assert "netns_mounts_under_state_dir = true" in toml
     assert len(node.sock) < 100  # a unix socket path must fit in 108 bytes
+
+
+def test_the_real_node_example_is_the_allreduce_example_with_the_real_machine_type() -> None:
+    """examples/allreduce/real-node.yaml (docs/cluster.md, "Run it for real") differs from
+    experiment.py only in that its cpu-small is the real nodes' (label and taint)."""
+    from shipyard.spec import load_experiment
+
+    examples = Path(__file__).resolve().parents[2] / "examples" / "allreduce"
+    real = load_experiment(examples / "real-node.yaml")
+    plain = load_experiment(examples / "experiment.py")
+    mt = realnode.real_machine_type(DEFAULT_MACHINE_TYPES["cpu-small"])
+    assert real.machine_types == [mt]
+    assert real.model_copy(update={"machine_types": plain.machine_types}) == plain
+    assert real.workdir is None  # launch -c ships the spec's folder, allreduce.py with it
