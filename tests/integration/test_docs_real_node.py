@@ -6,7 +6,8 @@ without a name, or `dev down --all`, touch no one else's cluster. A block marked
 `<!-- docs-test: skip REASON -->` is reported skipped with its reason. The blocks
 on real nodes (devcluster.md's "Real nodes", cluster.md's "Run it for real": real
 clusters use machine-wide names) have tests of their own below, with the cluster
-name made unique to this session.
+name made unique to this session; after their `dev down`, nothing of the cluster may
+be left on the machine (processes, cgroups, mounts, paths, namespace).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import pytest
 
 from shipyard.dev import cluster as devcluster
 from shipyard.dev import netns, realnode
+from tests.integration.leftovers import leftovers
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "devcluster.md"
@@ -151,6 +153,7 @@ def test_real_node_block_runs_as_written() -> None:
                 assert sum(realnode.node_ready(n) for n in nodes["items"]) == 2
         assert not netns.Netns(netns.ns_name(name)).exists()
         assert not Path(f"/run/shipyard/{name}").exists()
+        assert leftovers(c) == []
     finally:
         devcluster.down(name)
 
@@ -193,6 +196,7 @@ def test_run_it_for_real_block_runs_as_written(docs_env: dict[str, str],
         assert "rendezvous at allreduce-worker-0.allreduce:" in out, out[-6000:]
         assert "Succeeded" in out, out[-6000:]
         assert c is not None and len(c.real_nodes) == 2
+        assert leftovers(c) == []
     finally:
         subprocess.run([sys.executable, "-m", "shipyard.cli", "dev", "down", "--name", name],
                        env=docs_env, capture_output=True, timeout=300, cwd=REPO)

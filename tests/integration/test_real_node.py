@@ -28,6 +28,7 @@ from shipyard.dev.pools import parse_pool_arg
 from shipyard.spec import Experiment, load_experiment
 from shipyard.spec.machines import DEFAULT_MACHINE_TYPES
 from tests.integration.controller_harness import GROUP, VERSION, Api, start_controller, stop_controller
+from tests.integration.leftovers import leftovers
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -66,7 +67,10 @@ def real_cluster() -> Iterator[devcluster.DevCluster]:
         yield c
     finally:
         stop_controller(HARNESS["controller"])  # a test may have restarted it
+        ran = devcluster.DevCluster.load(c.name)  # with the processes restarted since
         devcluster.down(c.name)
+    # `dev down` left nothing: no process, cgroup, mount or path of the cluster.
+    assert leftovers(ran) == []
 
 
 @contextlib.contextmanager
