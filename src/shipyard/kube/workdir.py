@@ -164,7 +164,8 @@ def pack(root: Path, limit: int = CONFIGMAP_LIMIT, raw_limit: int = RAW_LIMIT) -
     try:
         with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=9, mtime=0, filename="") as gz, \
                 tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            for started, rel in enumerate(iter_shipped_files(root), 1):
+            for rel in iter_shipped_files(root):
+                started += 1  # for the error: which file it stopped at
                 info = tar.gettarinfo(root / rel, arcname=rel)
                 info.uid = info.gid = 0
                 info.uname = info.gname = ""
