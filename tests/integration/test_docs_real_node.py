@@ -16,6 +16,7 @@ import contextlib
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -84,6 +85,7 @@ def docs_env(tmp_path_factory) -> Iterator[dict[str, str]]:
     env = {**os.environ, "SHIPYARD_DEV_STATE_DIR": str(root / "state"),
            "KUBECONFIG": str(root / "kubeconfig"), "SHIPYARD_HOME": str(root / "home"),
            "PATH": os.pathsep.join([*path, os.environ.get("PATH", "")]), "COLUMNS": "200"}
+    assert shutil.which("kubectl", path=env["PATH"]) == str(kubectl_dir / "kubectl")
     try:
         yield env
     finally:
