@@ -187,6 +187,9 @@ def test_run_it_for_real_block_runs_as_written(docs_env: dict[str, str],
         for script in ("\n".join(lines[:-1]), lines[-1]):
             if c is None and script == lines[-1]:
                 c = devcluster.DevCluster.load(name)
+                # What the check below must then find gone is there while it runs.
+                running = {what.split()[0] for what in leftovers(c)}
+                assert {"process", "cgroup", "mount", "path"} <= running, running
             with log.open("a") as handle:
                 proc = subprocess.run(["bash", "-ex", "-o", "pipefail", "-c", script], cwd=REPO,
                                       env=docs_env, stdout=handle, stderr=subprocess.STDOUT,
