@@ -3,9 +3,11 @@
 The kwok blocks run in order, one file after the other, through bash (`set -ex`) with
 the dev clusters' state and the kubeconfig in a folder of this test's own, so `dev up`
 without a name, or `dev down --all`, touch no one else's cluster. A block marked
-`<!-- docs-test: skip REASON -->` is reported skipped with its reason. The "Real
-nodes" block (real clusters use machine-wide names) has a test of its own below, with
-the cluster name made unique to this session.
+`<!-- docs-test: skip REASON -->` is reported skipped with its reason. The blocks
+on real nodes (devcluster.md's "Real nodes", cluster.md's "Run it for real": real
+clusters use machine-wide names) have tests of their own below, with the cluster
+name made unique to this session; after their `dev down`, nothing of the cluster may
+be left on the machine (processes, cgroups, mounts, paths, namespace).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import contextlib
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +28,7 @@ import pytest
 
 from shipyard.dev import cluster as devcluster
 from shipyard.dev import netns, realnode
+from tests.integration.leftovers import leftovers
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "devcluster.md"
@@ -74,11 +78,14 @@ def docs_env(tmp_path_factory) -> Iterator[dict[str, str]]:
     root = tmp_path_factory.mktemp("docs")
     build.build(log=lambda m: None)  # no-ops when cached, as `shipyard dev build` is
     helm_dir = build.build_tools(log=lambda m: None)
-    # `shipyard` is this checkout's; helm the one `shipyard dev build` made.
-    path = [str(Path(sys.executable).parent), str(helm_dir)]
+    kubectl_dir = build.build_kubectl(log=lambda m: None)
+    # `shipyard` is this checkout's; kubectl and helm the ones `shipyard dev build` made,
+    # first on PATH: a fresh machine has no kubectl of its own.
+    path = [str(Path(sys.executable).parent), str(kubectl_dir), str(helm_dir)]
     env = {**os.environ, "SHIPYARD_DEV_STATE_DIR": str(root / "state"),
            "KUBECONFIG": str(root / "kubeconfig"), "SHIPYARD_HOME": str(root / "home"),
            "PATH": os.pathsep.join([*path, os.environ.get("PATH", "")]), "COLUMNS": "200"}
+    assert shutil.which("kubectl", path=env["PATH"]) == str(kubectl_dir / "kubectl")
     try:
         yield env
     finally:
@@ -148,5 +155,53 @@ def test_real_node_block_runs_as_written() -> None:
                 assert sum(realnode.node_ready(n) for n in nodes["items"]) == 2
         assert not netns.Netns(netns.ns_name(name)).exists()
         assert not Path(f"/run/shipyard/{name}").exists()
+        assert leftovers(c) == []
     finally:
         devcluster.down(name)
+
+
+def section_block(doc: Path, heading: str) -> str:
+    """The first bash block of the section `heading` of `doc`."""
+    section = doc.read_text().split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]
+    block = FENCE.search(section)
+    assert block, f"{doc.name}: the section {heading!r} lost its command block"
+    return block.group(1)
+
+
+def test_run_it_for_real_block_runs_as_written(docs_env: dict[str, str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """cluster.md's "Run it for real" as a new user types it: the example launched from
+    its spec file, its code shipped, run by the in-cluster controller on real nodes."""
+    why = netns.unavailable_reason()
+    if why:
+        print(f"SKIP docs run-it-for-real block: {why}", file=sys.stderr)
+        pytest.skip(f"real node cannot start here: {why}")
+    name = f"pytest-{os.getpid()}-rdemo"
+    lines = section_block(DOCS[0], "## Run it for real").replace("real-demo", name).splitlines()
+    assert lines[-1].startswith(f"shipyard dev down --name {name}"), lines
+    monkeypatch.setenv("SHIPYARD_DEV_STATE_DIR", docs_env["SHIPYARD_DEV_STATE_DIR"])
+    log = Path(docs_env["SHIPYARD_DEV_STATE_DIR"]).parent / "run-it-for-real.log"
+    c = None
+    try:
+        # All but the `dev down`, then the cluster as it runs, then the `dev down`.
+        for script in ("\n".join(lines[:-1]), lines[-1]):
+            if c is None and script == lines[-1]:
+                c = devcluster.DevCluster.load(name)
+                # What the check below must then find gone is there while it runs.
+                running = {what.split()[0] for what in leftovers(c)}
+                assert {"process", "cgroup", "mount", "path"} <= running, running
+            with log.open("a") as handle:
+                proc = subprocess.run(["bash", "-ex", "-o", "pipefail", "-c", script], cwd=REPO,
+                                      env=docs_env, stdout=handle, stderr=subprocess.STDOUT,
+                                      timeout=1200, start_new_session=True)
+            out = log.read_text(errors="replace")
+            assert proc.returncode == 0, f"cluster.md, Run it for real, failed:\n{out[-6000:]}"
+        for rank in range(4):
+            assert f"[worker-{rank}] rank {rank}: allreduce OK" in out, out[-6000:]
+        assert "rendezvous at allreduce-worker-0.allreduce:" in out, out[-6000:]
+        assert "Succeeded" in out, out[-6000:]
+        assert c is not None and len(c.real_nodes) == 2
+        assert leftovers(c) == []
+    finally:
+        subprocess.run([sys.executable, "-m", "shipyard.cli", "dev", "down", "--name", name],
+                       env=docs_env, capture_output=True, timeout=300, cwd=REPO)

@@ -71,3 +71,23 @@ def test_local_shipyard_image_matches_the_dockerfile() -> None:
         entry = t.extractfile("usr/local/bin/shipyard").read().decode()  # type: ignore[union-attr]
         assert "from shipyard.cli.main import main" in entry
     assert images.shipyard_image_name().endswith(f":{version}")
+
+
+def test_a_layer_or_archive_of_another_checkout_is_kept_until_it_goes_stale(tmp_path) -> None:
+    """Worktrees share the image cache and bring clusters up at once: an entry of
+    another key may be what one of them imports right now."""
+    import os
+    import time
+
+    mine, theirs, stale = (tmp_path / f"examples-{k}.tar.gz" for k in ("a", "b", "c"))
+    for p in (mine, theirs, stale):
+        p.write_bytes(b"x")
+    old = time.time() - images.STALE_S - 60
+    os.utime(stale, (old, old))
+    images._prune(tmp_path, "examples-*", keep=(mine,))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["examples-a.tar.gz",
+                                                         "examples-b.tar.gz"]
+    os.utime(theirs, (old, old))
+    images._used(theirs)  # reused: fresh again
+    images._prune(tmp_path, "examples-*", keep=(mine,))
+    assert theirs.exists()

@@ -28,6 +28,7 @@ from shipyard.dev.pools import parse_pool_arg
 from shipyard.spec import Experiment, load_experiment
 from shipyard.spec.machines import DEFAULT_MACHINE_TYPES
 from tests.integration.controller_harness import GROUP, VERSION, Api, start_controller, stop_controller
+from tests.integration.leftovers import leftovers
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -66,7 +67,10 @@ def real_cluster() -> Iterator[devcluster.DevCluster]:
         yield c
     finally:
         stop_controller(HARNESS["controller"])  # a test may have restarted it
+        ran = devcluster.DevCluster.load(c.name)  # with the processes restarted since
         devcluster.down(c.name)
+    # `dev down` left nothing: no process, cgroup, mount or path of the cluster.
+    assert leftovers(ran) == []
 
 
 @contextlib.contextmanager
@@ -208,6 +212,11 @@ def test_failing_rank_restarts_whole_gang_then_fails_naming_it(real_cluster, req
         assert "flaky-worker-1 failed with exit code 3" in status["message"], status
         # The healthy rank was stopped too, each time: nothing of the gang runs on.
         wait_no_containers_running(real_cluster, api.ns)
+        # `status -c` shows the failed rank's own non-zero code, read from its pod.
+        out, _ = _cli(real_cluster, "status", "-c", real_cluster.context, "-n", api.ns,
+                      "flaky", "-o", "json").communicate(timeout=60)
+        ranks = json.loads(out)["ranks"]
+        assert ranks["flaky-worker-1"]["exit_code"] == 3, ranks
 
 
 def wait_no_containers_running(c: devcluster.DevCluster, namespace: str,
@@ -693,3 +702,55 @@ def test_in_cluster_controller_from_the_shipyard_image_takes_over(
         # The ETA is when the furthest rank's rate reaches the last step: after now.
         assert parse_time(progress["eta"]) > parse_time(progress["updatedAt"]), progress
         assert 0 < progress["metrics"]["loss"] <= 1, progress
+
+
+def test_in_cluster_controller_from_the_helm_chart_schedules_experiments(
+        real_cluster, request, tmp_path: Path) -> None:
+    """Last (after the image test, or alone): `helm install` of charts/shipyard with the
+    values that place `shipyard install`'s controller on this cluster (its image, a real
+    node) takes its objects over; its pods (logLevel=debug: a new pod template, so they
+    are the chart's, not the ones before) hold the Lease and run the next experiment."""
+    import yaml
+
+    from shipyard.kube.install import CONTROLLER, SYSTEM_NAMESPACE
+
+    stop_controller(HARNESS["controller"])  # only the chart's controller may act
+    helm = (build.cached_tool_binaries() or {}).get("helm") or (
+        build.build_tools(log=lambda m: None) / "helm")
+    out, _ = _cli(real_cluster, "install", "-c", real_cluster.context,
+                  "--dry-run").communicate(timeout=60)
+    dep = next(d for d in yaml.safe_load_all(out) if d and d["kind"] == "Deployment")
+    pod, container = dep["spec"]["template"]["spec"], dep["spec"]["template"]["spec"][
+        "containers"][0]
+    values = {"image": container["image"], "replicas": 1, "resources": container["resources"],
+              "nodeSelector": pod["nodeSelector"], "tolerations": pod["tolerations"],
+              "logLevel": "debug"}
+    (tmp_path / "values.yaml").write_text(yaml.safe_dump(values))
+    done = subprocess.run([str(helm), "upgrade", "--install", "shipyard", str(REPO / "charts" /
+                           "shipyard"), "--kubeconfig", str(real_cluster.kubeconfig),
+                           "--kube-context", real_cluster.context, "--take-ownership",
+                           "-f", str(tmp_path / "values.yaml"), "--wait", "--timeout", "180s"],
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    api = real_cluster.raw_client()
+    path = f"/apis/apps/v1/namespaces/{SYSTEM_NAMESPACE}/deployments/{CONTROLLER}"
+    assert api.get_json(path)["metadata"]["annotations"]["meta.helm.sh/release-name"] == "shipyard"
+    lease = f"/apis/coordination.k8s.io/v1/namespaces/{SYSTEM_NAMESPACE}/leases/{CONTROLLER}"
+
+    def charts_pods() -> set[str]:
+        pods = api.get_json(f"/api/v1/namespaces/{SYSTEM_NAMESPACE}/pods?labelSelector="
+                            "app.kubernetes.io%2Fname%3Dshipyard-controller")["items"]
+        return {p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp")
+                and "--verbose" in p["spec"]["containers"][0]["command"]
+                and p["spec"]["nodeName"].startswith("real-cpu-small-")}
+
+    deadline = time.monotonic() + 180
+    while (holder := api.get_json(lease)["spec"].get("holderIdentity")) not in charts_pods():
+        assert time.monotonic() < deadline, (holder, charts_pods())
+        time.sleep(1)
+    with experiment_namespace(real_cluster, request.node.name) as a:
+        a.launch(sleeper("fromchart", script="print('ran')"))
+        status = a.wait("fromchart", lambda s: s.get("phase") in ("Succeeded", "Failed"),
+                        timeout=120)
+        assert status["phase"] == "Succeeded", (status, rank_logs(a, "fromchart"))
+        assert logs(a, "fromchart-worker-0").strip() == "ran"

@@ -26,6 +26,19 @@ def test_node_binaries_share_the_kubernetes_wrapper_and_coredns_has_its_own() ->
     assert '"k8s.io/kubernetes/cmd/kubelet"' in tools
 
 
+def test_kubectl_is_built_from_the_kubernetes_wrapper_into_a_directory_of_its_own() -> None:
+    v = build.Versions()
+    (kubectl,) = build.kubectl_targets(v)
+    assert kubectl.packages == {"kubectl": "k8s.io/kubernetes/cmd/kubectl"}
+    cp = {t.name: t for t in build.targets(v)}
+    assert set(kubectl.tools) == set(cp["kubernetes"].tools)  # the shared tools.go
+    # Its own cache key: adding it never invalidates a cached control-plane or node build.
+    assert len({v.key(), v.node_key(), v.tools_key(), v.kubectl_key()}) == 4
+    assert build.kubectl_bin_dir(v).name == v.kubectl_key()
+    tools = (Path(build.find_controlplane_dir()) / "kubernetes" / "tools.go").read_text()
+    assert '"k8s.io/kubernetes/cmd/kubectl"' in tools
+
+
 def test_real_nodes_are_labelled_tainted_and_real_work_selects_them(tmp_path: Path) -> None:
     spec = parse_pool_arg("real-a=cpu-small:2")
     nodes = realnode.plan("c", tmp_path, netns.Netns("shipyard-c"), [spec])
@@ -56,3 +69,17 @@ def test_kubelet_and_containerd_configs_carry_the_study_fixes(tmp_path: Path) ->
     assert "restrict_oom_score_adj = true" in toml
     assert "netns_mounts_under_state_dir = true" in toml
     assert len(node.sock) < 100  # a unix socket path must fit in 108 bytes
+
+
+def test_the_real_node_example_is_the_allreduce_example_with_the_real_machine_type() -> None:
+    """examples/allreduce/real-node.yaml (docs/cluster.md, "Run it for real") differs from
+    experiment.py only in that its cpu-small is the real nodes' (label and taint)."""
+    from shipyard.spec import load_experiment
+
+    examples = Path(__file__).resolve().parents[2] / "examples" / "allreduce"
+    real = load_experiment(examples / "real-node.yaml")
+    plain = load_experiment(examples / "experiment.py")
+    mt = realnode.real_machine_type(DEFAULT_MACHINE_TYPES["cpu-small"])
+    assert real.machine_types == [mt]
+    assert real.model_copy(update={"machine_types": plain.machine_types}) == plain
+    assert real.workdir is None  # launch -c ships the spec's folder, allreduce.py with it

@@ -177,3 +177,41 @@ def test_a_waiting_experiment_shows_an_estimated_start(api, ctl):
     for name in ("second", "first"):
         api.delete(name)
     api.wait_no_pods()
+
+
+def test_launch_of_a_folder_too_big_to_ship_fails_and_creates_nothing(ctl, tmp_path):
+    """`launch -c` of a spec whose folder holds a dataset (a sparse 1 TiB file: read, it
+    would take hours; packed in memory, more than the machine has) exits non-zero with
+    the size, the limit and the alternatives, before any write: no namespace, no
+    ConfigMap, no Experiment."""
+    import uuid
+
+    import yaml
+    from kubernetes import client
+    from kubernetes.client import ApiException
+
+    ns = f"t-oversize-{uuid.uuid4().hex[:6]}"
+    (tmp_path / "train.py").write_text("print('train')\n")
+    (tmp_path / "data").mkdir()
+    with open(tmp_path / "data" / "train.bin", "wb") as handle:
+        handle.truncate(1 << 40)
+    spec = gpu_job("toobig", 1).model_dump(mode="json", exclude_none=True)
+    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump({**spec, "namespace": ns}))
+    out = subprocess.run([sys.executable, "-m", "shipyard.cli", "launch", "-c", ctl.context,
+                          str(tmp_path / "experiment.yaml")], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "KUBECONFIG": str(ctl.kubeconfig),
+                                           "COLUMNS": "200"})
+    said = " ".join((out.stdout + out.stderr).split())  # rich wraps long lines
+    assert out.returncode != 0, said
+    assert "bytes before compression" in said and "data/train.bin" in said, said
+    assert "1,048,576 bytes a ConfigMap holds" in said, said
+    assert ".shipyardignore" in said and "image" in said and "volume" in said, said
+    with ctl.api_client(pool_size=1) as raw:
+        core, custom = client.CoreV1Api(raw), client.CustomObjectsApi(raw)
+        with pytest.raises(ApiException) as gone:
+            core.read_namespace(ns)
+        assert gone.value.status == 404
+        assert not [e for e in custom.list_cluster_custom_object(GROUP, VERSION, "experiments")[
+            "items"] if e["metadata"]["name"] == "toobig"]
+        assert not core.list_config_map_for_all_namespaces(
+            field_selector="metadata.name=toobig-workdir").items

@@ -26,3 +26,19 @@ def test_a_ready_node_drops_the_lagging_not_ready_taint_only():
 def test_a_node_that_is_not_ready_keeps_its_taints_and_is_not_ready():
     view = node_view(node("False", TAINTS))
     assert not view.ready and len(view.taints) == 2
+
+
+def test_a_pod_whose_unpack_failed_carries_that_exit_code_for_the_failure_message():
+    from shipyard.controller.views import pod_view
+
+    def pod(init_code: int, main: dict) -> dict:
+        return {"metadata": {"name": "p", "namespace": "n"}, "spec": {},
+                "status": {"phase": "Failed",
+                           "initContainerStatuses": [{"name": "shipyard-unpack", "state": {
+                               "terminated": {"exitCode": init_code}}}],
+                           "containerStatuses": [{"name": "main", "state": main}]}}
+
+    waiting = {"waiting": {"reason": "PodInitializing"}}
+    assert pod_view(pod(2, waiting)).exit_code == 2
+    assert pod_view(pod(0, waiting)).exit_code is None
+    assert pod_view(pod(0, {"terminated": {"exitCode": 3}})).exit_code == 3

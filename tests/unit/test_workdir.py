@@ -104,16 +104,49 @@ def test_the_init_containers_script_unpacks_the_archive(tmp_path):
 
 def test_a_workdir_larger_than_a_configmap_is_one_clear_error(tmp_path):
     (tmp_path / "weights.bin").write_bytes(os.urandom(workdir.CONFIGMAP_LIMIT + 1000))
-    packed = workdir.pack(tmp_path)
     with pytest.raises(workdir.WorkdirTooLarge) as info:
-        workdir.check_size(packed, tmp_path)
+        workdir.pack(tmp_path)
     message = str(info.value)
-    assert f"{len(packed.archive) + len(runtime.ARCHIVE_KEY):,} bytes" in message
-    assert "1,048,576 bytes a ConfigMap holds" in message
+    assert "more than the 1,048,576 bytes a ConfigMap holds" in message
+    assert "stopped at file 1, weights.bin" in message
     assert "image" in message and "volume" in message and ".shipyardignore" in message
     # Ignoring it makes it fit.
     (tmp_path / ".shipyardignore").write_text("*.bin\n")
-    workdir.check_size(workdir.pack(tmp_path), tmp_path)
+    workdir.pack(tmp_path)
+
+
+def test_packing_stops_at_the_first_file_past_the_limit_and_never_reads_the_rest(tmp_path):
+    # Four incompressible halves of the limit: the archive passes it inside the third
+    # file; the fourth is never opened.
+    for i in range(4):
+        (tmp_path / f"shard-{i}.bin").write_bytes(os.urandom(workdir.CONFIGMAP_LIMIT // 2))
+    with pytest.raises(workdir.WorkdirTooLarge) as info:
+        workdir.pack(tmp_path)
+    assert "stopped at file 3, shard-2.bin" in str(info.value)
+
+
+def test_a_dataset_too_big_to_ever_fit_is_refused_from_its_size_unread(tmp_path):
+    """A sparse file of 1 TiB: reading it would take hours and compressing it in memory
+    would need more than the machine has; its size alone refuses it."""
+    (tmp_path / "train.py").write_text("print(1)\n")
+    with open(tmp_path / "zz-dataset.bin", "wb") as handle:
+        handle.truncate(1 << 40)
+    with pytest.raises(workdir.WorkdirTooLarge) as info:
+        workdir.pack(tmp_path)
+    message = str(info.value)
+    assert f"more than {workdir.RAW_LIMIT:,} bytes before compression" in message
+    assert f"{(1 << 40) + len('print(1)') + 1:,} with zz-dataset.bin" in message
+    assert "stopped at file 2, zz-dataset.bin" in message
+    assert "1,048,576 bytes a ConfigMap holds" in message and "volume" in message
+
+
+def test_the_size_of_the_whole_archive_is_checked_at_the_end(tmp_path):
+    # A limit below a small archive's size: refused with the exact size.
+    write(tmp_path, {"t.py": "print(1)\n"})
+    size = len(workdir.pack(tmp_path).archive) + len(runtime.ARCHIVE_KEY)
+    with pytest.raises(workdir.WorkdirTooLarge, match=f"pack to {size:,} bytes, more than the "
+                       f"{size - 1:,} bytes"):
+        workdir.pack(tmp_path, limit=size - 1)
 
 
 def test_a_missing_workdir_is_an_error_naming_it(tmp_path):

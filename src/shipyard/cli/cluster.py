@@ -125,11 +125,18 @@ def status(context: str, name: str, namespace: str, output: Format) -> None:
 
 
 def _exit_code(pod: dict[str, Any]) -> int | None:
-    """The (first) container's exit code once it has terminated."""
-    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+    """The (first) container's exit code once it has terminated; else that of an init
+    container that failed (`shipyard-unpack` on a bad archive), which stops the pod
+    before its command ever runs. An init container that succeeded says nothing."""
+    status = pod.get("status") or {}
+    for cs in status.get("containerStatuses") or []:
         terminated = (cs.get("state") or {}).get("terminated")
         if terminated is not None:
             return terminated.get("exitCode")
+    for cs in status.get("initContainerStatuses") or []:
+        terminated = (cs.get("state") or {}).get("terminated") or {}
+        if terminated.get("exitCode"):
+            return int(terminated["exitCode"])
     return None
 
 

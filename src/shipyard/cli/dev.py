@@ -40,8 +40,8 @@ def build_cmd(
         help="Also kubelet, kube-proxy, CoreDNS (real nodes), helm, prometheus and promtool.")]
     = True,
 ) -> None:
-    """Build (or reuse) etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
-    kwok (and kubelet, kube-proxy, CoreDNS for real nodes, helm for the chart's tests,
+    """Build (or reuse) etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+    kwok and kubectl (and kubelet, kube-proxy, CoreDNS for real nodes, helm for the chart's tests,
     prometheus and promtool for the monitoring tests) from the Go module proxy into
     ~/.cache/shipyard/bin/<versions>/.
 
@@ -55,6 +55,7 @@ def build_cmd(
                 console.print(msg)
         try:
             out = devbuild.build(force=force, log=log)
+            devbuild.build_kubectl(force=force, log=log)
             if node:
                 devbuild.build_node(force=force, log=log)
                 devbuild.build_tools(force=force, log=log)

@@ -127,6 +127,12 @@ def pod_view(obj: dict[str, Any]) -> PodView:
         terminated = (cs.get("state") or {}).get("terminated")
         if terminated and terminated.get("exitCode"):
             exit_code = int(terminated["exitCode"])
+    # An init container that failed (shipyard-unpack) ended the pod before its command.
+    inits = (status.get("initContainerStatuses") or []) if exit_code is None else []
+    for cs in inits:
+        terminated = (cs.get("state") or {}).get("terminated")
+        if terminated and terminated.get("exitCode"):
+            exit_code = int(terminated["exitCode"])
     # Labels are anyone's to write: a pod with a role and no index, or a bad attempt, is
     # still seen (it holds its node), just never taken for a member of the gang.
     role, index = labels.get(LABEL_ROLE), labels.get(LABEL_INDEX)

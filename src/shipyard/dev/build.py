@@ -1,5 +1,6 @@
-"""Build etcd, the Kubernetes control plane and kwok (and, for real nodes, kubelet,
-kube-proxy and CoreDNS; helm; prometheus and promtool) from the Go module proxy, cached.
+"""Build etcd, the Kubernetes control plane, kwok and kubectl (and, for real nodes,
+kubelet, kube-proxy and CoreDNS; helm; prometheus and promtool) from the Go module
+proxy, cached.
 
 Binaries land in `<cache>/bin/<key>/` where the key names every pinned version and
 the platform (the node binaries in a directory of their own, so adding them never
@@ -41,11 +42,13 @@ PROMETHEUS_VERSION = "v0.316.0"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 NODE_BINARIES = ("kubelet", "kube-proxy", "coredns")
 TOOL_BINARIES = ("helm",)  # for the Helm chart's tests
+KUBECTL_BINARIES = ("kubectl",)  # for the docs' commands: a fresh machine has none
 MONITORING_BINARIES = ("prometheus", "promtool")  # for the monitoring tests
 _SETS = {"controlplane": ("etcd", "kubernetes", "kwok"), "node": ("kubernetes-node", "coredns"),
-         "tools": ("helm",), "monitoring": ("prometheus",)}
+         "tools": ("helm",), "monitoring": ("prometheus",), "kubectl": ("kubernetes-kubectl",)}
 _CONTROLPLANE_CMDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 _NODE_CMDS = ("kubelet", "kube-proxy")
+_KUBECTL_CMDS = ("kubectl",)
 
 
 class BuildError(RuntimeError):
@@ -85,6 +88,10 @@ class Versions:
     def monitoring_key(self) -> str:
         return f"monitoring_prometheus-{self.prometheus}_{_platform()}"
 
+    def kubectl_key(self) -> str:
+        # A directory of its own: adding kubectl invalidates no other cached build.
+        return f"kubectl_k8s-{self.kubernetes}_{_platform()}"
+
 
 def _platform() -> str:
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
@@ -123,6 +130,15 @@ def monitoring_bin_dir(versions: Versions | None = None) -> Path:
 def cached_monitoring_binaries(versions: Versions | None = None) -> dict[str, Path] | None:
     """prometheus and promtool of a complete cached build, or None."""
     return _complete(monitoring_bin_dir(versions), MONITORING_BINARIES)
+
+
+def kubectl_bin_dir(versions: Versions | None = None) -> Path:
+    return cache_root() / "bin" / (versions or Versions.from_env()).kubectl_key()
+
+
+def cached_kubectl(versions: Versions | None = None) -> dict[str, Path] | None:
+    """kubectl of a complete cached build, or None."""
+    return _complete(kubectl_bin_dir(versions), KUBECTL_BINARIES)
 
 
 def _complete(d: Path, names: tuple[str, ...]) -> dict[str, Path] | None:
@@ -206,8 +222,13 @@ def monitoring_targets(v: Versions) -> list[Target]:
     return [t for t in _all_targets(v) if t.name in _SETS["monitoring"]]
 
 
-def _is_node(t: Target) -> bool:
-    return t.name == "kubernetes-node"
+def kubectl_targets(v: Versions) -> list[Target]:
+    return [t for t in _all_targets(v) if t.name in _SETS["kubectl"]]
+
+
+def _is_kubernetes(t: Target) -> bool:
+    """A set built from the shared kubernetes wrapper module."""
+    return t.name.startswith("kubernetes")
 
 
 def _all_targets(v: Versions) -> list[Target]:
@@ -223,7 +244,8 @@ def _all_targets(v: Versions) -> list[Target]:
             ("buildDate", "1970-01-01T00:00:00Z"),
         )
     ]
-    k8s_tools = tuple(f"k8s.io/kubernetes/cmd/{b}" for b in (*_CONTROLPLANE_CMDS, *_NODE_CMDS))
+    k8s_tools = tuple(f"k8s.io/kubernetes/cmd/{b}"
+                      for b in (*_CONTROLPLANE_CMDS, *_NODE_CMDS, *_KUBECTL_CMDS))
     return [
         Target(
             name="etcd",
@@ -243,7 +265,8 @@ def _all_targets(v: Versions) -> list[Target]:
                 ldflags=kv,
                 tools=k8s_tools,
             )
-            for name, cmds in (("kubernetes", _CONTROLPLANE_CMDS), ("kubernetes-node", _NODE_CMDS))
+            for name, cmds in (("kubernetes", _CONTROLPLANE_CMDS), ("kubernetes-node", _NODE_CMDS),
+                               ("kubernetes-kubectl", _KUBECTL_CMDS))
         ),
         Target(
             name="kwok",
@@ -341,7 +364,7 @@ def write_wrapper(t: Target, cp_dir: Path, log: Log) -> Path:
 
 
 def _wrapper_name(t: Target) -> str:
-    return "kubernetes" if _is_node(t) else t.name
+    return "kubernetes" if _is_kubernetes(t) else t.name
 
 
 def _cached_or_built(v: Versions | None, force: bool, log: Log, out_dir: Callable[..., Path],
@@ -372,6 +395,13 @@ def build_tools(versions: Versions | None = None, *, force: bool = False, log: L
     """Build helm (for the chart's tests) into the cache; return its directory."""
     return _cached_or_built(versions, force, log, tools_bin_dir, cached_tool_binaries,
                             tool_targets)
+
+
+def build_kubectl(versions: Versions | None = None, *, force: bool = False, log: Log = print
+                  ) -> Path:
+    """Build kubectl (what the docs' commands call) into the cache; return its directory."""
+    return _cached_or_built(versions, force, log, kubectl_bin_dir, cached_kubectl,
+                            kubectl_targets)
 
 
 def build_monitoring(versions: Versions | None = None, *, force: bool = False,
@@ -454,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m shipyard.dev.build",
         description="Build (or reuse) etcd, kube-apiserver, kube-controller-manager, "
-        "kube-scheduler and kwok. Example: python -m shipyard.dev.build",
+        "kube-scheduler, kwok and kubectl. Example: python -m shipyard.dev.build",
     )
     p.add_argument("--force", action="store_true", help="rebuild even if cached")
     p.add_argument("--print-dir", action="store_true", help="print the binary dir and exit")
@@ -471,6 +501,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         build(force=a.force, log=log)
+        build_kubectl(force=a.force, log=log)
         if not a.no_node:
             build_node(force=a.force, log=log)
             build_tools(force=a.force, log=log)

@@ -15,6 +15,7 @@ Archives land in `<cache>/images/`; a layer is rebuilt only when its inputs chan
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -22,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,13 +121,35 @@ def _layer(name: str, key: str, make: Callable[[Path], oci.Layer]) -> oci.Layer:
     meta = blob.with_suffix(".json")
     if blob.is_file() and meta.is_file():
         m = json.loads(meta.read_text())
+        _used(blob, meta)
         return oci.Layer(blob, m["digest"], m["diff_id"], m["size"])
-    for old in blob.parent.glob(f"{name}-*"):
-        old.unlink()
+    _prune(blob.parent, f"{name}-*", keep=(blob, meta))
     layer = make(blob)
     meta.write_text(json.dumps({"digest": layer.digest, "diff_id": layer.diff_id,
                                 "size": layer.size}))
     return layer
+
+
+# Every checkout on the machine shares this cache, and their clusters come up at the
+# same time (worktrees, CI): another key's layer or archive may be one a bring-up is
+# importing right now. It is removed only once unused for this long.
+STALE_S = 3600.0
+
+
+def _used(*paths: Path) -> None:
+    """Mark cached entries as in use (their mtime), so no prune takes them."""
+    for p in paths:
+        with contextlib.suppress(OSError):
+            os.utime(p)
+
+
+def _prune(folder: Path, pattern: str, keep: tuple[Path, ...]) -> None:
+    """Remove the entries of `pattern` not used for STALE_S seconds, but `keep`."""
+    now = time.time()
+    for old in folder.glob(pattern):
+        with contextlib.suppress(OSError):  # another prune may have taken it first
+            if old not in keep and now - old.stat().st_mtime > STALE_S:
+                old.unlink()
 
 
 def _tree_key(paths: list[Path], extra: str = "") -> str:
@@ -230,9 +254,11 @@ def build_images(log: Log = print) -> list[Image]:
         key = hashlib.sha256(json.dumps([names, [la.digest for la in layers], config.__dict__],
                                         sort_keys=True).encode()).hexdigest()[:16]
         archive = out / "archives" / f"{names[0].split('/')[-1].replace(':', '_')}-{key}.tar"
-        if not archive.is_file():
-            for old in archive.parent.glob(f"{names[0].split('/')[-1].replace(':', '_')}-*.tar"):
-                old.unlink()
+        if archive.is_file():
+            _used(archive)
+        else:
+            _prune(archive.parent, f"{names[0].split('/')[-1].replace(':', '_')}-*.tar",
+                   keep=(archive,))
             log(f"writing {archive.name}")
             oci.write_archive(archive, names, layers, config)
         images.append(Image(names, archive))

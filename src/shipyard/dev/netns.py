@@ -58,9 +58,11 @@ def unavailable_reason() -> str | None:
     """Why a namespace cannot be made here, or None when it can."""
     if os.geteuid() != 0:
         return "real nodes need root (network namespaces, mounts, cgroups)"
-    for tool in ("ip", "nsenter", "iptables"):
+    # iptables is not asked for here: it is one of the Debian packages `dev up` installs
+    # when missing (realnode.ensure_host_deps), so a fresh machine still runs real nodes.
+    for tool in ("ip", "nsenter"):
         if shutil.which(tool) is None:
-            return f"`{tool}` is not installed (apt-get install iproute2 util-linux iptables)"
+            return f"`{tool}` is not installed (apt-get install iproute2 util-linux)"
     return None
 
 

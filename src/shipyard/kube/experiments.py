@@ -31,7 +31,6 @@ async def submit(client: ApiClient, exp: Experiment) -> dict[str, Any]:
     if ships_workdir(exp):
         root = Path(str(exp.workdir))
         packed = workdir.pack(root)  # before any write: a too-large folder changes nothing
-        workdir.check_size(packed, root)
     with contextlib.suppress(AlreadyExists):
         await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace",
                                          "metadata": {"name": exp.namespace}})
