@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -228,6 +229,18 @@ def lease_holder(api: RawClient) -> str | None:
     return (json.loads(body).get("spec") or {}).get("holderIdentity") if status == 200 else None
 
 
+def lease_renewed_since(api: RawClient, wall: float) -> bool:
+    """A controller holds the Lease and renewed it after `wall` (a time.time())."""
+    try:
+        status, body = api.request("GET", LEASE_PATH)
+    except OSError:
+        return False
+    spec = (json.loads(body).get("spec") or {}) if status == 200 else {}
+    renewed = spec.get("renewTime")
+    return bool(spec.get("holderIdentity") and renewed
+                and datetime.fromisoformat(renewed).timestamp() > wall)
+
+
 def restart_component(cluster: devcluster.DevCluster, name: str, *, kill: bool = True,
                       timeout: float = 120) -> float:
     """SIGKILL (or stop) one control-plane process and start it again with the same
@@ -351,9 +364,17 @@ class _Run:
         self.sampler.end_excuse(excused, time.monotonic())
 
     def _restart_apiserver(self) -> float:
-        """Kill and restart the API server; the time until /readyz is excused."""
+        """Kill and restart the API server; excused until /readyz and, with leader
+        election, until a leader renews its Lease after that: an outage past the renew
+        deadline costs the leader its lease (it stops writing, as client-go's does), and
+        nobody acts until a new one has waited the lease out."""
         excused = self.sampler.excuse(time.monotonic())
         took = restart_component(self.s.cluster, "kube-apiserver")
+        if self.controllers.leader_elect:
+            back = time.time()
+            leaderless = self._wait(lambda: lease_renewed_since(self.api, back),
+                                    self.s.lease.duration_s * 3 + 30, "leader after the restart")
+            self.notes.append(f"a leader renewed {leaderless:.1f}s after the API server was back")
         self.sampler.end_excuse(excused, time.monotonic())
         return took
 
