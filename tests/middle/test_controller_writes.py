@@ -42,6 +42,14 @@ def _no_kubelet(monkeypatch: pytest.MonkeyPatch) -> None:
     no_stop_reason_wait(monkeypatch)
 
 
+async def a_queued_on_two_nodes(w: World) -> None:
+    """Nodes n1 and n2, and experiment a (two replicas, a node each) seen as Queued."""
+    for n in ("n1", "n2"):
+        await w.add_node(n)
+    await w.submit(exp("a", replicas=2))
+    await w.cycle()
+
+
 def test_admission_writes_the_gang_bound_and_owned_then_the_watch_retires_the_overlay() -> None:
     async def scenario(w: World) -> None:
         await w.add_node("n1")
@@ -250,10 +258,7 @@ def test_a_pod_of_an_earlier_attempt_holding_a_members_name_is_never_taken_into_
 
 def test_after_a_failed_status_write_a_lagging_watch_never_undoes_the_gang_just_created() -> None:
     async def scenario(w: World) -> None:
-        for n in ("n1", "n2"):
-            await w.add_node(n)
-        await w.submit(exp("a", replicas=2))
-        await w.cycle()
+        await a_queued_on_two_nodes(w)
         assert w.status("a")["phase"] == "Queued"
         # The Experiment watch falls behind; Admitted lands, the pods are made, and the
         # write of Starting is refused.
@@ -278,10 +283,7 @@ def test_after_a_failed_status_write_a_lagging_watch_never_undoes_the_gang_just_
 
 def test_a_pod_create_whose_answer_was_lost_keeps_its_node_held_until_the_gang_is_whole() -> None:
     async def scenario(w: World) -> None:
-        for n in ("n1", "n2"):
-            await w.add_node(n)
-        await w.submit(exp("a", replicas=2))
-        await w.cycle()
+        await a_queued_on_two_nodes(w)
         # The pod watch falls behind (a relist after the API server restarted), and the
         # create of a-w-1 is carried out but its answer is lost (the connection dropped).
         w.api.hold(PODS)
@@ -311,10 +313,7 @@ def test_a_pod_create_whose_answer_was_lost_keeps_its_node_held_until_the_gang_i
 
 def test_a_definite_create_failure_rolls_back_only_once_every_pod_is_known_gone() -> None:
     async def scenario(w: World) -> None:
-        for n in ("n1", "n2"):
-            await w.add_node(n)
-        await w.submit(exp("a", replicas=2))
-        await w.cycle()
+        await a_queued_on_two_nodes(w)
         w.api.hold(PODS)
         w.api.fail("create", PODS, Invalid(422, "Invalid", "refused"), name="a-w-1")
         w.api.fail("delete", PODS, Transient(503, "ServiceUnavailable", "etcd is slow"), name="a-w-0")
