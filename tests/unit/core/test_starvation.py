@@ -56,16 +56,20 @@ def test_a_starving_gang_goes_ahead_of_a_queue_with_a_lower_share():
     assert [a.gang for a in schedule(snap, Policy()).admitted] == ["old"]
 
 
-def test_only_the_oldest_few_past_the_bound_go_first_the_rest_keep_the_estimate_order():
-    # Six gangs past the bound, the node busy: the 4 oldest go first (oldest first);
-    # of the other two the shorter estimate goes first, though younger.
+def test_every_gang_past_the_bound_goes_by_age_ahead_of_the_estimates_and_the_first_four_hold():
+    # Six gangs past the bound, the node busy: all go oldest first, the youngest's short
+    # estimate notwithstanding (an estimate never passes over a gang past the bound); the
+    # first 4 of them hold nodes. Two younger gangs within the bound keep the estimate order.
     busy = running(gang("busy", 1, 8), ["n1"], started=0.0)
     old = [gang(f"g{i}", 1, 8, at=float(i)) for i in range(6)]
-    est = {"g4": Estimate(9 * HOUR, 10 * HOUR, True, 9), "g5": Estimate(60.0, 90.0, True, 9)}
-    snap = replace(one_node_with([busy], old, now=7 * HOUR), estimates=est)
+    young = [gang("y-long", 1, 8, at=6 * HOUR), gang("y-short", 1, 8, at=6 * HOUR + 1)]
+    est = {"g4": Estimate(9 * HOUR, 10 * HOUR, True, 9), "g5": Estimate(60.0, 90.0, True, 9),
+           "y-long": Estimate(9 * HOUR, 10 * HOUR, True, 9), "y-short": Estimate(60.0, 90.0, True, 9)}
+    snap = replace(one_node_with([busy], old + young, now=7 * HOUR), estimates=est)
     waits = sorted(schedule(snap, Policy()).waiting, key=lambda w: w.queue_position)
-    assert [w.gang for w in waits] == ["g0", "g1", "g2", "g3", "g5", "g4"]
+    assert [w.gang for w in waits] == ["g0", "g1", "g2", "g3", "g4", "g5", "y-short", "y-long"]
     assert all(w.reason.startswith("reserved: waiting longer than") for w in waits[:4])
+    assert not any(w.reason.startswith("reserved: waiting longer than") for w in waits[4:])
 
 
 # -- the bound, for any arrival order (simulated, time limits known) -----------------
