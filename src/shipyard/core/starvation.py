@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from shipyard.core.model import Gang, Resources
+from shipyard.core.model import Resources
 from shipyard.core.node_index import Capacity, Group
 
 INF = math.inf
