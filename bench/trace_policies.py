@@ -24,7 +24,10 @@ from the whole trace (some made multi-node gangs: sim.trace.resample) instead â€
 trace shape, e.g. `--resample 10000 --days 7 --fixed-nodes 64`. `--trace FILE`: a CSV
 `submit_s,gpus,duration_s` (one queue).
 
-    python bench/trace_policies.py [--trace FILE] --fixed-nodes N [--window-days 7]
+`--columns shipyard,today` runs only those beside FIFO (always first: the reference of
+the ratios and of the `!` marks), for a shape where all six take too long.
+
+    python bench/trace_policies.py [--trace FILE] --fixed-nodes N [--window-days 7] [--columns A,B]
 """
 
 from __future__ import annotations
@@ -86,7 +89,16 @@ def main() -> None:
     ap.add_argument("--seed", type=arg(integer=True, low=0, high=2**32), default=1)
     ap.add_argument("--time-limits", action="store_true", help="each experiment declares its duration")
     ap.add_argument("--parallel", type=arg(integer=True, low=1, high=64), default=2)
+    ap.add_argument("--columns", help="comma-separated column names to run beside FIFO "
+                                      f"(default all: {', '.join(c[0] for c in COLUMNS)})")
     args = ap.parse_args()
+    columns = COLUMNS
+    if args.columns:
+        wanted = {c.strip() for c in args.columns.split(",") if c.strip()}
+        unknown = wanted - {c[0] for c in COLUMNS}
+        if unknown:
+            ap.error(f"--columns: unknown {', '.join(sorted(unknown))}")
+        columns = [c for c in COLUMNS if c[0] == "FIFO" or c[0] in wanted]
     arrivals, source = bench_trace(args)
     # Queues: the QoS class the kind starts with (one queue for a plain CSV).
     arrivals = [replace(a, queue=a.kind.split("/")[0] or a.queue) for a in arrivals]
@@ -96,12 +108,12 @@ def main() -> None:
           f"fixed cluster {n} x 8 GPUs; starvation bound {fmt_s(Policy().starvation_bound_s or 0)}; "
           f"estimates order a queue backed up {fmt_s(Policy().estimate_order_after_s or 0)}; "
           f"time limits {'= durations' if args.time_limits else 'none'}\n")
-    jobs = [(run_one, (arrivals, n, p, one, oracle, args.time_limits)) for _, p, one, oracle in COLUMNS]
+    jobs = [(run_one, (arrivals, n, p, one, oracle, args.time_limits)) for _, p, one, oracle in columns]
     measured = measure_all(jobs, args.parallel)
     sums: list[Summary] = [m.value for m in measured]
     fifo = sums[0]
     col = 13
-    head = f"{'':<26}" + "".join(f"{name:>{col}}" for name, *_ in COLUMNS)
+    head = f"{'':<26}" + "".join(f"{name:>{col}}" for name, *_ in columns)
     print(head)
 
     def row(label: str, vals: list[str]) -> None:

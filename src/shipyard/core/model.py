@@ -225,10 +225,10 @@ class Policy:
     backfill: bool = True
     # How many blocked gangs (in order) get nodes reserved for their earliest start.
     reservations: int = 4
-    # Starvation bound: a gang waiting longer than this (one of the 4 oldest such of
-    # its priority) goes first among its priority (oldest first) and, if it does not
-    # fit, keeps what is free on the nodes of its earliest start however many gangs
-    # hold reservations and whatever the time limits (core/starvation.py). None: no bound.
+    # Starvation bound: a gang waiting longer than this goes first among its priority
+    # (oldest first, whatever the estimates) and, if it is one of the first 4 such that
+    # do not fit, keeps what is free on the nodes of its earliest start however many
+    # gangs hold reservations and whatever the time limits (core/starvation.py). None: no bound.
     starvation_bound_s: float | None = 6 * 3600.0
     # Use `Snapshot.estimates` (run times predicted from history, core/estimate.py):
     # shorter first within a backed-up queue and priority, and across the queues below

@@ -48,12 +48,7 @@ from shipyard.core.node_index import Capacity, Group, Reservation
 from shipyard.core.node_index import cap as capacity_cap
 from shipyard.core.placement import could_fit, place
 from shipyard.core.preemption import find_victims
-from shipyard.core.starvation import (
-    MAX_STARVING_HOLDS,
-    hold_free_part,
-    oldest_starving,
-    starving_before,
-)
+from shipyard.core.starvation import MAX_STARVING_HOLDS, hold_free_part, starving_before
 
 INF = math.inf
 # A heap entry of the order: -priority, by share (0: starving, by age), share or
@@ -149,7 +144,6 @@ class _Cycle:
         self.releases: Releases | None = None  # built at the first reservation search
         self.starving_holds = 0
         self.starve_before = starving_before(self.now, policy.starvation_bound_s)
-        self.first_starving = oldest_starving(snapshot.pending, self.starve_before)
         self.estimates: Mapping[str, Estimate] = snapshot.estimates if policy.estimates else {}
         # A queue whose share is below this is under its fair share (1 / the weights of the
         # queues with work); -1: no such ordering (estimates off).
@@ -184,10 +178,10 @@ class _Cycle:
         return q is not None and (self.usage.get(name, Resources()) + extra).exceeds(q.nominal)
 
     def starving(self, gang: Gang) -> bool:
-        """Among the oldest few past the bound of its priority (starvation.py): it goes
-        first and holds its nodes; the others past it wait in the usual order (by
-        estimate) until they are among the oldest."""
-        return gang.key in self.first_starving
+        """Past the bound (starvation.py): it goes before every gang of its priority not
+        past it, oldest first, whatever the estimates and shares; the first few of them
+        that do not fit hold their nodes."""
+        return gang.submitted_at < self.starve_before
 
     def rank(self, g: Gang) -> tuple[object, ...]:
         """Order within a queue and priority: starving gangs first, oldest first; then,
@@ -355,7 +349,8 @@ class _Cycle:
 
     def reserve(self, gang: Gang, groups: list[Group]) -> bool:
         """Hold nodes for the gang's earliest start; False if it has none. A starving
-        gang (the oldest few) gets them however many are held already (starvation.py)."""
+        gang (the first few blocked, oldest first) gets them however many are held
+        already (starvation.py)."""
         cap = self.capacity
         if not self.policy.backfill:
             return False

@@ -1,8 +1,11 @@
-"""The starvation bound: a gang that has waited longer than `Policy.starvation_bound_s`,
-one of the MAX_STARVING_HOLDS oldest such of its priority, goes first among its priority
-(oldest first) and gets nodes reserved however many gangs hold reservations already,
-and whatever the time limits: the nodes it will use are held as they free up, and
-nothing that could delay it starts there.
+"""The starvation bound: every gang that has waited longer than `Policy.starvation_bound_s`
+goes first among its priority, oldest first, whatever its queue's share and whatever the
+estimates (so no estimate ever puts a younger gang ahead of it). The first
+MAX_STARVING_HOLDS of them in that order that do not fit get nodes reserved however many
+gangs hold reservations already, and whatever the time limits: the nodes they will use
+are held as they free up, and nothing that could delay them starts there. One that does
+not hold (a younger one past the bound) still goes before every gang not past it, so
+whatever frees outside the holds is its before theirs.
 
 Which nodes: those of its earliest start (backfill.earliest_start: running gangs freed
 in the order of their time limits, those without all at once), best fit; the choice is
@@ -11,37 +14,24 @@ the same from cycle to cycle while nothing else changes.
 
 from __future__ import annotations
 
-import heapq
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
-from shipyard.core.model import Gang, Resources
+from shipyard.core.model import Resources
 from shipyard.core.node_index import Capacity, Group
 
 INF = math.inf
-# Starving gangs that hold nodes in one cycle, the oldest first (the bound rests on the
-# oldest still waiting holding its nodes; each hold is a reservation search, and holds
-# of younger ones idle capacity more than they protect). The rest may still get one of
-# the `Policy.reservations`.
+# Starving gangs that hold nodes in one cycle: the first that do not fit, in order (by
+# age). The bound rests on the oldest still waiting holding its nodes; each hold is a
+# reservation search, and holds of younger ones idle capacity more than they protect.
+# The rest may still get one of the `Policy.reservations`.
 MAX_STARVING_HOLDS = 4
 
 
 def starving_before(now: float, bound_s: float | None) -> float:
-    """Gangs submitted before this instant have waited longer than the bound."""
+    """Gangs submitted before this instant have waited longer than the bound: they go
+    first, by age (the order's rank and entry, queueing.py)."""
     return -INF if bound_s is None else now - bound_s
-
-
-def oldest_starving(pending: Iterable[Gang], before: float) -> set[str]:
-    """The MAX_STARVING_HOLDS oldest gangs of each priority submitted before `before`:
-    those the bound puts first. The younger ones past it keep their usual order (by
-    estimate) until they are among the oldest: on a cluster loaded past the bound,
-    most of the queue is past it, and putting all of it first is FIFO."""
-    by_priority: dict[int, list[Gang]] = {}
-    for g in pending:
-        if g.submitted_at < before:
-            by_priority.setdefault(g.priority, []).append(g)
-    return {g.key for gangs in by_priority.values()
-            for g in heapq.nsmallest(MAX_STARVING_HOLDS, gangs, key=lambda g: (g.submitted_at, g.key))}
 
 
 def hold_free_part(capacity: Capacity, groups: Sequence[Group], nodes: Sequence[int]) -> None:

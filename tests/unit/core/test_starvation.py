@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -9,14 +10,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shipyard.core.estimate import Estimate, EstimateSettings, History, weighted_quantiles
-from shipyard.core.model import Policy, Snapshot
+from shipyard.core.model import Policy, Resources, Running, Snapshot
 from shipyard.core.placement import eligible
 from shipyard.core.queueing import schedule
 from shipyard.sim import Arrival, SimConfig, SimPool, simulate
 from shipyard.spec import DEFAULT_MACHINE_TYPES
 
 from .builders import gang, node, running, with_used
-from .test_properties import clusters
+from .test_properties import QUEUES, clusters
 
 A100 = DEFAULT_MACHINE_TYPES["gpu-a100"]
 HOUR = 3600.0
@@ -56,16 +57,20 @@ def test_a_starving_gang_goes_ahead_of_a_queue_with_a_lower_share():
     assert [a.gang for a in schedule(snap, Policy()).admitted] == ["old"]
 
 
-def test_only_the_oldest_few_past_the_bound_go_first_the_rest_keep_the_estimate_order():
-    # Six gangs past the bound, the node busy: the 4 oldest go first (oldest first);
-    # of the other two the shorter estimate goes first, though younger.
+def test_every_gang_past_the_bound_goes_by_age_ahead_of_the_estimates_and_the_first_four_hold():
+    # Six gangs past the bound, the node busy: all go oldest first, the youngest's short
+    # estimate notwithstanding (an estimate never passes over a gang past the bound); the
+    # first 4 of them hold nodes. Two younger gangs within the bound keep the estimate order.
     busy = running(gang("busy", 1, 8), ["n1"], started=0.0)
     old = [gang(f"g{i}", 1, 8, at=float(i)) for i in range(6)]
-    est = {"g4": Estimate(9 * HOUR, 10 * HOUR, True, 9), "g5": Estimate(60.0, 90.0, True, 9)}
-    snap = replace(one_node_with([busy], old, now=7 * HOUR), estimates=est)
+    young = [gang("y-long", 1, 8, at=6 * HOUR), gang("y-short", 1, 8, at=6 * HOUR + 1)]
+    est = {"g4": Estimate(9 * HOUR, 10 * HOUR, True, 9), "g5": Estimate(60.0, 90.0, True, 9),
+           "y-long": Estimate(9 * HOUR, 10 * HOUR, True, 9), "y-short": Estimate(60.0, 90.0, True, 9)}
+    snap = replace(one_node_with([busy], old + young, now=7 * HOUR), estimates=est)
     waits = sorted(schedule(snap, Policy()).waiting, key=lambda w: w.queue_position)
-    assert [w.gang for w in waits] == ["g0", "g1", "g2", "g3", "g5", "g4"]
+    assert [w.gang for w in waits] == ["g0", "g1", "g2", "g3", "g4", "g5", "y-short", "y-long"]
     assert all(w.reason.startswith("reserved: waiting longer than") for w in waits[:4])
+    assert not any(w.reason.startswith("reserved: waiting longer than") for w in waits[4:])
 
 
 # -- the bound, for any arrival order (simulated, time limits known) -----------------
@@ -85,19 +90,39 @@ def test_no_gang_waits_longer_than_the_bound_plus_the_longest_time_limit_in_the_
 
 
 def assert_bound_holds(arrivals: list[Arrival], nodes: int, policy: Policy) -> None:
-    """Simulated with time limits: every gang starts, within the bound (or after the
-    older ones) plus the longest time limit."""
+    """What the bound guarantees, simulated with time limits known (each run ends at its
+    limit), for any arrival order and any estimates, however wrong and confident.
+
+    From T = the later of (its submission + the bound) and the start of the last gang
+    submitted before it, a gang is past the bound and the oldest still waiting: it goes
+    first every cycle and holds its nodes, so it starts by T or by the latest end of
+    the gangs running at T, whichever is later. So a gang with no older one still
+    waiting at its submission + bound waits at most the bound plus the longest time
+    limit in the way (the issue's statement). With k older gangs still waiting then,
+    the wait chains through them, one time limit in the way each at most; no order
+    that never stops work does better
+    (test_with_an_older_gang_still_waiting_no_policy_keeps_the_bound_alone)."""
     pool = SimPool("fixed", A100, max_nodes=nodes, static=True, start_nodes=nodes)
     r = simulate(arrivals, [pool], SimConfig(time_limits=True, policy=policy))
     bound = policy.starvation_bound_s or 0.0
-    longest = max(a.duration_s for a in arrivals)
-    older_started = 0.0
+    older_started = -math.inf
     for a in sorted(arrivals, key=lambda a: (a.submit_s, a.name)):
         assert a.name in r.started
-        # Once past the bound and the oldest still waiting, it holds its nodes: what is
-        # in the way then ends within one time limit.
-        assert r.started[a.name] <= max(a.submit_s + bound, older_started) + longest + 1e-6
+        t = max(a.submit_s + bound, older_started)
+        in_the_way = max((r.ended[b] for b, s in r.started.items() if s <= t < r.ended[b]), default=t)
+        assert r.started[a.name] <= max(t, in_the_way) + 1e-6, (a.name, t, in_the_way)
         older_started = max(older_started, r.started[a.name])
+
+
+def test_with_an_older_gang_still_waiting_no_policy_keeps_the_bound_alone():
+    # Why the guarantee chains: two whole-cluster gangs and a 1-GPU run, all at 0, bound
+    # 0. e01 waits for e00 (1 s), e02 for both (2 s): past bound + the time limit in the
+    # way at its bound (1 s), as it would be under any order that never stops work.
+    arrivals = [Arrival("e00", 0.0, 1, 1.0), Arrival("e01", 0.0, 16, 1.0), Arrival("e02", 0.0, 16, 1.0)]
+    pool = SimPool("fixed", A100, max_nodes=2, static=True, start_nodes=2)
+    r = simulate(arrivals, [pool], SimConfig(time_limits=True, policy=Policy(starvation_bound_s=0.0)))
+    assert (r.started["e01"], r.started["e02"]) == (1.0, 2.0)
+    assert_bound_holds(arrivals, 2, Policy(starvation_bound_s=0.0))
 
 
 # -- estimates never break admission -------------------------------------------------
@@ -119,8 +144,25 @@ def with_estimates(draw):
 @given(with_estimates(), st.booleans(), st.sampled_from([None, 0.0, 50.0]),
        st.sampled_from([None, 0.0, 100.0]))
 def test_estimates_and_the_bound_never_overcommit_a_node_nor_split_a_gang(snap, backfill, bound, after):
-    result = schedule(snap, Policy(estimates=True, backfill=backfill, starvation_bound_s=bound,
-                                   estimate_order_after_s=after))
+    assert_admission_exact(snap, schedule(snap, Policy(estimates=True, backfill=backfill,
+                                                       starvation_bound_s=bound,
+                                                       estimate_order_after_s=after)))
+
+
+def draw_estimates(data, keys) -> dict[str, Estimate]:
+    """Arbitrary estimates for some of `keys`: any run time, any spread, confident or not."""
+    est = {}
+    for k in keys:
+        if data.draw(st.booleans()):
+            run = float(data.draw(st.integers(1, 20_000)))
+            est[k] = Estimate(run, run * data.draw(st.sampled_from([1.0, 2.0, 5.0])),
+                              data.draw(st.booleans()), 5)
+    return est
+
+
+def assert_admission_exact(snap: Snapshot, result) -> None:
+    """Each pending gang decided once; every admitted gang whole, each member on a node
+    it may use; no node given more than it has (on top of what is bound there)."""
     decided = [a.gang for a in result.admitted] + [w.gang for w in result.waiting]
     assert sorted(decided) == sorted(g.key for g in snap.pending)
     by_name = {n.name: n for n in snap.nodes}
@@ -134,6 +176,42 @@ def test_estimates_and_the_bound_never_overcommit_a_node_nor_split_a_gang(snap, 
             used[a.placement[m.name]] = used[a.placement[m.name]] + m.request
     for name, u in used.items():
         assert u.fits_in(by_name[name].allocatable), name
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(clusters(), st.data(), st.booleans(), st.sampled_from([None, 0.0, 300.0]),
+       st.sampled_from([None, 0.0, 100.0]))
+def test_over_several_cycles_estimates_never_overcommit_a_node_nor_split_a_gang(
+        snap, data, backfill, bound, after):
+    # Cycle after cycle, as an adapter would run them: admitted gangs start and stay on
+    # their nodes, preempted ones come back pending, some runs end, new gangs arrive, and
+    # the estimates (of pending and running gangs) are redrawn every cycle, however wrong.
+    policy = Policy(estimates=True, backfill=backfill, starvation_bound_s=bound,
+                    estimate_order_after_s=after)
+    bare = tuple(replace(n, used=Resources()) for n in snap.nodes)
+    runs, pending, now = list(snap.running), list(snap.pending), snap.now
+    for cycle in range(data.draw(st.integers(2, 6), label="cycles")):
+        keys = [g.key for g in pending] + [r.gang.key for r in runs]
+        snap = replace(snap, nodes=with_used(list(bare), runs), pending=tuple(pending), now=now,
+                       running=tuple(runs), estimates=draw_estimates(data, keys))
+        result = schedule(snap, policy)
+        assert_admission_exact(snap, result)
+        gangs = {g.key: g for g in pending}
+        victims = {p.gang for p in result.preempted}
+        assert victims <= {r.gang.key for r in runs}
+        assert not victims & {a.gang for a in result.admitted}
+        back = [r.gang for r in runs if r.gang.key in victims]
+        runs = [r for r in runs if r.gang.key not in victims]
+        runs += [Running(gangs[a.gang], a.placement, now) for a in result.admitted]
+        admitted = {a.gang for a in result.admitted}
+        pending = [g for g in pending if g.key not in admitted] + back
+        now += float(data.draw(st.integers(1, 4_000), label="step"))
+        runs = [r for r in runs if (r.ends_at is None or r.ends_at > now) and not data.draw(
+            st.booleans(), label=f"{r.gang.key} ends")]
+        pending += [gang(f"new{cycle}-{k}", data.draw(st.integers(1, 3)),
+                         data.draw(st.sampled_from([1, 2, 4, 8])), queue=data.draw(st.sampled_from(QUEUES)),
+                         at=now, limit=data.draw(st.sampled_from([None, 300.0, 1800.0])))
+                    for k in range(data.draw(st.integers(0, 3), label="arrivals"))]
 
 
 # -- estimates order only a backed-up queue ------------------------------------------
