@@ -248,3 +248,20 @@ def test_an_admitted_gang_waits_for_its_terminating_pods_before_creating() -> No
                                    "shipyard.dev/replica-index": "0"})), terminating=True)
     assert reconcile(exp, exp.status, [going], {}, 0.0) == Decision(force=("p",))  # node n1 gone
     assert reconcile(exp, exp.status, [], {}, 0.0) == Decision(create=True)
+
+
+def test_a_waiter_cancelled_just_before_a_release_leaves_as_cancelled_and_the_slot_free() -> None:
+    # Seen under the fault suite: "write failed: <Future cancelled> is not in deque".
+    async def main() -> None:
+        lanes = Lanes(1)
+        await lanes.acquire(URGENT)
+        waiter = asyncio.create_task(lanes.acquire(ROUTINE))
+        await asyncio.sleep(0)
+        waiter.cancel()  # its future is cancelled at once; the task resumes later
+        lanes.release()  # passes the cancelled waiter by: the slot is free again
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert lanes.free == 1 and not any(lanes.waiting)
+        await asyncio.wait_for(lanes.acquire(URGENT), 1)
+
+    asyncio.run(main())

@@ -103,7 +103,7 @@ class Lanes:
         except asyncio.CancelledError:
             if granted.done() and not granted.cancelled():
                 self.release()  # handed a slot just as we were cancelled: pass it on
-            else:
+            elif granted in self.waiting[lane]:  # a release may have passed it by already
                 self.waiting[lane].remove(granted)
             raise
 
