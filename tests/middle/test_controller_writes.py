@@ -327,3 +327,27 @@ def test_a_definite_create_failure_rolls_back_only_once_every_pod_is_known_gone(
         assert w.pods("b") == [] and w.status("a")["phase"] == "Starting"
 
     run(scenario)
+
+
+def test_a_gangs_end_whose_write_and_read_back_both_failed_is_written_again() -> None:
+    async def scenario(w: World) -> None:
+        await a_queued_on_two_nodes(w)
+        await w.cycle()
+        await w.kubelet_runs("a")
+        await w.cycle()
+        assert w.status("a")["phase"] == "Running"
+        for pod in w.pods("a"):
+            await w.api.set_pod_phase("default", pod["metadata"]["name"], "Succeeded")
+        # The API server goes away as the end is written: the write and the read back fail.
+        down = Transient(0, "ServerDisconnectedError", "Server disconnected")
+        w.api.fail("patch", EXPERIMENTS, down, name="a")
+        w.api.fail("get", EXPERIMENTS, down, name="a")
+        await w.cycle()
+        assert w.status("a")["phase"] == "Running"
+        w.controller.outage.succeeded()  # the server is back
+        # Taking the unwritten end for done would leave it Running on the server for good.
+        for _ in range(2):
+            await w.cycle()
+        assert w.status("a")["phase"] == "Succeeded"
+
+    run(scenario)

@@ -436,7 +436,7 @@ class Controller:
         """After a failed write the server's status is unknown, and the watch may not have
         shown even the writes that worked: a cycle acting on that older status could undo
         them (a gang just created, read as still Queued, has its pods deleted as leftovers).
-        So the status is read back from the server; failing that, the overlay stays."""
+        So the status is read back from the server; failing that, only a placement stays."""
         exp = self.experiments.items.get(key)
         if exp is None:
             self.overlay.pop(key, None)
@@ -444,10 +444,14 @@ class Controller:
         try:
             status = await self.writer.read_status(exp)
         except Exception as exc:
-            # An outage: keep what we wrote or meant to. The cache may be older than
-            # writes that worked (a placement, say), and acting on it could book the
-            # nodes a second time; our next write starts from the overlay anyway.
+            # An outage. A placement we wrote or meant to stays: the cache may be older
+            # than the writes that worked, and acting on it could book those nodes a
+            # second time (a later write carries it to the server). Anything else is
+            # decided again from the cache, so that a write that never landed (a gang's
+            # end, say) is made again rather than taken as done.
             log_write_failure(log, f"{key}: reading the status back", exc)
+            if self.overlay.get(key, {}).get("phase") not in HOLDING:
+                self.overlay.pop(key, None)
             return
         self.overlay.pop(key, None)
         current = self.experiments.items.get(key)
