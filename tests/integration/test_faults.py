@@ -47,8 +47,13 @@ def test_controller_sigkill_storm(faults_cluster):
 
 
 def test_apiserver_restart(faults_cluster):
-    row = _run(faults_cluster, "apiserver-restart", injections=2)
-    assert row.violations.unavailable_s > 0, "the API server never went away"
+    # Evidence that the outage really happened comes from the controller, whose watches
+    # break when the server dies. The sampler can miss it: a restart that listens again
+    # within its 1 s pause is answered, late, by a LIST that waits for readiness.
+    before = controller_log_count(faults_cluster, ": failing (")
+    _run(faults_cluster, "apiserver-restart", injections=2)
+    assert controller_log_count(faults_cluster, ": failing (") > before, \
+        "the controller never saw the API server go away"
 
 
 def test_watch_expiry_relists(faults_cluster):
