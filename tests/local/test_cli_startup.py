@@ -43,6 +43,52 @@ def test_top_level_help_loads_none_of_the_heavy_packages():
     assert heavy(loaded_after(code)) == []
 
 
+def test_top_level_help_loads_no_rich_renderer():
+    # typer's rich help (typer.rich_utils) imports markdown-it, pygments and attrs: over
+    # half of `shipyard --help`'s start-up. Help is click's plain text; rich is loaded
+    # by the first table or coloured line a command prints.
+    code = ("import contextlib, io\nfrom shipyard.cli.main import app\n"
+            "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+            "    app(['--help'], prog_name='shipyard')")
+    loaded = loaded_after(code)
+    assert sorted(m for m in loaded if m.split(".")[0] in ("rich", "markdown_it", "pygments")) == []
+    assert "typer.rich_utils" not in loaded
+
+
+def test_the_console_is_made_on_first_print(capsys):
+    from shipyard.cli import output
+
+    output.table(("A", "B"), [("x", None)])
+    assert capsys.readouterr().out.split() == ["A", "B", "x"]
+
+
+@pytest.mark.parametrize("name", list(LAZY))
+def test_the_help_read_from_one_statement_is_the_help_of_the_whole_module(name):
+    import ast
+    import importlib.util
+
+    from shipyard.cli.lazy import _find, _help, _statement
+
+    entry = LAZY[name]
+    source = Path(importlib.util.find_spec(entry.module).origin).read_text()
+    node = _statement(source, entry)
+    assert node is not None, "the shortcut did not find it"
+    assert _help(node) == _help(_find(ast.parse(source), entry))
+
+
+def test_a_function_without_a_docstring_is_read_as_having_none():
+    import ast
+
+    from shipyard.cli.lazy import Entry, _find, _help, _statement
+
+    source = ('def first(x: int = 1):\n    return x\n\n\n'
+              'def second():\n    """Second\'s help."""\n')
+    entry = Entry("m:first", group=False)
+    node = _statement(source, entry) or _find(ast.parse(source), entry)
+    assert node is not None and _help(node) == ""
+    assert _help(_statement(source, Entry("m:second", group=False))) == "Second's help."
+
+
 def test_a_command_that_needs_a_package_still_gets_it():
     code = ("from typer.testing import CliRunner\nfrom shipyard.cli.main import app\n"
             "r = CliRunner().invoke(app, ['render', 'examples/ddp/experiment.py'])\n"

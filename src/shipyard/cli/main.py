@@ -3,7 +3,9 @@
 Start-up matters (people run it in loops and scripts): this module imports only typer
 and the output helpers. Each command imports what it needs when it runs, and the
 commands of other modules are registered lazily (cli/lazy.py), so `shipyard --help`
-loads neither kubernetes nor pydantic nor the local backend.
+loads neither kubernetes nor pydantic nor the local backend. Help is click's plain text
+(`rich_markup_mode=None`): typer's rich help formatter imports markdown-it, pygments and
+attrs, which cost more than the rest of `--help` together (bench/cli_startup.py).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ SETTINGS: dict[str, Any] = dict(
         "Start with:  shipyard launch examples/allreduce/experiment.py"
     ),
     no_args_is_help=True,
-    rich_markup_mode="markdown",
+    rich_markup_mode=None,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,

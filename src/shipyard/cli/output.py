@@ -1,4 +1,8 @@
-"""Printing results as a table, JSON or YAML: one place for every verb."""
+"""Printing results as a table, JSON or YAML: one place for every verb.
+
+rich is imported on first print, not with this module: `shipyard --help` (which every
+CLI start imports this for) would otherwise pay about a third of its start-up for it.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +10,40 @@ import enum
 import json
 import time
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from shipyard.api.vocab import Phase
 
-console = Console()
-errors = Console(stderr=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+class _LazyConsole:
+    """Stands for a rich Console made on first use, with these keyword arguments."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._kwargs = kwargs
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._kwargs)
+        return getattr(self._console, name)
+
+
+console = cast("Console", _LazyConsole())
+errors = cast("Console", _LazyConsole(stderr=True))
 
 
 def fail(text: str, code: int = 1, prefix: str = "error: ") -> NoReturn:
     """One error on stderr, then exit `code`. The text is printed as it is: never read as
     markup (a spec may contain `[/x]`) and never wrapped (a message is one line to grep)."""
+    from rich.markup import escape
+
     errors.print(f"[red]{escape(prefix)}[/red]{escape(text)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
@@ -42,6 +64,8 @@ def dump(data: Any, fmt: Format) -> None:
 
 
 def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
+    from rich.table import Table
+
     t = Table(title=title, box=None, header_style="bold", pad_edge=False)
     for column in columns:
         t.add_column(column, overflow="fold")
