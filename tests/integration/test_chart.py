@@ -78,7 +78,7 @@ def test_chart_values_for_metrics_and_log_level(helm: Path) -> None:
     objs = _template(helm, "metricsPort=9090", "logLevel=debug")
     command = objs[("Deployment", "shipyard-controller")]["spec"]["template"]["spec"][
         "containers"][0]["command"]
-    assert command[-2:] == ["--metrics-port=9090", "--verbose"]
+    assert command[-3:] == ["--metrics-port=9090", "--metrics-address=0.0.0.0", "--verbose"]
 
 
 def test_helm_installs_the_chart_into_a_cluster(helm: Path, dev_cluster_factory) -> None:

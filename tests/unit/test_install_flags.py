@@ -18,7 +18,7 @@ def test_monitoring_flags_reach_the_controller_and_it_knows_them():
     command = _command(metrics_port=9090, quarantine_after=3, quarantine_window=1800.0,
                        preflight_image="reg.example/check:1", preflight_command="nvidia-smi -L",
                        progress_port=8088)
-    assert command[5:10] == ["--metrics-port=9090", "--quarantine-after=3",
+    assert command[5:11] == ["--metrics-port=9090", "--metrics-address=0.0.0.0", "--quarantine-after=3",
                              "--quarantine-window=1800", "--preflight-image=reg.example/check:1",
                              "--preflight-command=nvidia-smi -L"]
     app = typer.Typer()

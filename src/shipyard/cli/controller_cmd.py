@@ -49,7 +49,10 @@ def run(
     leader_elect: Annotated[bool, typer.Option(help="Hold a Lease so only one replica acts.")]
     = LEADER.elect,
     metrics_port: Annotated[int | None, typer.Option(
-        help="Serve Prometheus metrics on 127.0.0.1:PORT.")] = None,
+        help="Serve Prometheus metrics on --metrics-address:PORT.")] = None,
+    metrics_address: Annotated[str, typer.Option(
+        help="Address the metrics endpoint listens on (0.0.0.0 in a cluster's pod, so "
+        "Prometheus can scrape it).")] = "127.0.0.1",
     scale_down_confirm: Annotated[float, typer.Option(
         help="Seconds a scale-down candidate must stay idle before its node is removed "
         "(AutoscaleSettings.confirm_s).")]
@@ -141,7 +144,7 @@ def run(
             progress_port, progress_address, progress_url, progress_interval, progress_grpc_port),
         preflight=None if preflight_image is None else PreflightSettings(
             preflight_image, tuple(shlex.split(preflight_command)) if preflight_command else None),
-        metrics_port=metrics_port)
+        metrics_port=metrics_port, metrics_address=metrics_address)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp").setLevel(logging.DEBUG if verbose else logging.WARNING)

@@ -59,7 +59,7 @@ async def run_controller(client: KubeClient, settings: ControllerSettings | None
         command = settings.preflight.command
         controller.preflight.command = list(command) if command is not None else None
     if settings.metrics_port is not None:
-        controller.autoscaler.metrics.serve(settings.metrics_port)
+        controller.autoscaler.metrics.serve(settings.metrics_port, settings.metrics_address)
     leading = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = [asyncio.create_task(controller.run(leading), name="controller")]
     receiver = None

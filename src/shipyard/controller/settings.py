@@ -60,4 +60,5 @@ class ControllerSettings:
     leader: LeaderSettings = field(default_factory=LeaderSettings)
     progress: ProgressSettings | None = None  # None: no receiver
     preflight: PreflightSettings | None = None  # None: no check pods
-    metrics_port: int | None = None  # Prometheus metrics on 127.0.0.1:PORT; None: not served
+    metrics_port: int | None = None  # Prometheus metrics on metrics_address:PORT; None: not served
+    metrics_address: str = "127.0.0.1"  # 0.0.0.0 in a cluster's pod, for Prometheus to scrape

@@ -67,14 +67,16 @@ def manifests(image: str = DEFAULT_IMAGE, replicas: int = 1, *, cpu: str = "1",
     """`node_selector`/`tolerations` place the controller (a dev cluster's real nodes
     are tainted); `cpu`/`memory` are its requests. `progress_port`: the controller
     receives shipyard.progress reports there (on 0.0.0.0), behind a Service that pods
-    are told of; the same objects as the chart's `progressPort`. The rest are passed
+    are told of; the same objects as the chart's `progressPort`. `metrics_port` is
+    served on 0.0.0.0 too, for Prometheus to scrape the pod. The rest are passed
     to `shipyard controller run` as its flags of the same names (the chart's
     metricsPort, quarantineAfter, quarantineWindow, preflightImage, preflightCommand)."""
     labels = {"app.kubernetes.io/name": CONTROLLER}
     meta = {"name": CONTROLLER, "namespace": SYSTEM_NAMESPACE, "labels": labels}
     subject = [{"kind": "ServiceAccount", "name": CONTROLLER, "namespace": SYSTEM_NAMESPACE}]
     run_args = [
-        *([f"--metrics-port={metrics_port}"] if metrics_port else []),
+        # In the pod, on every address: Prometheus scrapes it from outside.
+        *([f"--metrics-port={metrics_port}", "--metrics-address=0.0.0.0"] if metrics_port else []),
         *([f"--quarantine-after={quarantine_after}"] if quarantine_after else []),
         *([f"--quarantine-window={quarantine_window:g}"] if quarantine_window else []),
         *([f"--preflight-image={preflight_image}"] if preflight_image else []),
