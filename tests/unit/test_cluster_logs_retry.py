@@ -78,3 +78,18 @@ def test_with_since_a_stream_cut_after_lines_is_not_resumed():
     kubelet = Kubelet(LOG, [("cut", 2)])
     assert [line for _, line in _read(kubelet, since_s=60.0)] == LOG[:2]
     assert kubelet.reads == 1
+
+
+def test_a_pod_whose_init_container_failed_is_read_from_that_container():
+    init_failed = {**POD, "status": {
+        "initContainerStatuses": [{"name": "shipyard-unpack", "state": {"terminated": {"exitCode": 2}}}],
+        "containerStatuses": [{"name": "main", "state": {"waiting": {"reason": "PodInitializing"}}}]}}
+    unpacking = {**POD, "status": {
+        "initContainerStatuses": [{"name": "shipyard-unpack", "state": {"running": {}}}],
+        "containerStatuses": [{"name": "main", "state": {"waiting": {"reason": "PodInitializing"}}}]}}
+    running = {**POD, "status": {"containerStatuses": [{"name": "main", "state": {"running": {}}}]}}
+    assert cluster_logs.log_container(init_failed) == "shipyard-unpack"
+    assert cluster_logs.log_container(unpacking) is None
+    assert cluster_logs.log_container(running) == ""
+    assert cluster_logs._params(False, None, None, "shipyard-unpack")["container"] == "shipyard-unpack"
+    assert "container" not in cluster_logs._params(False, None, None, "")

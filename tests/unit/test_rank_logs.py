@@ -78,3 +78,17 @@ def test_the_failed_rank_comes_first_with_its_last_lines(data, failed):
 def test_bad_filters_are_refused(grep, tail):
     with pytest.raises(ValueError):
         LineFilter.parse(grep, tail)
+
+
+def test_a_failed_init_container_is_the_failure_and_named():
+    pod = _pod("job-worker-2", 2, None, None)
+    pod["status"] = {
+        "initContainerStatuses": [{"name": "shipyard-unpack", "state": {"terminated": {
+            "exitCode": 2, "finishedAt": "2026-01-01T10:00:01Z", "reason": "Error"}}}],
+        "containerStatuses": [{"name": "main", "state": {"waiting": {"reason": "PodInitializing"}}}]}
+    failure = pod_failure(pod)
+    assert failure is not None
+    assert (failure.rank, failure.exit_code, failure.init_container) == ("worker-2", 2, "shipyard-unpack")
+    assert failure.describe() == ("rank worker-2 failed first in init container shipyard-unpack: "
+                                  "exited with code 2 at 10:00:01Z")
+    assert pod_failure(_pod("job-worker-0", 0, 3, None)).init_container == ""

@@ -36,8 +36,21 @@ def started(pod: dict[str, Any]) -> bool:
     return False
 
 
-def _params(follow: bool, since_s: float | None, tail: int | None = None) -> dict[str, str]:
+def log_container(pod: dict[str, Any]) -> str | None:
+    """Whose log to read: "" for the pod's main container once it has run; the name of
+    an init container that failed (the main one then never runs: its log is where the
+    error is, e.g. shipyard-unpack on a bad archive); None: no log yet."""
+    if started(pod):
+        return ""
+    failure = pod_failure(pod)
+    return failure.init_container if failure is not None and failure.init_container else None
+
+
+def _params(follow: bool, since_s: float | None, tail: int | None = None,
+            container: str = "") -> dict[str, str]:
     p = {"follow": "true" if follow else "false"}
+    if container:
+        p["container"] = container
     if since_s is not None:
         p["sinceSeconds"] = str(max(1, int(since_s)))
     if tail is not None:
@@ -46,7 +59,8 @@ def _params(follow: bool, since_s: float | None, tail: int | None = None) -> dic
 
 
 async def _stream(client: ApiClient, pod: dict[str, Any], follow: bool,
-                  since_s: float | None, emit: Emit, tail: int | None = None) -> None:
+                  since_s: float | None, emit: Emit, tail: int | None = None,
+                  container: str = "") -> None:
     """Emit the pod's lines. A failed read (the kubelet not serving the log yet, a
     dropped connection) is tried again RETRIES times, backing off; from the start of
     the log, the lines already shown are skipped. With --since or --tail the window
@@ -62,7 +76,7 @@ async def _stream(client: ApiClient, pod: dict[str, Any], follow: bool,
         seen = 0
         try:
             # No read timeout: a quiet rank is not a dead stream.
-            async for line in client.lines(path, _params(follow, since_s, tail)):
+            async for line in client.lines(path, _params(follow, since_s, tail, container)):
                 seen += 1
                 if seen > shown:
                     shown = seen
@@ -94,9 +108,10 @@ async def collect(client: ApiClient, name: str, namespace: str, rank: str | None
         lines.setdefault(pod_rank, []).append(line)
 
     for pod in pods:
-        if started(pod):
+        container = log_container(pod)
+        if container is not None:
             lines.setdefault(rank_of(pod), [])
-            await _stream(client, pod, False, since_s, keep, tail)
+            await _stream(client, pod, False, since_s, keep, tail, container)
     return lines, failure
 
 
@@ -109,9 +124,11 @@ async def follow(client: ApiClient, name: str, namespace: str, rank: str | None,
         pods = await kexp.pods_of(client, name, namespace)
         for pod in pods:
             uid = pod["metadata"]["uid"]
-            if uid in streams or (rank is not None and rank_of(pod) != rank) or not started(pod):
+            container = log_container(pod)
+            if uid in streams or (rank is not None and rank_of(pod) != rank) or container is None:
                 continue
-            streams[uid] = asyncio.create_task(_stream(client, pod, True, since_s, emit, tail))
+            streams[uid] = asyncio.create_task(
+                _stream(client, pod, True, since_s, emit, tail, container))
         try:
             exp = await client.get(EXPERIMENTS, name, namespace)
         except NotFound:

@@ -26,12 +26,14 @@ class Failure:
     exit_code: int | None
     at: float | None = None  # when it ended, where known
     reason: str = ""  # the container's reason (Error, OOMKilled, ...)
+    init_container: str = ""  # set when an init container (e.g. shipyard-unpack) failed
 
     def describe(self) -> str:
         code = f"exited with code {self.exit_code}" if self.exit_code is not None else "failed"
         reason = f" ({self.reason})" if self.reason and self.reason != "Error" else ""
         when = f" at {time.strftime('%H:%M:%SZ', time.gmtime(self.at))}" if self.at else ""
-        return f"rank {self.rank} failed first: {code}{reason}{when}"
+        where = f" in init container {self.init_container}" if self.init_container else ""
+        return f"rank {self.rank} failed first{where}: {code}{reason}{when}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,12 +68,16 @@ def rank_of(pod: Mapping[str, Any]) -> str:
 
 
 def pod_failure(pod: Mapping[str, Any]) -> Failure | None:
-    """The pod's first container that ended non-zero, as a Failure."""
-    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-        term = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
-        if term and term.get("exitCode"):
-            return Failure(rank_of(pod), int(term["exitCode"]), parse_time(term.get("finishedAt")),
-                           term.get("reason") or "")
+    """The pod's first container that ended non-zero, as a Failure: an init container
+    first (then the main one never ran), else a main one."""
+    status = pod.get("status") or {}
+    for key in ("initContainerStatuses", "containerStatuses"):
+        for cs in status.get(key) or []:
+            term = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
+            if term and term.get("exitCode"):
+                return Failure(rank_of(pod), int(term["exitCode"]), parse_time(term.get("finishedAt")),
+                               term.get("reason") or "",
+                               cs.get("name", "") if key == "initContainerStatuses" else "")
     return None
 
 
