@@ -164,7 +164,7 @@ class LeaderElector:
             except (Transient, TimeoutError) as exc:
                 if not failing:
                     log.warning("lease renewal: %s; retrying every %gs until the %gs deadline",
-                                exc or "no answer in time", self.retry_s,
+                                str(exc) or f"{type(exc).__name__}: no answer in time", self.retry_s,
                                 self.renew_deadline_s)
                 failing = True
         self.check()  # sets `lost` with the reason, if not yet, and raises
