@@ -91,7 +91,8 @@ def peak_demand(arrivals: list[Arrival]) -> tuple[int, int]:
 
 def run(arrivals: list[Arrival], pool: SimPool, cfg: SimConfig, k: float) -> tuple[SimResult, float]:
     """Simulate with every time divided by k; returns the result and the wall time."""
-    fast = [Arrival(a.name, a.submit_s / k, a.gpus, a.duration_s / k) for a in arrivals]
+    # replace: each keeps its queue and kind (what run-time estimates learn from).
+    fast = [replace(a, submit_s=a.submit_s / k, duration_s=a.duration_s / k) for a in arrivals]
     pool = replace(pool, idle_timeout_s=pool.idle_timeout_s / k)
     a = cfg.autoscale
     cfg = replace(cfg, provisioning_delay_s=cfg.provisioning_delay_s / k,
@@ -116,8 +117,8 @@ def compare(arrivals: list[Arrival], args: argparse.Namespace) -> None:
     cap = max(4 * nodes, nodes + args.warm_buffer + 16)
     cfg = SimConfig(provisioning_delay_s=args.provisioning_delay, failure_rate=args.failure_rate,
                     seed=args.seed, time_limits=not args.no_time_limits)
-    # The planner before it counted ending work.
-    today = replace(cfg, autoscale=replace(cfg.autoscale, look_ahead=False))
+    # Today's policy: the planner before it counted ending work or shared nodes on their way.
+    today = replace(cfg, autoscale=replace(cfg.autoscale, look_ahead=False, share_coming=False))
     base = SimPool(POOL, A100, max_nodes=cap, idle_timeout_s=args.idle_timeout)
     warm = replace(base, warm_buffer=args.warm_buffer)
     runs = [
