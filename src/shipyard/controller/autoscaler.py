@@ -214,6 +214,8 @@ class Autoscaler:
             log.info("scale-up: %s", up.reason)
         for later in (*decided.ending_work, *decided.on_the_way):
             log.debug("no scale-up for %s: %s", later.gang, later.reason)
+        for re in decided.reuse:  # nothing to hold: the node registers free, first come
+            log.debug("no scale-up for %s: %s", re.gang, re.reason)
         for down in decided.scale_down:
             log.info("scale-down: %s", down.reason)
         self._act(decided, specs, now)

@@ -8,15 +8,21 @@ requested) that returns an AutoscalePlan:
    snapshot plus hypothetical nodes (scaleup.py). Free nodes count first; what an
    earlier gang was given (free or new) is not counted again; a gang's earmark (nodes
    already requested for it) counts as its own. No partial scale-up: a gang that does
-   not fit even with every pool at max gets a NoScaleUp saying why;
-   Look-ahead: running work whose time limit ends before a new node like the one it
-   runs on could be Ready (its pool's provisioning_delay_s; a node of no growable pool:
-   the fastest pool's) counts as ended there. A gang that fits on what it frees is not
-   given nodes: it starts there no later than on new ones, and the new ones would be
-   paid and never used (the waste an autoscaler exists to cut);
+   not fit even with every pool at max gets a NoScaleUp saying why.
+   Nodes on their way (`share_coming`): the room a gang leaves on the nodes requested
+   for it (new or coming) is open to the gangs after it, which start there once it has;
+   nodes provisioning for no pending gang (its gang started elsewhere, or is gone; or
+   asked for the warm buffer) are open to all, after a gang's own (`reuse` says who).
+   Look-ahead (`look_ahead_gangs`): running work that ends (known_end: time limit, or a
+   confident estimate) before a new node like the one it runs on could be Ready (its
+   pool's provisioning_delay_s; a node of no growable pool: the fastest pool's) counts
+   as ended there. A gang that fits on what it frees (with what is free) is not given
+   nodes: it starts there no later than on new ones, and the new ones would be paid and
+   never used (the waste an autoscaler exists to cut). A gang that waits for nodes on
+   their way anyway does not count it: it would sit unheld until they are Ready;
 2. warm buffer: top each pool up to `warm_buffer` idle nodes (and to `min_nodes`),
-   counting nodes that running work leaves idle (by time limit) within the idle
-   timeout after a new one could be Ready;
+   counting nodes that running work leaves idle (known_end) within the idle timeout
+   after a new one could be Ready, and unclaimed nodes on their way no gang counts on;
 3. scale-down: decide, wait, re-check. Idle nodes past their pool's timeout are marked;
    one still a candidate `confirm_s` later is removed, never below min_nodes or the
    warm buffer, never more than half a pool per step, never under a running or earmarked
@@ -65,7 +71,7 @@ class PoolState:
     nodes: tuple[str, ...] = ()  # this pool's registered nodes
     provisioning: int = 0  # requested from the provider, not yet registered
     unavailable_until: float = 0.0  # after a provisioning failure: skipped until then
-    # How soon a requested node is Ready: work ending (by time limit) sooner frees its
+    # How soon a requested node is Ready: work ending (known_end) sooner frees its
     # capacity first. 0: no look-ahead (only capacity free now counts).
     provisioning_delay_s: float = 0.0
 
@@ -111,8 +117,8 @@ class ScaleUp:
 
 @dataclass(frozen=True, slots=True)
 class Reuse:
-    """Nodes of `pool` on their way for no pending gang, earmarked now for `gang`: it
-    was planned onto them, and the earmark keeps other gangs off them until it starts."""
+    """Nodes of `pool` on their way for no pending gang that `gang` was planned onto (no
+    new request). Nothing holds them for it: they register free, and it is first in line."""
 
     pool: str
     count: int
@@ -145,8 +151,8 @@ class AutoscalePlan:
     # Gangs given no nodes because they fit on nodes already on their way (requested for
     # an earlier gang with room to spare, or for a gang that no longer waits).
     on_the_way: tuple[NoScaleUp, ...] = ()
-    # Nodes on their way that no pending gang held, earmarked for the gang planned onto
-    # them (no new request): by gang in scheduling order, then pool.
+    # Nodes on their way that no pending gang holds, and the gang planned onto them: by
+    # gang in scheduling order, then pool.
     reuse: tuple[Reuse, ...] = ()
 
 
@@ -278,18 +284,18 @@ def _scale_up(inp: AutoscaleInput, policy: Policy) -> _Up:
     # No gang takes more new nodes than it has members: that bounds the hypothetical set.
     budget = sum(len(g.members) for g in gangs)
     spare = [(p.name, p.template, min(p.headroom, budget)) for p in growable]
-    mine = _coming(inp)
+    held = _coming(inp)
     coming = {
         g: [(pool, by_name[pool].template, n) for pool, n in sorted(per.items()) if pool in by_name]
-        for g, per in mine.items()
+        for g, per in held.items()
     }
     share = inp.share_coming
-    unclaimed = sorted(_unclaimed(inp, mine).items()) if share and gangs else []
+    unclaimed = sorted(_unclaimed(inp, held).items()) if share and gangs else []
     keys = [*policy.topology_keys, *(g.topology.key for g in gangs if g.topology is not None)]
     # Work ending before a new node could be Ready frees capacity a gang can start on as
     # soon as on a new node.
-    ahead = gangs and inp.look_ahead_gangs
-    released, freeing = _released(inp, growable, policy) if ahead else (snap, {})
+    look = bool(gangs) and inp.look_ahead_gangs
+    released, freeing = _released(inp, growable, policy) if look else (snap, {})
     ext = Extended(released, keys, spare, coming, inp.earmarked_nodes,
                    [(pool, by_name[pool].template, min(n, budget)) for pool, n in unclaimed])
     soon = {i: r for n, r in freeing.items() if (i := ext.index(n)) is not None}
@@ -339,21 +345,14 @@ def _scale_up(inp: AutoscaleInput, policy: Policy) -> _Up:
             for _, i in taken:
                 if i < ext.base and i not in ext.hidden:
                     ext.hide(i)
-        ahead = ext.on_the_way(taken)
-        mine = sorted(i for i in ahead if i in ext.unclaimed and i not in adopted)
-        for i in mine:
-            adopted[i] = g.key
-        for pool in sorted({ext.unclaimed[i] for i in mine}):
-            n = sum(1 for i in mine if ext.unclaimed[i] == pool)
-            out.reuse.append(Reuse(pool, n, g.key, f"{n} x {pool} on their way for no waiting gang, "
-                                                   f"now for {g.key}"))
-            out.reused[pool] = out.reused.get(pool, 0) + n
+        on_way = ext.on_the_way(taken)
+        _adopt(ext, g.key, on_way, adopted, out)
         shape = reasons.shape(groups)
         if not counts and any(i in soon for _, i in taken):
             out.ending.append(NoScaleUp(g.key, (
                 f"needs {shape}; fits on capacity that running work frees (by its time limit or "
                 "a confident estimate) before a new node could be Ready: no nodes requested")))
-        elif not counts and share and ahead - set(ext.own.get(g.key, ())):
+        elif not counts and share and on_way - set(ext.own.get(g.key, ())):
             out.on_the_way.append(NoScaleUp(g.key, (
                 f"needs {shape}; fits on nodes already on their way (room left by an earlier "
                 "gang, or asked for one that no longer waits): no nodes requested")))
@@ -361,8 +360,21 @@ def _scale_up(inp: AutoscaleInput, policy: Policy) -> _Up:
             n = counts[pool]
             out.ups.append(ScaleUp(pool, n, g.key, f"{n} x {pool} for {g.key} (needs {shape}; "
                                                    f"{free} such node(s) free)"))
-        ext.close_own(g.key, ahead if share else ())
+        ext.close_own(g.key, on_way if share else ())
     return out
+
+
+def _adopt(ext: Extended, gang: str, on_way: set[int], adopted: dict[int, str], out: _Up) -> None:
+    """The unclaimed nodes `gang` was placed on that no gang before it took: its `reuse`."""
+    mine = sorted(i for i in on_way if i in ext.unclaimed and i not in adopted)
+    per: dict[str, int] = {}
+    for i in mine:
+        adopted[i] = gang
+        per[ext.unclaimed[i]] = per.get(ext.unclaimed[i], 0) + 1
+    for pool, n in sorted(per.items()):
+        out.reuse.append(Reuse(pool, n, gang, f"{n} x {pool} on their way for no waiting gang, "
+                                              f"counted for {gang}"))
+        out.reused[pool] = out.reused.get(pool, 0) + n
 
 
 def _free_nodes(group: Group) -> int:

@@ -341,10 +341,6 @@ class Simulation:
                 rate = self.cfg.failure_rate if pool.spec.failure_rate is None else pool.spec.failure_rate
                 fails = rate > 0 and self.rng.random() < rate
                 self.push(self.now + self.cfg.provisioning_delay_s, "fail" if fails else "ready", n.name)
-        for re in decided.reuse:  # in flight for no waiting gang: now this gang's
-            free = [n for n in self.pools[re.pool].nodes.values() if not n.ready and n.gang_for is None]
-            for n in free[:re.count]:
-                n.gang_for = re.gang
         for name in decided.unmark:
             self.marked.pop(name, None)
         for name in decided.mark:
