@@ -9,6 +9,7 @@ from dataclasses import replace
 from hypothesis import given
 from hypothesis import strategies as st
 
+from shipyard.core.adapter import autoscale_input
 from shipyard.core.autoscale import AutoscaleInput, AutoscalePlan, plan
 from shipyard.core.model import Snapshot
 from shipyard.core.queueing import schedule
@@ -134,3 +135,28 @@ def test_sharing_never_asks_for_more_nodes_and_reuses_only_what_nobody_holds(wor
     # A gang sharing nodes on their way is given none of its own, nor told it cannot fit.
     shared = {n.gang for n in new.on_the_way}
     assert not shared & ({u.gang for u in new.scale_up} | {n.gang for n in new.cannot_fit})
+
+
+@SETTINGS
+@given(worlds_on_the_way())
+def test_no_node_is_bought_while_one_on_its_way_is_left_to_nobody(world):
+    """A node asked for a gang that no longer waits is counted by the next gang that
+    needs one like it before that gang is given new ones (the worlds' gangs have no
+    topology: any node of a pool suits any member that fits its machine)."""
+    _, pools, _, _, earmarked = world
+    p = _plan(world, True)
+    held: dict[str, int] = {}
+    for per in earmarked.values():
+        for pool, n in per.items():
+            held[pool] = held.get(pool, 0) + n
+    for x in pools:
+        left = max(x.provisioning - held.get(x.name, 0), 0) - sum(r.count for r in p.reuse if r.pool == x.name)
+        if left > 0:
+            assert not [u for u in p.scale_up if u.pool == x.name and u.gang is not None], (x.name, p)
+
+
+def test_the_adapters_pass_the_settings_on():
+    inp = autoscale_input(Snapshot(()), (A,), (), earmarks={}, pool_of={}, share_coming=False,
+                          look_ahead_gangs=False)
+    assert (inp.share_coming, inp.look_ahead_gangs) == (False, False)
+    assert AutoscaleInput(Snapshot(()), (A,)).share_coming  # the planner's default: sharing
