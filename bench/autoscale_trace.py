@@ -8,8 +8,16 @@ on a virtual clock, five ways in one run:
   fixed cluster           a static pool sized for the peak demand, paid all the time
   shipyard, no buffer     autoscaled, nothing kept idle
 
-each autoscaled one also with today's plan: the planner before it counted capacity that
-running work frees (by its time limit) before a new node could be Ready.
+each autoscaled one also with today's plan (AutoscaleSettings(look_ahead=False,
+share_coming=False)): the planner before it counted capacity that running work frees
+before a new node could be Ready and before it shared nodes on their way. Shipyard's plan
+puts a waiting gang on the room an earlier gang leaves on the nodes requested for it, and
+on nodes requested for a gang that no longer waits, before buying; its warm buffer is not
+topped up for a node that running work (time limit, or a confident estimate from history)
+leaves idle soon. The summary lines give each beside today's, with ratios, and the same
+day without a buffer with look_ahead_gangs (opt-in: a waiting gang is given no nodes when
+running work frees room for it first), which buys fewer nodes again but waits longer: a
+node bought and not needed by its gang often served the next arrival.
 
 Default trace: the busiest 24 h of creation times in the Alibaba GPU trace 2023
 (openb_pod_list_default.csv; Weng et al., "Beware of Fragmentation", USENIX ATC'23),
@@ -91,7 +99,8 @@ def peak_demand(arrivals: list[Arrival]) -> tuple[int, int]:
 
 def run(arrivals: list[Arrival], pool: SimPool, cfg: SimConfig, k: float) -> tuple[SimResult, float]:
     """Simulate with every time divided by k; returns the result and the wall time."""
-    fast = [Arrival(a.name, a.submit_s / k, a.gpus, a.duration_s / k) for a in arrivals]
+    # replace: each keeps its queue and kind (what run-time estimates learn from).
+    fast = [replace(a, submit_s=a.submit_s / k, duration_s=a.duration_s / k) for a in arrivals]
     pool = replace(pool, idle_timeout_s=pool.idle_timeout_s / k)
     a = cfg.autoscale
     cfg = replace(cfg, provisioning_delay_s=cfg.provisioning_delay_s / k,
@@ -106,8 +115,10 @@ def fmt_s(s: float) -> str:
     return f"{s:,.0f} s" if s < 600 else f"{s / 60:,.1f} min"
 
 
-def _ratio(new: int, old: int) -> str:
-    return f"{new / old:.2f} x" if old else "none either way"
+def _fratio(new: float, old: float) -> str:
+    if old:
+        return f"{new / old:.2f} x"
+    return "equal" if new == old else "from none"
 
 
 def compare(arrivals: list[Arrival], args: argparse.Namespace) -> None:
@@ -116,8 +127,9 @@ def compare(arrivals: list[Arrival], args: argparse.Namespace) -> None:
     cap = max(4 * nodes, nodes + args.warm_buffer + 16)
     cfg = SimConfig(provisioning_delay_s=args.provisioning_delay, failure_rate=args.failure_rate,
                     seed=args.seed, time_limits=not args.no_time_limits)
-    # The planner before it counted ending work.
-    today = replace(cfg, autoscale=replace(cfg.autoscale, look_ahead=False))
+    # Today's policy: the planner before it counted ending work or shared nodes on their way.
+    today = replace(cfg, autoscale=replace(cfg.autoscale, look_ahead=False, share_coming=False))
+    gangs_ahead = replace(cfg, autoscale=replace(cfg.autoscale, look_ahead_gangs=True))
     base = SimPool(POOL, A100, max_nodes=cap, idle_timeout_s=args.idle_timeout)
     warm = replace(base, warm_buffer=args.warm_buffer)
     runs = [
@@ -134,7 +146,8 @@ def compare(arrivals: list[Arrival], args: argparse.Namespace) -> None:
           f"(all figures below in trace time)")
     print("time limits: " + ("none declared" if args.no_time_limits else
                              "each experiment declares its trace duration (backfill, and the look-ahead)")
-          + "; today's plan: the planner before it counted capacity that running work frees\n")
+          + "; today's plan: the planner before it counted capacity that running work frees or "
+            "shared nodes on their way\n")
     results = []
     for name, pool, conf in runs:
         r, wall = run(arrivals, pool, conf, k)
@@ -164,11 +177,17 @@ def compare(arrivals: list[Arrival], args: argparse.Namespace) -> None:
         else:
             cells = [cell(r) for _, r, _ in results]
         print(f"{label:<{width}}" + "".join(f"{c:>{col}}" for c in cells))
-    for (name, new, _), (_, old, _) in ((results[0], results[1]), (results[3], results[4])):
-        print(f"{name}: nodes never used {new.never_used} vs {old.never_used} with today's plan "
-              f"({_ratio(new.never_used, old.never_used)}); node-hours {new.node_hours * k:,.1f} vs "
-              f"{old.node_hours * k:,.1f}; queueing delay mean {new.mean_wait_s * k:.2f} s vs "
-              f"{old.mean_wait_s * k:.2f} s, p95 {new.p95_wait_s * k:.1f} s vs {old.p95_wait_s * k:.1f} s")
+    extra, _ = run(arrivals, base, gangs_ahead, k)
+    pairs = [(results[0][0], results[0][1], results[1][1]), (results[3][0], results[3][1], results[4][1]),
+             ("no buffer, look_ahead_gangs", extra, results[4][1])]
+    print("\nbeside today's plan (new vs today, new / today):")
+    for name, new, old in pairs:
+        print(f"  {name}: " + "; ".join(f"{label} {fmt(a)} vs {fmt(b)} ({_fratio(a, b)})" for label, a, b, fmt in (
+            ("nodes requested", new.requested_nodes, old.requested_nodes, str),
+            ("never used", new.never_used, old.never_used, str),
+            ("node-hours", new.node_hours * k, old.node_hours * k, lambda v: f"{v:,.1f}"),
+            ("queueing delay mean", new.mean_wait_s * k, old.mean_wait_s * k, lambda v: f"{v:.2f} s"),
+            ("p95", new.p95_wait_s * k, old.p95_wait_s * k, lambda v: f"{v:.1f} s"))))
     print("\n(a) nodes that never ran a member of any experiment before their removal or the end of the run"
           "\n(b) most nodes paid for at one instant (registered or provisioning) minus most nodes running"
           " work at one instant")

@@ -205,14 +205,17 @@ class Autoscaler:
             idle_since={n: t for n, t in self.idle_since.items() if n in pool_of},
             marked={n.name: n.marked_at for n in self.nodes.items.values() if n.marked_at is not None},
             confirm_s=self.settings.confirm_s, admitted=result.admitted, releasing=releasing,
+            share_coming=self.settings.share_coming, look_ahead_gangs=self.settings.look_ahead_gangs,
         )
         with self.metrics.plan_seconds.time():
             decided = plan(inp, self.policy)
         self.last_plan = decided
         for up in decided.scale_up:
             log.info("scale-up: %s", up.reason)
-        for later in decided.ending_work:
+        for later in (*decided.ending_work, *decided.on_the_way):
             log.debug("no scale-up for %s: %s", later.gang, later.reason)
+        for re in decided.reuse:  # nothing to hold: the node registers free, first come
+            log.debug("no scale-up for %s: %s", re.gang, re.reason)
         for down in decided.scale_down:
             log.info("scale-down: %s", down.reason)
         self._act(decided, specs, now)

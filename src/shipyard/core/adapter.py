@@ -113,7 +113,8 @@ def autoscale_input(snapshot: Snapshot, pools: Iterable[PoolState], waiting: Ite
                     idle_since: Mapping[str, float] | None = None,
                     marked: Mapping[str, float] | None = None, confirm_s: float = 30.0,
                     admitted: Iterable[Admission] = (),
-                    releasing: Mapping[str, Resources] | None = None) -> AutoscaleInput:
+                    releasing: Mapping[str, Resources] | None = None,
+                    share_coming: bool = True, look_ahead_gangs: bool = True) -> AutoscaleInput:
     """The planner's input over `snapshot` (the one the scheduler saw, with `earmarks`
     applied): the waits that more nodes can end, and each pending gang's earmark."""
     pending = {g.key for g in snapshot.pending}
@@ -123,4 +124,4 @@ def autoscale_input(snapshot: Snapshot, pools: Iterable[PoolState], waiting: Ite
         earmarked=earmarked_counts(pending, requested or {}, earmarks, pool_of),
         earmarked_nodes=dict(earmarks), idle_since=dict(idle_since or {}),
         marked=dict(marked or {}), confirm_s=confirm_s, admitted=tuple(admitted),
-        releasing=releasing or {})
+        releasing=releasing or {}, share_coming=share_coming, look_ahead_gangs=look_ahead_gangs)

@@ -8,15 +8,21 @@ requested) that returns an AutoscalePlan:
    snapshot plus hypothetical nodes (scaleup.py). Free nodes count first; what an
    earlier gang was given (free or new) is not counted again; a gang's earmark (nodes
    already requested for it) counts as its own. No partial scale-up: a gang that does
-   not fit even with every pool at max gets a NoScaleUp saying why;
-   Look-ahead: running work whose time limit ends before a new node like the one it
-   runs on could be Ready (its pool's provisioning_delay_s; a node of no growable pool:
-   the fastest pool's) counts as ended there. A gang that fits on what it frees is not
-   given nodes: it starts there no later than on new ones, and the new ones would be
-   paid and never used (the waste an autoscaler exists to cut);
+   not fit even with every pool at max gets a NoScaleUp saying why.
+   Nodes on their way (`share_coming`): the room a gang leaves on the nodes requested
+   for it (new or coming) is open to the gangs after it, which start there once it has;
+   nodes provisioning for no pending gang (its gang started elsewhere, or is gone; or
+   asked for the warm buffer) are open to all, after a gang's own (`reuse` says who).
+   Look-ahead (`look_ahead_gangs`): running work that ends (known_end: time limit, or a
+   confident estimate) before a new node like the one it runs on could be Ready (its
+   pool's provisioning_delay_s; a node of no growable pool: the fastest pool's) counts
+   as ended there. A gang that fits on what it frees (with what is free) is not given
+   nodes: it starts there no later than on new ones, and the new ones would be paid and
+   never used (the waste an autoscaler exists to cut). A gang that waits for nodes on
+   their way anyway does not count it: it would sit unheld until they are Ready;
 2. warm buffer: top each pool up to `warm_buffer` idle nodes (and to `min_nodes`),
-   counting nodes that running work leaves idle (by time limit) within the idle
-   timeout after a new one could be Ready;
+   counting nodes that running work leaves idle (known_end) within the idle timeout
+   after a new one could be Ready, and unclaimed nodes on their way no gang counts on;
 3. scale-down: decide, wait, re-check. Idle nodes past their pool's timeout are marked;
    one still a candidate `confirm_s` later is removed, never below min_nodes or the
    warm buffer, never more than half a pool per step, never under a running or earmarked
@@ -30,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from shipyard.core import reasons
+from shipyard.core.estimate import Estimate
 from shipyard.core.model import (
     WAIT_CAPACITY,
     WAIT_NEVER,
@@ -44,7 +51,7 @@ from shipyard.core.model import (
     Waiting,
 )
 from shipyard.core.node_index import Group
-from shipyard.core.placement import eligible
+from shipyard.core.placement import eligible, unplace
 from shipyard.core.scaleup import Extended
 
 # Only these waits can end by adding nodes (quota, preemption and reservations cannot).
@@ -64,7 +71,7 @@ class PoolState:
     nodes: tuple[str, ...] = ()  # this pool's registered nodes
     provisioning: int = 0  # requested from the provider, not yet registered
     unavailable_until: float = 0.0  # after a provisioning failure: skipped until then
-    # How soon a requested node is Ready: work ending (by time limit) sooner frees its
+    # How soon a requested node is Ready: work ending (known_end) sooner frees its
     # capacity first. 0: no look-ahead (only capacity free now counts).
     provisioning_delay_s: float = 0.0
 
@@ -90,6 +97,14 @@ class AutoscaleInput:
     # node -> what pods on their way out hold there (deleted, in their grace period: a
     # gang stopped by its time limit): freed sooner than any new node could be Ready.
     releasing: Mapping[str, Resources] = field(default_factory=dict)
+    # Plan gangs onto nodes already on their way: the room an earlier gang leaves on the
+    # nodes requested for it, and nodes requested for a gang that no longer waits.
+    # False: each requested node is only ever its own gang's (the plan before, to compare).
+    share_coming: bool = True
+    # Give a waiting gang no nodes when running work frees room for it before a new node
+    # could be Ready (pools' provisioning_delay_s > 0); False: only warm-buffer top-ups
+    # look ahead.
+    look_ahead_gangs: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +112,17 @@ class ScaleUp:
     pool: str
     count: int
     gang: str | None  # None: warm buffer or min_nodes top-up
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reuse:
+    """Nodes of `pool` on their way for no pending gang that `gang` was planned onto (no
+    new request). Nothing holds them for it: they register free, and it is first in line."""
+
+    pool: str
+    count: int
+    gang: str
     reason: str
 
 
@@ -122,6 +148,12 @@ class AutoscalePlan:
     cannot_fit: tuple[NoScaleUp, ...]
     # Gangs given no nodes because they fit on what running work frees first.
     ending_work: tuple[NoScaleUp, ...] = ()
+    # Gangs given no nodes because they fit on nodes already on their way (requested for
+    # an earlier gang with room to spare, or for a gang that no longer waits).
+    on_the_way: tuple[NoScaleUp, ...] = ()
+    # Nodes on their way that no pending gang holds, and the gang planned onto them: by
+    # gang in scheduling order, then pool.
+    reuse: tuple[Reuse, ...] = ()
 
 
 def plan(inp: AutoscaleInput, policy: Policy = Policy()) -> AutoscalePlan:
@@ -129,31 +161,63 @@ def plan(inp: AutoscaleInput, policy: Policy = Policy()) -> AutoscalePlan:
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
         raise ValueError(f"pools: duplicate name(s) {', '.join(dup)}; pool names must be unique")
-    ups, cannot, ending, claimed = _scale_up(inp, policy)
-    ups += _top_up(inp, ups, claimed)
-    mark, unmark, down = _scale_down(inp, claimed)
-    return AutoscalePlan(tuple(ups), mark, unmark, down, tuple(cannot), tuple(ending))
+    up = _scale_up(inp, policy)
+    ups = up.ups + _top_up(inp, up.ups, up.claimed, up.reused, policy)
+    mark, unmark, down = _scale_down(inp, up.claimed)
+    return AutoscalePlan(tuple(ups), mark, unmark, down, tuple(up.cannot), tuple(up.ending),
+                         tuple(up.on_the_way), tuple(up.reuse))
 
 
 # -- scale-up ---------------------------------------------------------------------
 
 
-def ending_by(snap: Snapshot, horizon: float) -> list[Running]:
-    """Running gangs whose time limit stops them by `horizon` (the end of a run is
-    known only from its limit; one that finishes sooner frees its nodes sooner)."""
-    return [r for r in snap.running if r.ends_at is not None and r.ends_at <= horizon]
+@dataclass(slots=True)
+class _Up:
+    ups: list[ScaleUp] = field(default_factory=list)
+    cannot: list[NoScaleUp] = field(default_factory=list)
+    ending: list[NoScaleUp] = field(default_factory=list)
+    on_the_way: list[NoScaleUp] = field(default_factory=list)
+    claimed: set[str] = field(default_factory=set)  # existing nodes gangs were planned onto
+    reused: dict[str, int] = field(default_factory=dict)  # pool -> unclaimed nodes planned onto
+    reuse: list[Reuse] = field(default_factory=list)
 
 
-def _released(inp: AutoscaleInput, growable: Sequence[PoolState]) -> tuple[Snapshot, set[str]]:
+def ending_by(snap: Snapshot, horizon: float, estimates: Mapping[str, Estimate] | None = None
+              ) -> list[Running]:
+    """Running gangs that end by `horizon`: by their time limit, or by a confident
+    estimate among `estimates` (known_end; one that finishes sooner frees its nodes sooner)."""
+    out = []
+    for r in snap.running:
+        end = known_end(r, snap.now, estimates or {})
+        if end is not None and end <= horizon:
+            out.append(r)
+    return out
+
+
+def known_end(run: Running, now: float, estimates: Mapping[str, Estimate]) -> float | None:
+    """When a running gang ends, as far as the planner may count on it: its time limit,
+    else a confident estimate from history (its high quantile, as backfill takes it)
+    while that still lies ahead; None: no known end."""
+    if run.ends_at is not None:
+        return run.ends_at
+    est = estimates.get(run.gang.key)
+    if est is not None and est.confident and run.started_at + est.high_s > now:
+        return run.started_at + est.high_s
+    return None
+
+
+def _released(inp: AutoscaleInput, growable: Sequence[PoolState],
+              policy: Policy) -> tuple[Snapshot, dict[str, Resources]]:
     """The snapshot with the requests of running members taken off their nodes where
-    the run's time limit ends before a new node like that one could be Ready (and what
-    pods on their way out hold); and the nodes where some were."""
+    the run ends (time limit, or confident estimate) before a new node like that one
+    could be Ready (and what pods on their way out hold); and what that frees, by node."""
     snap = inp.snapshot
     fastest = min((p.provisioning_delay_s for p in growable), default=0.0)
     delay = {n: p.provisioning_delay_s for p in growable for n in p.nodes}
     freed = {n: r for n, r in inp.releasing.items() if delay.get(n, fastest) > 0}
+    estimates = snap.estimates if policy.estimates else {}
     for run in snap.running:
-        end = run.ends_at
+        end = known_end(run, snap.now, estimates)
         if end is None:
             continue
         for m in run.gang.members:
@@ -162,10 +226,10 @@ def _released(inp: AutoscaleInput, growable: Sequence[PoolState]) -> tuple[Snaps
             if node is not None and ahead > 0 and end <= snap.now + ahead:  # 0: no look-ahead
                 freed[node] = freed.get(node, Resources()) + m.request
     if not freed:
-        return snap, set()
+        return snap, {}
     nodes = tuple(replace(n, used=_less(n.used, freed[n.name])) if n.name in freed else n
                   for n in snap.nodes)
-    return replace(snap, nodes=nodes), set(freed)
+    return replace(snap, nodes=nodes), freed
 
 
 def _less(used: Resources, freed: Resources) -> Resources:
@@ -195,9 +259,18 @@ def _coming(inp: AutoscaleInput) -> dict[str, dict[str, int]]:
     return out
 
 
-def _scale_up(
-    inp: AutoscaleInput, policy: Policy
-) -> tuple[list[ScaleUp], list[NoScaleUp], list[NoScaleUp], set[str]]:
+def _unclaimed(inp: AutoscaleInput, coming: Mapping[str, Mapping[str, int]]) -> dict[str, int]:
+    """pool -> nodes provisioning that no pending gang holds: asked for a gang that has
+    since started elsewhere or gone, or for the warm buffer."""
+    held: dict[str, int] = {}
+    for per in coming.values():
+        for pool, n in per.items():
+            held[pool] = held.get(pool, 0) + n
+    return {p.name: p.provisioning - held.get(p.name, 0) for p in inp.pools
+            if not p.static and p.provisioning > held.get(p.name, 0)}
+
+
+def _scale_up(inp: AutoscaleInput, policy: Policy) -> _Up:
     snap = inp.snapshot
     pending = {g.key: g for g in snap.pending}
     gangs: list[Gang] = []
@@ -211,17 +284,22 @@ def _scale_up(
     # No gang takes more new nodes than it has members: that bounds the hypothetical set.
     budget = sum(len(g.members) for g in gangs)
     spare = [(p.name, p.template, min(p.headroom, budget)) for p in growable]
+    held = _coming(inp)
     coming = {
         g: [(pool, by_name[pool].template, n) for pool, n in sorted(per.items()) if pool in by_name]
-        for g, per in _coming(inp).items()
+        for g, per in held.items()
     }
+    share = inp.share_coming
+    unclaimed = sorted(_unclaimed(inp, held).items()) if share and gangs else []
     keys = [*policy.topology_keys, *(g.topology.key for g in gangs if g.topology is not None)]
     # Work ending before a new node could be Ready frees capacity a gang can start on as
     # soon as on a new node.
-    released, freeing = _released(inp, growable) if gangs else (snap, set())
-    ext = Extended(released, keys, spare, coming, inp.earmarked_nodes)
-    soon = {ext.index(n) for n in freeing}
-    claimed: set[str] = set()
+    look = bool(gangs) and inp.look_ahead_gangs
+    released, freeing = _released(inp, growable, policy) if look else (snap, {})
+    ext = Extended(released, keys, spare, coming, inp.earmarked_nodes,
+                   [(pool, by_name[pool].template, min(n, budget)) for pool, n in unclaimed])
+    soon = {i: r for n, r in freeing.items() if (i := ext.index(n)) is not None}
+    out = _Up()
     everything = {g.key: g for g in snap.pending}
     for adm in inp.admitted:
         g = everything.get(adm.gang)
@@ -229,38 +307,74 @@ def _scale_up(
             i = ext.index(adm.placement.get(m.name, ""))
             if i is not None:
                 ext.cap.take(i, m.request)
-                claimed.add(ext.cap.nodes[i].name)
-    ups: list[ScaleUp] = []
-    cannot: list[NoScaleUp] = []
-    later: list[NoScaleUp] = []
+                out.claimed.add(ext.cap.nodes[i].name)
+    adopted: dict[int, str] = {}  # unclaimed node -> the first gang planned onto it
     for g in gangs:
         ext.open_own(g.key)
         groups = ext.cap.groups(g.members)
         free = _free_nodes(groups[0])
-        taken = ext.smallest(groups, g, keys)
+        # What it has first: the snapshot with what running work frees (it starts there as
+        # soon as on anything new); then also its own nodes on their way and room left to
+        # it; unclaimed ones only when that is not enough (else it would take another at
+        # every step, over its own); new ones last.
+        taken = ext.place_without(groups, g, keys, ext.hypothetical()) if soon else None
+        if taken is None and ext.unclaimed:
+            taken = ext.place_without(groups, g, keys, ext.unclaimed)
+        if taken is None:
+            taken = ext.smallest(groups, g, keys)
+        if taken is not None and any(i in soon for _, i in taken) and ext.not_ready_among(taken):
+            # It waits for nodes on their way anyway: what running work frees meanwhile
+            # would sit unheld until they are Ready, open to other gangs (backfill), and
+            # it would be short then. Only a gang that can start on it at once counts on it.
+            unplace(ext.cap, taken)
+            withheld = ext.withhold(soon)
+            taken = ext.smallest(groups, g, keys)
+            ext.restore(withheld)
         if taken is None:
             ext.show_counts({})
-            cannot.append(NoScaleUp(g.key, _why_not(inp, g, groups, free)))
-        else:
-            claimed |= ext.existing(taken)
-            counts = ext.settle(taken)
-            if counts:
-                # Which of its nodes keep spare room (the existing ones or its new ones)
-                # is only decided at admission, so later gangs may not count on that room.
-                for _, i in taken:
-                    if i < ext.base and i not in ext.hidden:
-                        ext.hide(i)
-            shape = reasons.shape(groups)
-            if not counts and any(i in soon for _, i in taken):
-                later.append(NoScaleUp(g.key, (
-                    f"needs {shape}; fits on capacity that running work frees by its time limit "
-                    "before a new node could be Ready: no nodes requested")))
-            for pool in sorted(counts, key=lambda p: (by_name[p].cost_per_hour, p)):
-                n = counts[pool]
-                ups.append(ScaleUp(pool, n, g.key, f"{n} x {pool} for {g.key} (needs {shape}; "
+            out.cannot.append(NoScaleUp(g.key, _why_not(inp, g, groups, free)))
+            ext.close_own(g.key)
+            continue
+        out.claimed |= ext.existing(taken)
+        # Sharing: the room it leaves on new nodes (its own, or asked for now) is open to
+        # the gangs after it; they start there once it has (or has started elsewhere).
+        counts = ext.settle(taken, share)
+        if counts:
+            # Which existing nodes keep spare room (those or its new ones) is only decided
+            # at admission, so later gangs may not count on that room.
+            for _, i in taken:
+                if i < ext.base and i not in ext.hidden:
+                    ext.hide(i)
+        on_way = ext.on_the_way(taken)
+        _adopt(ext, g.key, on_way, adopted, out)
+        shape = reasons.shape(groups)
+        if not counts and any(i in soon for _, i in taken):
+            out.ending.append(NoScaleUp(g.key, (
+                f"needs {shape}; fits on capacity that running work frees (by its time limit or "
+                "a confident estimate) before a new node could be Ready: no nodes requested")))
+        elif not counts and share and on_way - set(ext.own.get(g.key, ())):
+            out.on_the_way.append(NoScaleUp(g.key, (
+                f"needs {shape}; fits on nodes already on their way (room left by an earlier "
+                "gang, or asked for one that no longer waits): no nodes requested")))
+        for pool in sorted(counts, key=lambda p: (by_name[p].cost_per_hour, p)):
+            n = counts[pool]
+            out.ups.append(ScaleUp(pool, n, g.key, f"{n} x {pool} for {g.key} (needs {shape}; "
                                                    f"{free} such node(s) free)"))
-        ext.close_own(g.key)
-    return ups, cannot, later, claimed
+        ext.close_own(g.key, on_way if share else ())
+    return out
+
+
+def _adopt(ext: Extended, gang: str, on_way: set[int], adopted: dict[int, str], out: _Up) -> None:
+    """The unclaimed nodes `gang` was placed on that no gang before it took: its `reuse`."""
+    mine = sorted(i for i in on_way if i in ext.unclaimed and i not in adopted)
+    per: dict[str, int] = {}
+    for i in mine:
+        adopted[i] = gang
+        per[ext.unclaimed[i]] = per.get(ext.unclaimed[i], 0) + 1
+    for pool, n in sorted(per.items()):
+        out.reuse.append(Reuse(pool, n, gang, f"{n} x {pool} on their way for no waiting gang, "
+                                              f"counted for {gang}"))
+        out.reused[pool] = out.reused.get(pool, 0) + n
 
 
 def _free_nodes(group: Group) -> int:
@@ -314,8 +428,10 @@ def _why_not(inp: AutoscaleInput, gang: Gang, groups: Sequence[Group], free: int
 # -- warm buffer and min_nodes ------------------------------------------------------
 
 
-def _top_up(inp: AutoscaleInput, ups: Sequence[ScaleUp], claimed: set[str]) -> list[ScaleUp]:
+def _top_up(inp: AutoscaleInput, ups: Sequence[ScaleUp], claimed: set[str],
+            reused: Mapping[str, int], policy: Policy) -> list[ScaleUp]:
     snap = inp.snapshot
+    estimates = snap.estimates if policy.estimates else {}
     registered = {n.name for n in snap.nodes}
     asked: dict[str, int] = {}
     for u in ups:
@@ -333,8 +449,9 @@ def _top_up(inp: AutoscaleInput, ups: Sequence[ScaleUp], claimed: set[str]) -> l
             continue
         idle = sum(1 for n in p.nodes if n in registered and n in inp.idle_since
                    and n not in inp.earmarked_nodes and n not in busy)
-        soon = _soon_idle(inp, p, claimed) if p.warm_buffer and p.provisioning_delay_s > 0 else 0
-        spare_coming = max(p.provisioning - coming_for.get(p.name, 0), 0)
+        soon = _soon_idle(inp, p, claimed, estimates) if p.warm_buffer and p.provisioning_delay_s > 0 else 0
+        # Unclaimed nodes on their way that a waiting gang was planned onto are not warm.
+        spare_coming = max(p.provisioning - coming_for.get(p.name, 0) - reused.get(p.name, 0), 0)
         total = len(p.nodes) + p.provisioning + asked.get(p.name, 0)
         warm = p.warm_buffer - idle - soon - spare_coming
         low = p.min_nodes - total
@@ -350,8 +467,9 @@ def _top_up(inp: AutoscaleInput, ups: Sequence[ScaleUp], claimed: set[str]) -> l
     return out
 
 
-def _soon_idle(inp: AutoscaleInput, pool: PoolState, claimed: set[str]) -> int:
-    """The pool's nodes that all their running work leaves (by time limit) within the
+def _soon_idle(inp: AutoscaleInput, pool: PoolState, claimed: set[str],
+               estimates: Mapping[str, Estimate]) -> int:
+    """The pool's nodes that all their running work leaves (known_end) within the
     idle timeout after a new node could be Ready, and that no waiting gang was planned
     onto. A top-up node asked for now would see the buffer full again by then, and an
     idle node would be removed unused: the buffer is a hedge, one node short for less
@@ -360,7 +478,8 @@ def _soon_idle(inp: AutoscaleInput, pool: PoolState, claimed: set[str]) -> int:
     mine = set(pool.nodes) - claimed - set(inp.earmarked_nodes)
     busy: set[str] = set()
     ending: set[str] = set()
-    done = {id(r) for r in ending_by(snap, snap.now + pool.provisioning_delay_s + pool.idle_timeout_s)}
+    horizon = snap.now + pool.provisioning_delay_s + pool.idle_timeout_s
+    done = {id(r) for r in ending_by(snap, horizon, estimates)}
     for run in snap.running:
         (ending if id(run) in done else busy).update(n for n in run.placement.values() if n in mine)
     ready = {n.name for n in snap.nodes if n.ready and n.schedulable}

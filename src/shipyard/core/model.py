@@ -264,9 +264,19 @@ class AutoscaleSettings:
     # A registered node earmarked for a gang is held for it at most this long (the
     # controller; a simulated earmark ends when its gang starts).
     earmark_ttl_s: float = 600.0
-    # Count capacity that running work frees (by time limit) before a new node could be
-    # Ready; False: the planner before that look-ahead, to compare.
+    # Count capacity that running work frees (by time limit, or a confident estimate
+    # when Policy.estimates) before a new node could be Ready: a warm-buffer node is not
+    # topped up for a node that will be idle by then; False: the planner before that
+    # look-ahead, to compare.
     look_ahead: bool = True
+    # With look_ahead, also give a waiting gang no nodes when such work frees room for it
+    # first. Fewer nodes bought, but a node it no longer buys often served the next
+    # arrival instead (bench/autoscale_trace.py: more waiting without a warm buffer).
+    look_ahead_gangs: bool = False
+    # Plan waiting gangs onto nodes already on their way (the room an earlier gang leaves
+    # on its new nodes; nodes asked for a gang that no longer waits) before buying more;
+    # False: each requested node is only its own gang's (the plan before, to compare).
+    share_coming: bool = True
 
 
 @dataclass(frozen=True, slots=True)

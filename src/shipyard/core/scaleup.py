@@ -8,7 +8,9 @@ the search shows some of them and asks for the fewest (and cheapest) that fit.
 A node not in play is *hidden*: all its free resources are taken, so the index files
 it as full and nothing is placed there; showing it gives them back. That way one index
 serves every question of the plan, and each change is a cheap re-filing of one node.
-Nodes earmarked for a gang (already requested for it) are hidden from every other gang.
+Nodes earmarked for a gang (already requested for it) are hidden from every other gang;
+when the plan shares, the room a gang leaves on new nodes it was placed on is shown to
+the gangs after it, and nodes on their way for no pending gang are open to all.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class Extended:
         spare: Sequence[tuple[str, Node, int]],
         coming: Mapping[str, Sequence[tuple[str, Node, int]]],
         earmarked: Mapping[str, str],
+        unclaimed: Sequence[tuple[str, Node, int]] = (),
     ) -> None:
         nodes = list(snapshot.nodes)
         self.base = len(nodes)
@@ -57,9 +60,17 @@ class Extended:
                 for j in range(n):
                     self.own.setdefault(gang, []).append(len(nodes))
                     nodes.append(new_node(template, f"{pool}/for-{gang}-{j}"))
+        # On their way for no pending gang (its gang started elsewhere, or is gone):
+        # open to every gang, and free (already asked for).
+        self.unclaimed: dict[int, str] = {}
+        last = len(nodes)
+        for pool, template, n in unclaimed:
+            for j in range(n):
+                self.unclaimed[len(nodes)] = pool
+                nodes.append(new_node(template, f"{pool}/unclaimed-{j}"))
         self.cap = Capacity(Snapshot(tuple(nodes)), topology_keys)
         self.hidden: dict[int, Resources] = {}
-        for i in range(self.base, len(nodes)):
+        for i in range(self.base, last):
             self.hide(i)
         for name, gang in earmarked.items():
             at = self.cap.index_of.get(name)
@@ -100,14 +111,34 @@ class Extended:
             k -= out[pool]
         return out
 
+    def withhold(self, amounts: Mapping[int, Resources]) -> dict[int, Resources]:
+        """Take up to amounts[i] of node i's free room out of play; returns what was taken,
+        for `restore`."""
+        c = self.cap
+        out: dict[int, Resources] = {}
+        for i, r in amounts.items():
+            got = Resources(min(r.cpu_milli, max(c.fcpu[i], 0)), min(r.memory, max(c.fmem[i], 0)),
+                            min(r.gpus, max(c.fgpu[i], 0)))
+            c.take(i, got)
+            out[i] = got
+        return out
+
+    def restore(self, withheld: Mapping[int, Resources]) -> None:
+        for i, r in withheld.items():
+            self.cap.release(i, r)
+
     def open_own(self, gang: str) -> None:
         for i in self.own.get(gang, ()):
             self.show(i)
 
-    def close_own(self, gang: str) -> None:
-        """Hide the gang's nodes again: what it did not take stays its own."""
+    def close_own(self, gang: str, keep_open: Iterable[int] = ()) -> None:
+        """Hide the gang's nodes again: what it did not take stays its own. Those in
+        `keep_open` (nodes it was placed on) stay shown: the room it leaves there is
+        open to the gangs after it."""
+        keep = set(keep_open)
         for i in self.own.get(gang, ()):
-            self.hide(i)
+            if i not in keep:
+                self.hide(i)
 
     def place(self, groups: list[Group], gang: Gang, keys: Sequence[str]) -> Taken | None:
         return place(self.cap, groups, gang.topology, keys)
@@ -120,6 +151,23 @@ class Extended:
             return False
         unplace(self.cap, taken)
         return True
+
+    def place_without(self, groups: list[Group], gang: Gang, keys: Sequence[str],
+                      left_out: Iterable[int]) -> Taken | None:
+        """Place the gang (kept taken) with the nodes `left_out` and every spare one hidden;
+        None if it does not fit so."""
+        self.show_counts({})
+        shown = [i for i in left_out if i not in self.hidden]
+        for i in shown:
+            self.hide(i)
+        taken = self.place(groups, gang, keys)
+        for i in shown:
+            self.show(i)
+        return taken
+
+    def hypothetical(self) -> range:
+        """Indices of the nodes not in the snapshot (spare, coming, unclaimed)."""
+        return range(self.base, len(self.cap.nodes))
 
     def smallest(self, groups: list[Group], gang: Gang, keys: Sequence[str]) -> Taken | None:
         """Place the gang (kept taken) on the fewest, cheapest spare nodes; None if even all
@@ -166,9 +214,11 @@ class Extended:
                 return taken
         return None
 
-    def settle(self, taken: Taken) -> dict[str, int]:
-        """Keep a placement: the spare nodes it used become the gang's (their remainder is
-        hidden too: earmarked nodes are not free to others). Returns new nodes per pool."""
+    def settle(self, taken: Taken, share: bool = False) -> dict[str, int]:
+        """Keep a placement: the spare nodes it used become the gang's. Their remainder is
+        hidden too (the node is earmarked for the gang) unless `share`: then the gangs
+        after it may count on that room, which is theirs once the gang has started (or
+        has started elsewhere). Returns new nodes per pool."""
         used = {i for _, i in taken if i in self.pool_of}
         counts: dict[str, int] = {}
         for i in sorted(used):
@@ -176,9 +226,23 @@ class Extended:
         self.show_counts({})
         for i in used:
             self.hide(i)
+            if share:
+                self.show(i)
+            del self.pool_of[i]  # asked for now: a gang placed there later adds none
         for pool in counts:
             self.spare[pool] = [i for i in self.spare[pool] if i not in used]
         return counts
+
+    def on_the_way(self, taken: Iterable[tuple[object, int]]) -> set[int]:
+        """The nodes among `taken` that are requested already (a gang's own, unclaimed
+        ones, or new ones asked for an earlier gang of this plan): not spare, not the
+        snapshot's own."""
+        own = {i for nodes in self.own.values() for i in nodes}
+        return {i for _, i in taken if i in own or (i >= self.base and i not in self.pool_of)}
+
+    def not_ready_among(self, taken: Iterable[tuple[object, int]]) -> bool:
+        """Whether `taken` uses a node not in the snapshot (new, coming or unclaimed)."""
+        return any(i >= self.base for _, i in taken)
 
     def existing(self, taken: Iterable[tuple[object, int]]) -> set[str]:
         """Names of the snapshot's nodes among `taken`."""

@@ -330,7 +330,8 @@ class Simulation:
                 self.cfg.provisioning_delay_s if settings.look_ahead else 0.0))
         return autoscale_input(snap, states, waiting, earmarks=self.earmarks(), pool_of=pool_of,
                                requested=requested, idle_since=idle, marked=self.marked,
-                               confirm_s=settings.confirm_s)
+                               confirm_s=settings.confirm_s, share_coming=settings.share_coming,
+                               look_ahead_gangs=settings.look_ahead_gangs)
 
     def apply(self, decided: AutoscalePlan) -> None:
         for up in decided.scale_up:
@@ -367,10 +368,16 @@ class Simulation:
             n.members += 1
             n.idle_since = None
             n.ever_used = True
+        freed = False
         for p in self.pools.values():
             for n in p.nodes.values():
                 if n.gang_for == key:
                     n.gang_for = None  # started: what is left of its earmark is free
+                    freed = freed or n.ready
+        if freed and self.pending:
+            # A controller's next cycle follows the gang's pods at once; so does this one,
+            # for the gangs that may start on the room it left on its earmarked nodes.
+            self.push(self.now, "tick")
         self.push(run.ends_at, "finish", f"{key}#{run.token}")
 
     def stop(self, run: _Run) -> None:

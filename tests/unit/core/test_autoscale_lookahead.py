@@ -55,9 +55,10 @@ def test_what_ending_work_frees_is_counted_once_then_new_nodes_make_up_the_rest(
     # a waits for the busy node; b is not given it too and gets all three of its own.
     assert [n.gang for n in p.ending_work] == ["a"]
     assert counts(p) == {("b", "a100"): 3}
-    # A gang bigger than what frees: the freed node counts, new ones make up the rest.
+    # A gang bigger than what frees waits for new nodes anyway: what frees meanwhile would
+    # sit unheld (open to backfill) until they are Ready, so only the free node counts.
     p = up(Snapshot(nodes, (gang("big", 4, 8),), 0.0, runs), (replace(LA, nodes=("free", "busy")),))
-    assert counts(p) == {("big", "a100"): 2} and p.ending_work == ()
+    assert counts(p) == {("big", "a100"): 3} and p.ending_work == ()
 
 
 def test_pods_on_their_way_out_free_their_node_first():
@@ -130,8 +131,10 @@ def test_simulated_the_node_a_gang_would_not_have_used_is_not_bought():
     arrivals = [Arrival("first", 0.0, 8, 100.0), Arrival("second", 10.0, 8, 50.0)]
     pool = SimPool("gpu", A100, max_nodes=4, start_nodes=1)
     cfg = SimConfig(provisioning_delay_s=DELAY, time_limits=True)
+    cfg = replace(cfg, autoscale=replace(cfg.autoscale, look_ahead_gangs=True))
     new = simulate(arrivals, [pool], cfg)
-    old = simulate(arrivals, [pool], replace(cfg, autoscale=replace(cfg.autoscale, look_ahead=False)))
+    old = simulate(arrivals, [pool], replace(cfg, autoscale=replace(cfg.autoscale, look_ahead=False,
+                                                                    share_coming=False)))
     assert (old.requested_nodes, old.never_used) == (1, 1)
     assert (new.requested_nodes, new.never_used) == (0, 0)
     assert new.started == old.started == {"first": 0.0, "second": 100.0}
