@@ -43,8 +43,10 @@ def _free_port() -> int:
 def scale(dev_cluster_factory) -> Iterator[Any]:
     cluster = dev_cluster_factory("scale", ("cpu-small:1",))
     cluster.metrics_port = _free_port()
+    # --look-ahead-gangs (opt-in): the look-ahead test below needs it; it changes nothing
+    # for the tests whose work has no time limit.
     controller = start_controller(cluster, "--scale-down-confirm", "1", "--pool-backoff", "30",
-                                  "--metrics-port", str(cluster.metrics_port))
+                                  "--look-ahead-gangs", "--metrics-port", str(cluster.metrics_port))
     yield cluster
     stop_controller(controller)
 

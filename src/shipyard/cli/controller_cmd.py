@@ -60,6 +60,12 @@ def run(
     pool_backoff: Annotated[float, typer.Option(
         help="Seconds a NodePool is skipped after it failed to provision "
         "(AutoscaleSettings.backoff_s).")] = AUTOSCALE.backoff_s,
+    look_ahead_gangs: Annotated[bool, typer.Option(
+        help="Give a waiting gang no new nodes when running work stopped by its time limit "
+        "(or, with --estimates, a confident run-time estimate) frees room for it before a "
+        "new node could be Ready: fewer nodes bought, but the nodes not bought often served "
+        "the next arrival (AutoscaleSettings.look_ahead_gangs; docs/cluster.md).")]
+    = AUTOSCALE.look_ahead_gangs,
     lease_duration: Annotated[float, typer.Option(
         "--leader-elect-lease-duration", min=2,
         help="Seconds a standby waits, seeing the lease unrenewed, before taking over.")]
@@ -137,7 +143,8 @@ def run(
             raise typer.Exit(2)
     settings = ControllerSettings(
         policy=policy_of(starvation_bound, estimates, estimate_order_after),
-        autoscale=replace(AUTOSCALE, confirm_s=scale_down_confirm, backoff_s=pool_backoff),
+        autoscale=replace(AUTOSCALE, confirm_s=scale_down_confirm, backoff_s=pool_backoff,
+                          look_ahead_gangs=look_ahead_gangs),
         quarantine=QuarantineSettings(quarantine_after, quarantine_window),
         leader=LeaderSettings(leader_elect, lease_duration, renew_deadline, retry_period),
         progress=None if progress_port is None else ProgressSettings(

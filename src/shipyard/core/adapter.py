@@ -114,7 +114,7 @@ def autoscale_input(snapshot: Snapshot, pools: Iterable[PoolState], waiting: Ite
                     marked: Mapping[str, float] | None = None, confirm_s: float = 30.0,
                     admitted: Iterable[Admission] = (),
                     releasing: Mapping[str, Resources] | None = None,
-                    share_coming: bool = True, look_ahead_gangs: bool = True) -> AutoscaleInput:
+                    share_coming: bool = True, look_ahead_gangs: bool = False) -> AutoscaleInput:
     """The planner's input over `snapshot` (the one the scheduler saw, with `earmarks`
     applied): the waits that more nodes can end, and each pending gang's earmark."""
     pending = {g.key for g in snapshot.pending}

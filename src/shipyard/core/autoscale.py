@@ -103,8 +103,8 @@ class AutoscaleInput:
     share_coming: bool = True
     # Give a waiting gang no nodes when running work frees room for it before a new node
     # could be Ready (pools' provisioning_delay_s > 0); False: only warm-buffer top-ups
-    # look ahead.
-    look_ahead_gangs: bool = True
+    # look ahead (the default, as AutoscaleSettings.look_ahead_gangs).
+    look_ahead_gangs: bool = False
 
 
 @dataclass(frozen=True, slots=True)

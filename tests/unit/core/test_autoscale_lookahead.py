@@ -1,5 +1,6 @@
 """Look-ahead: capacity that running work frees (by time limit) before a new node could be
-Ready counts before new nodes are asked for."""
+Ready counts before new nodes are asked for (for waiting gangs only with
+look_ahead_gangs, which is opt-in; the warm buffer always)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,16 @@ from shipyard.sim import Arrival, SimConfig, SimPool, simulate
 from shipyard.spec import DEFAULT_MACHINE_TYPES
 
 from .builders import NODE, gang, node, running, with_used
-from .test_autoscale import CYCLE, SETTINGS, A, counts, up, worlds
+from .test_autoscale import CYCLE, SETTINGS, A, counts, worlds
+from .test_autoscale import up as _up
 
 DELAY = 120.0
 LA = replace(A, provisioning_delay_s=DELAY)
+
+
+def up(snap: Snapshot, pools: tuple, **kw):
+    """test_autoscale's plan, looking ahead for waiting gangs too."""
+    return _up(snap, pools, look_ahead_gangs=True, **kw)
 
 
 def busy_until(ends: float, name: str = "busy") -> tuple[Snapshot, tuple]:
@@ -67,7 +74,8 @@ def test_pods_on_their_way_out_free_their_node_first():
     snap = Snapshot(nodes, (gang("g", 2, 8),), 0.0)
     pool = replace(LA, nodes=("free", "busy"))
     result = schedule(snap, CYCLE)
-    inp = AutoscaleInput(snap, (pool,), result.waiting, releasing={"busy": NODE})
+    inp = AutoscaleInput(snap, (pool,), result.waiting, releasing={"busy": NODE},
+                         look_ahead_gangs=True)
     p = plan(inp, CYCLE)
     assert p.scale_up == () and [n.gang for n in p.ending_work] == ["g"]
     # Without a delay to look ahead by, what is on the node now is all that counts.
@@ -98,7 +106,7 @@ def _plan(world):
     snap, pools, since, marked = world
     result = schedule(snap, CYCLE)
     return plan(AutoscaleInput(snap, pools, result.waiting, idle_since=since, marked=marked,
-                               admitted=result.admitted), CYCLE)
+                               admitted=result.admitted, look_ahead_gangs=True), CYCLE)
 
 
 @SETTINGS

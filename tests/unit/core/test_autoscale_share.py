@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from shipyard.core.adapter import autoscale_input
 from shipyard.core.autoscale import AutoscaleInput, AutoscalePlan, plan
-from shipyard.core.model import Snapshot
+from shipyard.core.model import AutoscaleSettings, Snapshot
 from shipyard.core.queueing import schedule
 from shipyard.sim import Arrival, SimConfig, SimPool, simulate
 from shipyard.spec import DEFAULT_MACHINE_TYPES
@@ -104,18 +104,20 @@ def worlds_on_the_way(draw):
     return snap, tuple(out), since, marked, earmarked
 
 
-def _plan(world, share: bool) -> AutoscalePlan:
+def _plan(world, share: bool, ahead: bool = False) -> AutoscalePlan:
     snap, pools, since, marked, earmarked = world
     result = schedule(snap, CYCLE)
     return plan(AutoscaleInput(snap, pools, result.waiting, earmarked=earmarked, idle_since=since,
-                               marked=marked, admitted=result.admitted, share_coming=share), CYCLE)
+                               marked=marked, admitted=result.admitted, share_coming=share,
+                               look_ahead_gangs=ahead), CYCLE)
 
 
 @SETTINGS
-@given(worlds_on_the_way())
-def test_sharing_never_asks_for_more_nodes_and_reuses_only_what_nobody_holds(world):
+@given(worlds_on_the_way(), st.booleans())
+def test_sharing_never_asks_for_more_nodes_and_reuses_only_what_nobody_holds(world, ahead):
+    """With or without the opt-in look-ahead for waiting gangs."""
     snap, pools, _, _, earmarked = world
-    new, old = _plan(world, True), _plan(world, False)
+    new, old = _plan(world, True, ahead), _plan(world, False, ahead)
     # Never more nodes for gangs than without sharing (what is on its way counts first),
     # but for gangs that fit only with it (max_nodes counts nodes on their way).
     only_now = {n.gang for n in old.cannot_fit} - {n.gang for n in new.cannot_fit}
@@ -138,13 +140,13 @@ def test_sharing_never_asks_for_more_nodes_and_reuses_only_what_nobody_holds(wor
 
 
 @SETTINGS
-@given(worlds_on_the_way())
-def test_no_node_is_bought_while_one_on_its_way_is_left_to_nobody(world):
+@given(worlds_on_the_way(), st.booleans())
+def test_no_node_is_bought_while_one_on_its_way_is_left_to_nobody(world, ahead):
     """A node asked for a gang that no longer waits is counted by the next gang that
     needs one like it before that gang is given new ones (the worlds' gangs have no
     topology: any node of a pool suits any member that fits its machine)."""
     _, pools, _, _, earmarked = world
-    p = _plan(world, True)
+    p = _plan(world, True, ahead)
     held: dict[str, int] = {}
     for per in earmarked.values():
         for pool, n in per.items():
@@ -159,4 +161,8 @@ def test_the_adapters_pass_the_settings_on():
     inp = autoscale_input(Snapshot(()), (A,), (), earmarks={}, pool_of={}, share_coming=False,
                           look_ahead_gangs=False)
     assert (inp.share_coming, inp.look_ahead_gangs) == (False, False)
-    assert AutoscaleInput(Snapshot(()), (A,)).share_coming  # the planner's default: sharing
+    # The planner's defaults are the settings' (sharing; no look-ahead for gangs).
+    default = AutoscaleInput(Snapshot(()), (A,))
+    assert (default.share_coming, default.look_ahead_gangs) == (AutoscaleSettings().share_coming,
+                                                                AutoscaleSettings().look_ahead_gangs)
+    assert autoscale_input(Snapshot(()), (A,), (), earmarks={}, pool_of={}).look_ahead_gangs is False
