@@ -86,7 +86,7 @@ class ReferenceSimulation(Simulation):
 def reference_run(arrivals, pools, cfg, monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(queueing, "earliest_start", reference_earliest_start)
-        m.setattr(queueing, "Releases", lambda capacity, running: running)
+        m.setattr(queueing, "Releases", lambda capacity, known, more: [*known, *more()])
         return ReferenceSimulation(arrivals, pools, cfg).run()
 
 

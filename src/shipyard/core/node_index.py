@@ -192,9 +192,12 @@ class Capacity:
         self.nodes = snapshot.nodes
         self.topo_keys = tuple(dict.fromkeys(topology_keys))
         self.index_of = {n.name: i for i, n in enumerate(self.nodes)}
-        self.fcpu = [n.allocatable.cpu_milli - n.used.cpu_milli for n in self.nodes]
-        self.fmem = [n.allocatable.memory - n.used.memory for n in self.nodes]
-        self.fgpu = [n.allocatable.gpus - n.used.gpus for n in self.nodes]
+        self.fcpu, self.fmem, self.fgpu = [], [], []
+        for n in self.nodes:  # one pass, not three (this build runs every cycle)
+            a, u = n.allocatable, n.used
+            self.fcpu.append(a.cpu_milli - u.cpu_milli)
+            self.fmem.append(a.memory - u.memory)
+            self.fgpu.append(a.gpus - u.gpus)
         self.level = [0] * len(self.nodes)
         self.pool_of: list[Pool | None] = [None] * len(self.nodes)
         self.classes: list[NodeClass] = []
@@ -209,6 +212,11 @@ class Capacity:
         self._eligible_by_id: dict[tuple[int, int], tuple[object, object,
                                                          tuple[list[NodeClass], dict[int, str], bool]]] = {}
         by_key: dict[tuple[object, ...], NodeClass] = {}
+        # The same by identity (nodes of a pool share their allocatable, label class and
+        # taints objects; the content key hashes a dataclass in Python): the objects are
+        # held by the nodes for this build, so their ids stay unique.
+        by_ids: dict[tuple[int, int, int], NodeClass] = {}
+        pool_by: dict[tuple[int, tuple[str | None, ...]], Pool] = {}
         skip = (*self.topo_keys, HOSTNAME)
         memo = _label_memo(self.topo_keys, len(self.nodes))
         for i, node in enumerate(self.nodes):
@@ -219,13 +227,20 @@ class Capacity:
                 hit = memo[id(node.labels)] = (node.labels, _class_labels(node.labels, skip),
                                                tuple(node.labels.get(k) for k in self.topo_keys))
             _, labels, topo = hit
-            key = (node.allocatable, labels, node.taints)
-            cls = by_key.get(key)
+            ids = (id(node.allocatable), id(labels), id(node.taints))
+            cls = by_ids.get(ids)
             if cls is None:
-                cls = by_key[key] = NodeClass(len(self.classes), node)
-                self.classes.append(cls)
+                key = (node.allocatable, labels, node.taints)
+                cls = by_key.get(key)
+                if cls is None:
+                    cls = by_key[key] = NodeClass(len(self.classes), node)
+                    self.classes.append(cls)
+                by_ids[ids] = cls
             cls.nodes.append(i)
-            self._enter(i, self._pool(cls, topo, None))
+            pool = pool_by.get((cls.id, topo))
+            if pool is None:
+                pool = pool_by[cls.id, topo] = self._pool(cls, topo, None)
+            self._enter_open(i, pool)
 
     # -- pools and levels ----------------------------------------------------
 
@@ -270,6 +285,33 @@ class Capacity:
         counters.fcpu += self.fcpu[i]
         counters.fmem += self.fmem[i]
         counters.fgpu += self.fgpu[i]
+
+    def _enter_open(self, i: int, pool: Pool) -> None:
+        # _enter for an open pool, inlined for the build over every node.
+        cls = pool.cls
+        a, top = cls.alloc, cls.levels
+        fc, fm, fg = self.fcpu[i], self.fmem[i], self.fgpu[i]
+        lv = top
+        if a.gpus:
+            lv = min(lv, fg)
+        if a.cpu_milli:
+            lv = min(lv, fc * top // a.cpu_milli)
+        if a.memory:
+            lv = min(lv, fm * top // a.memory)
+        if lv < 0:
+            lv = 0
+        self.level[i] = lv
+        self.pool_of[i] = pool
+        pool.buckets[lv][i] = None
+        pool.n += 1
+        pool.fcpu += fc
+        pool.fmem += fm
+        pool.fgpu += fg
+        cls.n_level[lv] += 1
+        cls.pools_at[lv][pool.id] = pool
+        cls.fcpu += fc
+        cls.fmem += fm
+        cls.fgpu += fg
 
     def _leave(self, i: int) -> Pool:
         pool = self.pool_of[i]

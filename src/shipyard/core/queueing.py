@@ -22,7 +22,14 @@ import math
 from collections.abc import Iterable, Mapping
 
 from shipyard.core import reasons
-from shipyard.core.backfill import GUESSED, Releases, earliest_start, never_fits, release_ends
+from shipyard.core.backfill import (
+    GUESSED,
+    Releases,
+    earliest_start,
+    guessed_ends,
+    known_ends,
+    never_fits,
+)
 from shipyard.core.estimate import Estimate
 from shipyard.core.model import (
     UNLIMITED_RESOURCES,
@@ -124,11 +131,20 @@ class _Cycle:
                 a = n.allocatable
                 cpu, mem, gpus = cpu + a.cpu_milli, mem + a.memory, gpus + a.gpus
         self.cluster = Resources(cpu, mem, gpus)
-        self.usage: dict[str, Resources] = {}
         self.running = list(snapshot.running)
+        # Summed as ints per queue: thousands of running gangs (a 352-node replay) made
+        # this loop of Resources additions a third of a cycle.
+        sums: dict[str, list[int]] = {}
         for run in self.running:
-            q = run.gang.queue
-            self.usage[q] = self.usage.get(q, Resources()) + total(run.gang)
+            t = total(run.gang)
+            acc = sums.get(run.gang.queue)
+            if acc is None:
+                sums[run.gang.queue] = [t.cpu_milli, t.memory, t.gpus]
+            else:
+                acc[0] += t.cpu_milli
+                acc[1] += t.memory
+                acc[2] += t.gpus
+        self.usage: dict[str, Resources] = {q: Resources(*acc) for q, acc in sums.items()}
         # What running gangs hold (without this cycle's admissions): only that can be
         # over quota in a way preemption reclaims.
         self.run_usage = dict(self.usage)
@@ -384,8 +400,10 @@ class _Cycle:
 
     def release_list(self) -> Releases:
         if self.releases is None:
-            self.releases = Releases(self.capacity, release_ends(
-                self.running, self.now, self.estimates, self.policy.estimates))
+            running, now, estimates = self.running, self.now, self.estimates
+            known, unknown = known_ends(running, now, estimates, self.policy.estimates)
+            self.releases = Releases(self.capacity, known,
+                                     lambda: guessed_ends(running, unknown, now, estimates))
         return self.releases
 
     def held_against(self, groups: list[Group], ends_at: float) -> Reservation | None:
@@ -475,19 +493,28 @@ class _Rest:
     held, so once that is so it stays so. Never when one could preempt."""
 
     def __init__(self, snap: Snapshot, policy: Policy) -> None:
-        self.shapes: dict[tuple[Resources, int], int] = {}
+        # By (cpu, memory, GPUs, members) as ints: hashing a Resources runs in Python.
+        self.shapes: dict[tuple[int, int, int, int], int] = {}
+        self.shape_of: dict[tuple[int, int, int, int], tuple[Resources, int]] = {}
         self.off = False  # True: never stop early (a gang that may preempt, or mixed pods)
         if policy.preemption and snap.running and snap.pending and (
                 any(q.nominal != UNLIMITED_RESOURCES for q in snap.queues)
                 or max(g.priority for g in snap.pending) > min(r.gang.priority for r in snap.running)):
             self.off = True
             return
+        shapes, shape_of = self.shapes, self.shape_of
         for g in snap.pending:
-            key = _uniform(g)
-            if key is None:
+            hit = _shape_key(g)
+            if hit is None:
                 self.off = True
                 return
-            self.shapes[key] = self.shapes.get(key, 0) + 1
+            key, shape = hit
+            n = shapes.get(key)
+            if n is None:
+                shapes[key] = 1
+                shape_of[key] = shape
+            else:
+                shapes[key] = n + 1
         self.version = -1
 
     def hopeless(self, gang: Gang, cap: Capacity) -> bool:
@@ -497,11 +524,12 @@ class _Rest:
             return False
         if cap.version != self.version:
             self.version = cap.version
-            self.fitting = {k for k in self.shapes if _may_fit(cap, *k)}
+            self.fitting = {k for k in self.shapes if _may_fit(cap, *self.shape_of[k])}
         if not self.fitting:
             return True
-        key = _uniform(gang)
-        assert key is not None
+        hit = _shape_key(gang)
+        assert hit is not None
+        key = hit[0]
         left = self.shapes[key] - 1
         if left:
             self.shapes[key] = left
@@ -511,12 +539,31 @@ class _Rest:
         return False
 
 
+_ShapeKey = tuple[tuple[int, int, int, int], tuple[Resources, int]]
+# _uniform with its key by gang identity, as _TOTALS: every cycle asks it of every
+# pending gang.
+_UNIFORM: dict[int, tuple[Gang, _ShapeKey | None]] = {}
+
+
+def _shape_key(g: Gang) -> _ShapeKey | None:
+    hit = _UNIFORM.get(id(g))
+    if hit is not None and hit[0] is g:
+        return hit[1]
+    shape = _uniform(g)
+    out = None if shape is None else (
+        (shape[0].cpu_milli, shape[0].memory, shape[0].gpus, shape[1]), shape)
+    if len(_UNIFORM) >= _TOTALS_MAX:
+        _UNIFORM.clear()
+    _UNIFORM[id(g)] = (g, out)
+    return out
+
+
 def _uniform(g: Gang) -> tuple[Resources, int] | None:
     """(request, members) of a gang whose members all request the same; else None."""
     if not g.members:
         return (Resources(), 0)
     r = g.members[0].request
-    return (r, len(g.members)) if all(m.request == r for m in g.members) else None
+    return (r, len(g.members)) if all(m.request is r or m.request == r for m in g.members) else None
 
 
 def _may_fit(cap: Capacity, request: Resources, members: int) -> bool:
