@@ -28,26 +28,18 @@ from shipyard.core.node_index import Capacity, Group
 from shipyard.core.placement import place, unplace
 
 INF = math.inf
-# Release times at or past this are guesses (see release_ends): they order the search,
+# Release times at or past this are guesses (see guessed_ends): they order the search,
 # and a start found at one is unknown.
 GUESSED = 1e15
 UNKNOWN_STEPS = 8
 MIN_RUN_S = 600.0  # a gang that just started is guessed to run at least this long
 
 
-def release_ends(running: Sequence[Running], now: float, estimates: Mapping[str, Estimate],
-                 confident_ends: bool) -> list[tuple[float, Running]]:
-    """Each running gang with when it frees its nodes for a reservation search: its time
-    limit; else (`confident_ends`) a confident estimate's end while not yet past; else a
-    guessed step at or past GUESSED, in the order of the guessed ends (`drain_guesses`)."""
-    known, unknown = known_ends(running, now, estimates, confident_ends)
-    return known + guessed_ends(running, unknown, now, estimates)
-
-
 def known_ends(running: Sequence[Running], now: float, estimates: Mapping[str, Estimate],
                confident_ends: bool) -> tuple[list[tuple[float, Running]], list[Running]]:
-    """release_ends' known part (time limits, confident estimates), and the gangs left
-    for guessed_ends."""
+    """When each running gang frees its nodes for a reservation search, where that is
+    known: its time limit; else (`confident_ends`) a confident estimate's end while not
+    yet past. Also the gangs left without one, for guessed_ends."""
     out: list[tuple[float, Running]] = []
     unknown: list[Running] = []
     for r in running:
@@ -65,7 +57,9 @@ def known_ends(running: Sequence[Running], now: float, estimates: Mapping[str, E
 
 def guessed_ends(running: Sequence[Running], unknown: Sequence[Running], now: float,
                  estimates: Mapping[str, Estimate]) -> list[tuple[float, Running]]:
-    """release_ends' guessed steps for `unknown` (of `running`), at or past GUESSED."""
+    """For the gangs of `running` without a known end (`unknown`): guessed steps at or
+    past GUESSED, in the order of the guessed ends (`drain_guesses`). They sort after
+    every known end, so a search builds them only when it gets past those."""
     if not unknown:
         return []
     drain = drain_guesses(running, now, estimates)
