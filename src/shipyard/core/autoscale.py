@@ -19,7 +19,10 @@ requested) that returns an AutoscalePlan:
    as ended there. A gang that fits on what it frees (with what is free) is not given
    nodes: it starts there no later than on new ones, and the new ones would be paid and
    never used (the waste an autoscaler exists to cut). A gang that waits for nodes on
-   their way anyway does not count it: it would sit unheld until they are Ready;
+   their way anyway does not count it: it would sit unheld until they are Ready.
+   Without look-ahead a gang that no new node lets fit still takes that room (it starts
+   there when the work ends), so the gangs after it do not count on the free nodes it
+   takes then;
 2. warm buffer: top each pool up to `warm_buffer` idle nodes (and to `min_nodes`),
    counting nodes that running work leaves idle (known_end) within the idle timeout
    after a new one could be Ready, and unclaimed nodes on their way no gang counts on;
@@ -51,7 +54,7 @@ from shipyard.core.model import (
     Waiting,
 )
 from shipyard.core.node_index import Group
-from shipyard.core.placement import eligible, unplace
+from shipyard.core.placement import Taken, eligible, unplace
 from shipyard.core.scaleup import Extended
 
 # Only these waits can end by adding nodes (quota, preemption and reservations cannot).
@@ -294,8 +297,8 @@ def _scale_up(inp: AutoscaleInput, policy: Policy) -> _Up:
     keys = [*policy.topology_keys, *(g.topology.key for g in gangs if g.topology is not None)]
     # Work ending before a new node could be Ready frees capacity a gang can start on as
     # soon as on a new node.
-    look = bool(gangs) and inp.look_ahead_gangs
-    released, freeing = _released(inp, growable, policy) if look else (snap, {})
+    look = inp.look_ahead_gangs
+    released, freeing = _released(inp, growable, policy) if gangs else (snap, {})
     ext = Extended(released, keys, spare, coming, inp.earmarked_nodes,
                    [(pool, by_name[pool].template, min(n, budget)) for pool, n in unclaimed])
     soon = {i: r for n, r in freeing.items() if (i := ext.index(n)) is not None}
@@ -308,6 +311,10 @@ def _scale_up(inp: AutoscaleInput, policy: Policy) -> _Up:
             if i is not None:
                 ext.cap.take(i, m.request)
                 out.claimed.add(ext.cap.nodes[i].name)
+    # Without look-ahead what running work frees is out of play, except for a gang that
+    # no new node lets fit: it starts there as soon as the work ends, taking that room
+    # (else a gang after it would count on the free nodes it takes then).
+    out_of_play = {} if look else ext.withhold(soon)
     adopted: dict[int, str] = {}  # unclaimed node -> the first gang planned onto it
     for g in gangs:
         ext.open_own(g.key)
@@ -317,12 +324,12 @@ def _scale_up(inp: AutoscaleInput, policy: Policy) -> _Up:
         # soon as on anything new); then also its own nodes on their way and room left to
         # it; unclaimed ones only when that is not enough (else it would take another at
         # every step, over its own); new ones last.
-        taken = ext.place_without(groups, g, keys, ext.hypothetical()) if soon else None
+        taken = ext.place_without(groups, g, keys, ext.hypothetical()) if look and soon else None
         if taken is None and ext.unclaimed:
             taken = ext.place_without(groups, g, keys, ext.unclaimed)
         if taken is None:
             taken = ext.smallest(groups, g, keys)
-        if taken is not None and any(i in soon for _, i in taken) and ext.not_ready_among(taken):
+        if look and taken is not None and any(i in soon for _, i in taken) and ext.not_ready_among(taken):
             # It waits for nodes on their way anyway: what running work frees meanwhile
             # would sit unheld until they are Ready, open to other gangs (backfill), and
             # it would be short then. Only a gang that can start on it at once counts on it.
@@ -330,6 +337,10 @@ def _scale_up(inp: AutoscaleInput, policy: Policy) -> _Up:
             withheld = ext.withhold(soon)
             taken = ext.smallest(groups, g, keys)
             ext.restore(withheld)
+        waits_for_work = look
+        if taken is None and out_of_play:
+            taken = _on_what_ends(ext, groups, g, keys, out_of_play)
+            waits_for_work = True
         if taken is None:
             ext.show_counts({})
             out.cannot.append(NoScaleUp(g.key, _why_not(inp, g, groups, free)))
@@ -348,7 +359,7 @@ def _scale_up(inp: AutoscaleInput, policy: Policy) -> _Up:
         on_way = ext.on_the_way(taken)
         _adopt(ext, g.key, on_way, adopted, out)
         shape = reasons.shape(groups)
-        if not counts and any(i in soon for _, i in taken):
+        if not counts and waits_for_work and any(i in soon for _, i in taken):
             out.ending.append(NoScaleUp(g.key, (
                 f"needs {shape}; fits on capacity that running work frees (by its time limit or "
                 "a confident estimate) before a new node could be Ready: no nodes requested")))
@@ -362,6 +373,22 @@ def _scale_up(inp: AutoscaleInput, policy: Policy) -> _Up:
                                                    f"{free} such node(s) free)"))
         ext.close_own(g.key, on_way if share else ())
     return out
+
+
+def _on_what_ends(ext: Extended, groups: list[Group], gang: Gang, keys: Sequence[str],
+                  out_of_play: dict[int, Resources]) -> Taken | None:
+    """Place the gang (kept taken) on the snapshot's nodes with what running work frees
+    back in play; what it does not take of that goes out of play again (`out_of_play`
+    updated)."""
+    ext.restore(out_of_play)
+    taken = ext.place_without(groups, gang, keys, ext.hypothetical())
+    used: dict[int, Resources] = {}
+    for m, i in taken or ():
+        used[i] = used.get(i, Resources()) + m.request
+    left = {i: _less(r, used.get(i, Resources())) for i, r in out_of_play.items()}
+    out_of_play.clear()
+    out_of_play.update(ext.withhold(left))
+    return taken
 
 
 def _adopt(ext: Extended, gang: str, on_way: set[int], adopted: dict[int, str], out: _Up) -> None:

@@ -222,6 +222,28 @@ def test_static_pools_are_never_grown():
     assert p.scale_up == () and len(p.cannot_fit) == 1
 
 
+def test_a_gang_no_new_node_helps_takes_what_ending_work_frees_before_the_next_counts_on_it():
+    # A static pool of four: one free, one ending (time limit) in 60 s, before a new a100
+    # (120 s) could be Ready. g0 needs two of them: no node helps it, but it starts in 60 s
+    # on the free one and the ending one. g1 (a100 + one of them) comes after it, so the
+    # free one is not g1's: an a100 for g1 would be paid and sit idle. Found by hypothesis
+    # with look-ahead off (the default).
+    t4 = {TYPE: "t4"}
+    nodes = [node(f"t-{i}", labels=t4) for i in range(4)]
+    runs = [running(gang(f"run-{i}", 1, 8, selector=t4, limit=1060.0 if i == 3 else None), [f"t-{i}"])
+            for i in (1, 2, 3)]
+    g0 = gang("g0", 2, 8, selector=t4)
+    g1 = Gang("g1", "default", 0, 1.0, (Member("a", 0, res(8), A100), Member("t", 0, res(8), t4)))
+    snap = Snapshot(with_used(nodes, runs), (g0, g1), 1000.0, tuple(runs))
+    pools = (replace(A, max_nodes=1, provisioning_delay_s=120.0),
+             pool("t4", t4, 4.0, static=True, nodes=tuple(n.name for n in nodes)))
+    p = up(snap, pools)
+    assert p.scale_up == ()
+    assert [n.gang for n in p.ending_work] == ["g0"] and [n.gang for n in p.cannot_fit] == ["g1"]
+    # Once the a100 could be Ready, g0 is the one that starts (what the plan must foresee).
+    assert cycles(when_ready(snap, pools)) == {"g0"}
+
+
 # -- earmarks -------------------------------------------------------------------------
 
 

@@ -11,13 +11,14 @@ from hypothesis import strategies as st
 
 from shipyard.core.adapter import autoscale_input
 from shipyard.core.autoscale import AutoscaleInput, AutoscalePlan, plan
-from shipyard.core.model import AutoscaleSettings, Snapshot
+from shipyard.core.model import AutoscaleSettings, Gang, Member, Snapshot
 from shipyard.core.queueing import schedule
 from shipyard.sim import Arrival, SimConfig, SimPool, simulate
 from shipyard.spec import DEFAULT_MACHINE_TYPES
 
 from .builders import NODE, gang, node
-from .test_autoscale import CYCLE, SETTINGS, A, counts, up, worlds
+from .test_autoscale import A100, CYCLE, SETTINGS, TYPE, A, counts, up, worlds
+from .test_autoscale import pool as a_pool
 
 FULL = (node("full", used=NODE),)  # the cluster's one node, busy
 
@@ -65,6 +66,25 @@ def test_a_gang_uses_its_own_nodes_before_unclaimed_ones():
     p = up(Snapshot(FULL, (mine, next_), 10.0), (pool,), earmarked={"mine": {"a100": 1}})
     assert p.scale_up == ()
     assert [(r.gang, r.count) for r in p.reuse] == [("next", 1)]
+
+
+def test_a_gang_that_fits_only_by_reusing_a_node_takes_a_free_one_first():
+    # An a100 on its way for nobody; the pool is at max with it. g0 (a100 + t4) fits only
+    # by reusing it, and takes one of the three free t4 nodes; g1 (four t4) then needs
+    # two new ones, one more than without sharing, where g0 cannot fit at all. Found by
+    # hypothesis (the property's bound counts what such a gang takes).
+    t4 = {TYPE: "t4"}
+    nodes = (node("a-0", labels=A100, used=NODE), *(node(f"t-{i}", labels=t4) for i in range(3)))
+    g0 = Gang("g0", "default", 0, 0.0, (Member("a", 0, NODE, A100), Member("t", 0, NODE, t4)))
+    g1 = gang("g1", 4, 8, at=1.0, selector=t4)
+    pools = (replace(A, nodes=("a-0",), provisioning=1, max_nodes=2),
+             a_pool("t4", t4, 4.0, max_nodes=5, nodes=("t-0", "t-1", "t-2")))
+    snap = Snapshot(nodes, (g0, g1), 1000.0)
+    p = up(snap, pools)
+    assert [(r.gang, r.pool, r.count) for r in p.reuse] == [("g0", "a100", 1)]
+    assert counts(p) == {("g1", "t4"): 2}
+    p = up(snap, pools, share_coming=False)
+    assert counts(p) == {("g1", "t4"): 1} and [n.gang for n in p.cannot_fit] == ["g0"]
 
 
 def test_simulated_a_burst_buys_one_node_and_starts_as_soon():
@@ -119,9 +139,12 @@ def test_sharing_never_asks_for_more_nodes_and_reuses_only_what_nobody_holds(wor
     snap, pools, _, _, earmarked = world
     new, old = _plan(world, True, ahead), _plan(world, False, ahead)
     # Never more nodes for gangs than without sharing (what is on its way counts first),
-    # but for gangs that fit only with it (max_nodes counts nodes on their way).
+    # but for gangs that fit only with it (max_nodes counts nodes on their way): each of
+    # their members takes at most one node (new, or free) that a gang after it would
+    # otherwise have had.
     only_now = {n.gang for n in old.cannot_fit} - {n.gang for n in new.cannot_fit}
-    assert _gang_nodes(new) - sum(u.count for u in new.scale_up if u.gang in only_now) <= _gang_nodes(old)
+    members = sum(len(g.members) for g in snap.pending if g.key in only_now)
+    assert _gang_nodes(new) <= _gang_nodes(old) + members
     assert old.on_the_way == () and old.reuse == ()
     waiting = {g.key for g in snap.pending}
     held = {}
