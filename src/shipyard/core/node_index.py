@@ -338,14 +338,52 @@ class Capacity:
         return pool
 
     def add(self, i: int, r: Resources, sign: int) -> None:
-        """Free (+1) or take (-1) `r` on node i; ignored for unschedulable nodes."""
-        if self.pool_of[i] is None:
+        """Free (+1) or take (-1) `r` on node i; ignored for unschedulable nodes.
+
+        _leave then _enter, inlined (the hottest call of a cycle): the counters move by
+        the change, and the node changes bucket only if its level does."""
+        pool = self.pool_of[i]
+        if pool is None:
             return
-        pool = self._leave(i)
-        self.fcpu[i] += sign * r.cpu_milli
-        self.fmem[i] += sign * r.memory
-        self.fgpu[i] += sign * r.gpus
-        self._enter(i, pool)
+        dc, dm, dg = sign * r.cpu_milli, sign * r.memory, sign * r.gpus
+        fc = self.fcpu[i] = self.fcpu[i] + dc
+        fm = self.fmem[i] = self.fmem[i] + dm
+        fg = self.fgpu[i] = self.fgpu[i] + dg
+        pool.fcpu += dc
+        pool.fmem += dm
+        pool.fgpu += dg
+        cls = pool.cls
+        counters: NodeClass | HeldCounters = cls if pool.reservation is None else cls.held
+        counters.fcpu += dc
+        counters.fmem += dm
+        counters.fgpu += dg
+        a, top = cls.alloc, cls.levels
+        lv = top
+        if a.gpus:
+            lv = min(lv, fg)
+        if a.cpu_milli:
+            lv = min(lv, fc * top // a.cpu_milli)
+        if a.memory:
+            lv = min(lv, fm * top // a.memory)
+        if lv < 0:
+            lv = 0
+        # The node goes to the end of its bucket, and a pool whose bucket held only it to
+        # the end of its level's pools, as leaving and entering again did: placement
+        # walks them in order, and decisions stay the same.
+        old = self.level[i]
+        buckets = pool.buckets
+        was = buckets[old]
+        del was[i]
+        open_ = pool.reservation is None
+        if open_ and not was:
+            del cls.pools_at[old][pool.id]
+        buckets[lv][i] = None
+        if lv != old:
+            self.level[i] = lv
+            counters.n_level[old] -= 1
+            counters.n_level[lv] += 1
+        if open_:
+            cls.pools_at[lv][pool.id] = pool
         self.version += 1
 
     def take(self, i: int, r: Resources) -> None:
