@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import operator
 from collections.abc import Iterable, Mapping
 
 from shipyard.core import reasons
@@ -111,6 +112,9 @@ def schedule(snapshot: Snapshot, policy: Policy = Policy(), *,
         # building the capacity index over every node.
         return CycleResult((), ())
     return _Cycle(snapshot, policy).run(decisions_only)
+
+
+_BY_SUBMISSION = operator.attrgetter("submitted_at", "key")
 
 
 class _Cycle:
@@ -235,7 +239,10 @@ class _Cycle:
             buckets.setdefault((g.queue, g.priority), []).append(g)
         heap: list[_Entry] = []
         for bkey, gangs in buckets.items():
-            gangs.sort(key=self.rank)
+            # Outside a backed-up queue rank is (starving first, then) by submission,
+            # and a gang starves exactly when it was submitted before a bound: the same
+            # order as by (submitted_at, key), which sorts without calling Python.
+            gangs.sort(key=self.rank if bkey[0] in self.backed_up else _BY_SUBMISSION)
             heap.append(self.entry(gangs[0], bkey, 0))
         heapq.heapify(heap)
         while heap:
