@@ -49,6 +49,20 @@ class NodeClass:
         # for the reservations" (a reason, so one aggregate will do).
         self.held = HeldCounters(self.levels)
 
+    def level_of(self, fc: int, fm: int, fg: int) -> int:
+        """A node's level with these free amounts: the scarcest resource, in steps of
+        1/levels of the node (a whole-node pod needs the top level, which only an
+        entirely free node has)."""
+        a, top = self.alloc, self.levels
+        lv = top
+        if a.gpus:
+            lv = min(lv, fg)
+        if a.cpu_milli:
+            lv = min(lv, fc * top // a.cpu_milli)
+        if a.memory:
+            lv = min(lv, fm * top // a.memory)
+        return lv if lv > 0 else 0
+
     def min_level(self, r: Resources) -> int:
         """The lowest level at which a node of this class might hold `r`."""
         a = self.alloc
@@ -253,22 +267,9 @@ class Capacity:
             (cls.pools if res is None else res.pools).append(pool)
         return pool
 
-    def _level(self, cls: NodeClass, i: int) -> int:
-        # The scarcest resource, in steps of 1/levels of the node: a whole-node pod
-        # needs the top level, which only an entirely free node has.
-        a = cls.alloc
-        lv = cls.levels
-        if a.gpus:
-            lv = min(lv, self.fgpu[i])
-        if a.cpu_milli:
-            lv = min(lv, self.fcpu[i] * cls.levels // a.cpu_milli)
-        if a.memory:
-            lv = min(lv, self.fmem[i] * cls.levels // a.memory)
-        return max(lv, 0)
-
     def _enter(self, i: int, pool: Pool) -> None:
         cls = pool.cls
-        lv = self.level[i] = self._level(cls, i)
+        lv = self.level[i] = cls.level_of(self.fcpu[i], self.fmem[i], self.fgpu[i])
         self.pool_of[i] = pool
         pool.buckets[lv][i] = None
         pool.n += 1
@@ -289,18 +290,8 @@ class Capacity:
     def _enter_open(self, i: int, pool: Pool) -> None:
         # _enter for an open pool, inlined for the build over every node.
         cls = pool.cls
-        a, top = cls.alloc, cls.levels
         fc, fm, fg = self.fcpu[i], self.fmem[i], self.fgpu[i]
-        lv = top
-        if a.gpus:
-            lv = min(lv, fg)
-        if a.cpu_milli:
-            lv = min(lv, fc * top // a.cpu_milli)
-        if a.memory:
-            lv = min(lv, fm * top // a.memory)
-        if lv < 0:
-            lv = 0
-        self.level[i] = lv
+        lv = self.level[i] = cls.level_of(fc, fm, fg)
         self.pool_of[i] = pool
         pool.buckets[lv][i] = None
         pool.n += 1
@@ -357,16 +348,7 @@ class Capacity:
         counters.fcpu += dc
         counters.fmem += dm
         counters.fgpu += dg
-        a, top = cls.alloc, cls.levels
-        lv = top
-        if a.gpus:
-            lv = min(lv, fg)
-        if a.cpu_milli:
-            lv = min(lv, fc * top // a.cpu_milli)
-        if a.memory:
-            lv = min(lv, fm * top // a.memory)
-        if lv < 0:
-            lv = 0
+        lv = cls.level_of(fc, fm, fg)
         # The node goes to the end of its bucket, and a pool whose bucket held only it to
         # the end of its level's pools, as leaving and entering again did: placement
         # walks them in order, and decisions stay the same.
