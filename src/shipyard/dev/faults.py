@@ -655,9 +655,11 @@ def restart_times(log_path: Path, offset: int) -> str:
 
 
 def log_errors(log_path: Path, offset: int, keep: int = 6) -> list[str]:
-    """The distinct ERROR/CRITICAL lines and exception lines of a run's controller log."""
+    """The distinct ERROR/CRITICAL lines and exception lines of a run's controller log,
+    and its failed writes and outages (warnings): what a gang completed late waited on."""
     lines = _read_from(log_path, offset).decode(errors="replace").splitlines()
     wanted = [ln[24:300] for ln in lines if " ERROR " in ln or " CRITICAL " in ln
+              or (" WARNING " in ln and ("write failed" in ln or ": failing (" in ln))
               or re.match(r"^[A-Za-z_.]+(Error|Exception|Leadership|Stopped)\b", ln)]
     return list(dict.fromkeys(wanted))[:keep]
 
