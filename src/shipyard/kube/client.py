@@ -75,14 +75,19 @@ class _Transport:
     """One pooled aiohttp session, opened on first use (aiohttp wants a running loop)
     and shared by a client and its fenced copies."""
 
-    def __init__(self, conn: Connection, max_connections: int, timeout_s: float) -> None:
+    def __init__(self, conn: Connection, max_connections: int, timeout_s: float,
+                 connect_timeout_s: float) -> None:
         self.headers = {"Accept": "application/json", "User-Agent": "shipyard"}
         if conn.token:
             self.headers["Authorization"] = f"Bearer {conn.token}"
         self.base = conn.host.rstrip("/")
         self.ssl = conn.ssl_context
         self.max_connections = max_connections
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s, connect=10.0)
+        # sock_connect, not connect: aiohttp's `connect` also counts the wait for a free
+        # pooled connection, so a burst larger than the pool failed as "Connection
+        # timeout" against a healthy server. The wait is bounded by `total`.
+        self.connect_timeout_s = connect_timeout_s
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
         self.session: aiohttp.ClientSession | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -107,10 +112,11 @@ class KubeClient:
     """The transport is aiohttp: under a burst of writes it spends 0.08x the CPU per
     request httpx did (bench/http_client.py), CPU the API server shares on one machine."""
 
-    def __init__(self, conn: Connection, max_connections: int = 64, timeout_s: float = 30.0) -> None:
+    def __init__(self, conn: Connection, max_connections: int = 64, timeout_s: float = 30.0,
+                 connect_timeout_s: float = 10.0) -> None:
         self.conn = conn
         self.write_fence: Callable[[], None] | None = None
-        self._transport = _Transport(conn, max_connections, timeout_s)
+        self._transport = _Transport(conn, max_connections, timeout_s, connect_timeout_s)
 
     @classmethod
     def from_kubeconfig(cls, kubeconfig: str | None = None, context: str | None = None,
@@ -176,7 +182,8 @@ class KubeClient:
         the server ends it; no total timeout, and `read_timeout_s` between bytes (None:
         wait for ever, as a quiet rank's log may)."""
         t = self._transport
-        timeout = aiohttp.ClientTimeout(total=None, connect=10.0, sock_read=read_timeout_s)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=t.connect_timeout_s,
+                                        sock_read=read_timeout_s)
         try:
             async with t.get().get(t.base + path, params=_query(params),
                                    timeout=timeout) as response:
