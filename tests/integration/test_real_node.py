@@ -350,6 +350,19 @@ def test_logs_follow_streams_lines_while_written_and_status_shows_exit_codes(
 
 
 
+def _node_state(cluster: devcluster.DevCluster, node: str) -> str:
+    """The node's Ready condition, its Lease's last renewal and its kubelet's processes."""
+    raw = cluster.raw_client()
+    obj = raw.get_json(f"/api/v1/nodes/{node}")
+    ready = next((c for c in obj["status"].get("conditions") or [] if c["type"] == "Ready"), {})
+    lease = raw.get_json(f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{node}")
+    kubelets = [p.info["pid"] for p in psutil.process_iter(["pid", "cmdline"])
+                if "kubelet" in " ".join(p.info["cmdline"] or []) and node in " ".join(p.info["cmdline"] or [])]
+    return (f"node {node}: Ready={ready.get('status')} ({ready.get('reason')}, since "
+            f"{ready.get('lastTransitionTime')}); lease renewed {lease['spec'].get('renewTime')}; "
+            f"kubelet processes {kubelets}; now {time.strftime('%H:%M:%S', time.gmtime())}")
+
+
 def test_stopped_kubelet_turns_node_not_ready_and_restarts_the_gang(real_cluster, request) -> None:
     # One rank per node (1.5 CPUs each): the gang needs both nodes.
     exp = sleeper("nodeloss", retry={"max_restarts": 1, "backoff_seconds": 1})
@@ -360,7 +373,10 @@ def test_stopped_kubelet_turns_node_not_ready_and_restarts_the_gang(real_cluster
         api.wait("nodeloss", lambda s: s.get("phase") == "Running", timeout=120)
         real_cluster.stop_kubelet(victim)
         try:
-            status = api.wait("nodeloss", lambda s: s.get("restarts", 0) >= 1, timeout=150)
+            try:
+                status = api.wait("nodeloss", lambda s: s.get("restarts", 0) >= 1, timeout=150)
+            except AssertionError as exc:  # say what the node and its kubelet were doing
+                raise AssertionError(f"{exc}; {_node_state(real_cluster, victim)}") from None
             assert f"node {victim} of pod" in status.get("failedPod", status["message"]), status
             assert "NotReady" in status.get("failedPod", status["message"]), status
             # The survivor's rank was stopped too: the whole gang restarts, and with one

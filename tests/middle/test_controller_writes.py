@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 
 from shipyard.api.vocab import LABEL_ATTEMPT
+from shipyard.controller.recoveries import NODE_SETTLE_S
 from shipyard.kube.errors import Forbidden, Invalid, Transient
-from shipyard.kube.resources import EVENTS, EXPERIMENTS, PODS, SECRETS, SERVICES
+from shipyard.kube.resources import EVENTS, EXPERIMENTS, NODES, PODS, SECRETS, SERVICES
 from shipyard.render.runtime import ANNOTATION_STOP_REASON
 from shipyard.spec import Experiment, Role
 from tests.middle.fake_api import FakeApi
-from tests.middle.world import Clock, World, no_stop_reason_wait
+from tests.middle.world import Clock, World, no_stop_reason_wait, node
 
 DYING = Forbidden(403, "Forbidden", "this controller is going away")
 
@@ -349,5 +350,46 @@ def test_a_gangs_end_whose_write_and_read_back_both_failed_is_written_again() ->
         for _ in range(2):
             await w.cycle()
         assert w.status("a")["phase"] == "Succeeded"
+
+    run(scenario)
+
+
+async def _set_ready(w: World, node: str, ready: bool) -> None:
+    await w.api.patch(NODES, node, {"status": {"conditions": [
+        {"type": "Ready", "status": "True" if ready else "False"}]}}, subresource="status")
+
+
+def test_a_node_back_from_not_ready_takes_no_new_gang_until_it_has_settled() -> None:
+    async def scenario(w: World) -> None:
+        await w.add_node("n1")
+        await w.add_node("n2")  # Ready from the start: used at once (a new node, too)
+        await _set_ready(w, "n2", False)
+        await w.submit(exp("a", replicas=2))
+        await w.cycle()
+        await _set_ready(w, "n2", True)
+        # The node-lifecycle controller's NoExecute taint may still be coming: a gang
+        # placed now could be evicted whole. a needs both nodes, so it waits.
+        for _ in range(int(NODE_SETTLE_S) - 1):
+            result = await w.cycle()
+            assert result.admitted == (), w.clock.t
+        await w.cycle()
+        await w.cycle()
+        assert sorted(p["spec"]["nodeName"] for p in w.pods("a")) == ["n1", "n2"]
+
+    run(scenario)
+
+
+def test_a_new_nodes_first_ready_is_not_a_recovery() -> None:
+    async def scenario(w: World) -> None:
+        await w.add_node("n1")
+        fresh = node("n2")  # registers NotReady, as a kubelet does, then turns Ready
+        fresh["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
+        await w.api.create(NODES, fresh)
+        await w.submit(exp("a", replicas=2))
+        await w.cycle()
+        await _set_ready(w, "n2", True)
+        await w.cycle()
+        await w.cycle()
+        assert sorted(p["spec"]["nodeName"] for p in w.pods("a")) == ["n1", "n2"]
 
     run(scenario)

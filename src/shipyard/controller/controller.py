@@ -36,6 +36,7 @@ from shipyard.controller.preflight import Preflight
 from shipyard.controller.progress import INTERVAL_S as PROGRESS_INTERVAL_S
 from shipyard.controller.progress import Receiver, only_progress_changed
 from shipyard.controller.quarantine import Quarantine, keeping_strikes
+from shipyard.controller.recoveries import Recoveries
 from shipyard.controller.run_history import RunHistory
 from shipyard.controller.settings import ControllerSettings
 from shipyard.controller.views import (
@@ -100,8 +101,10 @@ class Controller:
         self.writer = Writer(client, write_concurrency, self.outage)
         self.dirty = asyncio.Event()
         self.node_strikes: dict[str, str] = {}  # node -> its stored quarantine strikes
-        self.nodes: Informer[Node] = Informer(client, NODES, keeping_strikes(node_view, self.node_strikes),
-                                              self._changed, outage=self.outage)
+        self.recoveries = Recoveries(clock)  # nodes back from NotReady, not placed on yet
+        self.nodes: Informer[Node] = Informer(
+            client, NODES, self.recoveries.noting(keeping_strikes(node_view, self.node_strikes)),
+            self._changed, outage=self.outage)
         self.pods: Informer[PodView] = Informer(client, PODS, pod_view, self._pod_changed,
                                                 outage=self.outage)
         self.experiments: Informer[ExperimentView] = Informer(
@@ -414,8 +417,8 @@ class Controller:
         for exp in alive:
             if (est := self.history.estimate(exp, now)) is not None:
                 estimates[exp.key] = est
-        return self.views.snapshot(self.nodes.items.values(), used, self.earmarks, pending, now,
-                                   running, queues, estimates)
+        return self.views.snapshot(self.recoveries.hold_back(self.nodes.items.values(), now), used,
+                                   self.earmarks, pending, now, running, queues, estimates)
 
     # -- applying decisions ---------------------------------------------------------
 

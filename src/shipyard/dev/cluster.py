@@ -242,8 +242,16 @@ class DevCluster:
             time.sleep(1.0)
 
     def stop_kubelet(self, node: str) -> None:
-        """Stop a real node's kubelet (its containers keep running), as if it crashed."""
-        procs.stop([r for r in self.procs if r.name == f"kubelet/{node}"], grace=5)
+        """Stop a real node's kubelet (its containers keep running), as if it crashed.
+        Raises when there is no running kubelet for `node`, or it outlives SIGKILL: a
+        fault that silently did nothing would leave a test waiting for a NotReady node."""
+        records = [r for r in self.procs if r.name == f"kubelet/{node}"]
+        if not any(r.alive() for r in records):
+            raise DevClusterError(f"{self.name}: no running kubelet for node {node!r}")
+        procs.stop(records, grace=5)
+        alive = [r.pid for r in records if r.alive()]
+        if alive:
+            raise DevClusterError(f"{self.name}: the kubelet of {node} (pid {alive}) did not stop")
 
     def start_kubelet(self, node: str) -> None:
         """Start a stopped real node's kubelet again with the same arguments."""

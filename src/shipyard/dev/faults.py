@@ -95,12 +95,13 @@ class Row:
 
 def workload(n: int, seed: int = 0, prefix: str = "f") -> list[Experiment]:
     """Mixed gangs: 70% CPU gangs of 1-16 small pods, 30% whole-node GPU gangs of 1-4;
-    each pod succeeds 2-8 s after it runs; up to 3 restarts, with the default backoff
-    (10 s, doubling). Not shorter: kwok deletes a terminating pod by name, with no UID
+    each pod succeeds 2-8 s after it runs; up to 3 restarts, 20 s apart at first
+    (doubling). Not shorter: kwok deletes a terminating pod by name, with no UID
     precondition, and retries a delete that found nothing for some seconds (up to 6 s
-    seen, in the API server's audit log); a gang made again under the same pod names
-    within that time loses pods to it, which a real kubelet never does (it deletes on
-    the pod's UID)."""
+    seen on a quiet machine, in the API server's audit log; longer while its watch lags
+    on a loaded one); a gang made again under the same pod names within that time loses
+    pods to it, which a real kubelet never does (it deletes on the pod's UID). The
+    default 10 s once let a CI run restart three gangs twice for one NotReady."""
     rng = random.Random(seed)
     out = []
     for i in range(n):
@@ -112,7 +113,7 @@ def workload(n: int, seed: int = 0, prefix: str = "f") -> list[Experiment]:
             annotations={TRAIN_DURATION: f"{rng.randint(2, 8)}s"},
         )
         out.append(Experiment(name=f"{prefix}{i:04d}", queue=rng.choice(list(QUEUES)), roles=[role],
-                              retry=RetryPolicy(max_restarts=3)))
+                              retry=RetryPolicy(max_restarts=3, backoff_seconds=20)))
     return out
 
 

@@ -243,6 +243,24 @@ class Restarts:
         return None
 
 
+def _restart_events(api: RawClient, namespace: str) -> dict[str, list[str]]:
+    """experiment -> what its "Restarting" Events said, and the kube-controller-manager's
+    evictions of its pods (a NoExecute taint), oldest first, each with its time."""
+    told: dict[str, list[tuple[str, str]]] = {}
+    for reason in ("Restarting", "TaintManagerEviction"):
+        status, body = api.request(
+            "GET", f"/api/v1/namespaces/{namespace}/events?fieldSelector=reason%3D{reason}")
+        for e in json.loads(body)["items"] if status == 200 else []:
+            at = e.get("lastTimestamp") or e.get("eventTime") or e["metadata"].get("creationTimestamp") or ""
+            name = e["involvedObject"]["name"]
+            if reason == "Restarting":
+                told.setdefault(name, []).append((at, f"{at[11:19]} {e.get('message', '')}"))
+            else:  # on a pod: <experiment>-<role>-<index>
+                told.setdefault(name.rsplit("-", 2)[0], []).append(
+                    (at, f"{at[11:19]} pod {name} evicted: {e.get('message', '')}"))
+    return {name: [m for _, m in sorted(events)] for name, events in told.items()}
+
+
 def final_check(api: RawClient, namespace: str, expected_phase: Mapping[str, str],
                 restarts: Restarts) -> Outcome:
     """After convergence: every submitted experiment in its expected phase with a
@@ -260,6 +278,10 @@ def final_check(api: RawClient, namespace: str, expected_phase: Mapping[str, str
         problem = restarts.problem(name, int(st.get("restarts", 0)), st.get("failedPod", ""))
         if name in exps and problem:
             wrong.append(problem)
+    if wrong:  # the status keeps the last reason only; the Events say what each restart was for
+        told = _restart_events(api, namespace)
+        wrong = [f"{w}; restarts: {'; '.join(told.get(w.split(':', 1)[0], ['no Event']))}"
+                 for w in wrong]
     status, body = api.request("GET", f"/api/v1/namespaces/{namespace}/pods")
     orphans = []
     created: dict[tuple[str, str], list[float]] = {}
