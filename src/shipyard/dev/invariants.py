@@ -269,7 +269,9 @@ def final_check(api: RawClient, namespace: str, expected_phase: Mapping[str, str
     if status != 200:
         raise OSError(f"listing experiments: HTTP {status}")
     exps = {e["metadata"]["name"]: e for e in json.loads(body)["items"]}
-    lost, wrong = [], []
+    lost: list[str] = []
+    wrong: list[str] = []
+    wrong_of: dict[str, str] = {}  # experiment -> its wrong restart count
     for name, want in expected_phase.items():
         st = (exps.get(name) or {}).get("status") or {}
         if name not in exps or st.get("phase") != want:
@@ -277,11 +279,11 @@ def final_check(api: RawClient, namespace: str, expected_phase: Mapping[str, str
                         f" ({st.get('message', '')})")
         problem = restarts.problem(name, int(st.get("restarts", 0)), st.get("failedPod", ""))
         if name in exps and problem:
-            wrong.append(problem)
-    if wrong:  # the status keeps the last reason only; the Events say what each restart was for
+            wrong_of[name] = problem
+    if wrong_of:  # the status keeps the last reason only; the Events say what each was for
         told = _restart_events(api, namespace)
-        wrong = [f"{w}; restarts: {'; '.join(told.get(w.split(':', 1)[0], ['no Event']))}"
-                 for w in wrong]
+        wrong = [f"{problem}; restarts: {'; '.join(told.get(name, ['no Event']))}"
+                 for name, problem in wrong_of.items()]
     status, body = api.request("GET", f"/api/v1/namespaces/{namespace}/pods")
     orphans = []
     created: dict[tuple[str, str], list[float]] = {}
